@@ -1,0 +1,75 @@
+//! Sinks: where records go. Each plug-in is one module with a config struct
+//! (`*Config`, deserialized from `routes.yaml`) and a runtime type that
+//! implements [`Sink`]. Adding a sink type is one module plus one variant of
+//! [`SinkConfig`].
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+pub mod http;
+pub mod jsonl;
+pub mod stdout;
+
+pub use http::{HttpConfig, HttpSink};
+pub use jsonl::{JsonlConfig, JsonlSink};
+pub use stdout::{StdoutConfig, StdoutSink};
+
+/// One sink instance's settings, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    Jsonl(JsonlConfig),
+    Http(HttpConfig),
+    Stdout(StdoutConfig),
+}
+
+impl SinkConfig {
+    /// Builds the runtime sink: opens files, creates clients. `base_dir` is
+    /// the config file's folder, against which relative paths resolve.
+    pub fn build(&self, base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
+        Ok(match self {
+            SinkConfig::Jsonl(c) => Arc::new(JsonlSink::build(c, base_dir)?),
+            SinkConfig::Http(c) => Arc::new(HttpSink::build(c)?),
+            SinkConfig::Stdout(c) => Arc::new(StdoutSink::build(c)),
+        })
+    }
+}
+
+/// A record serialized once, ready for any sink: the same bytes on every
+/// attempt and replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The record's stable id, `<event id>:<route name>`.
+    pub id: String,
+    /// Compact JSON, no trailing newline.
+    pub body: Bytes,
+}
+
+pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
+
+/// A destination for records.
+pub trait Sink: Send + Sync + std::fmt::Debug {
+    /// Delivers one record. Ok means the destination has it (written and
+    /// flushed, or answered 2xx).
+    fn deliver<'a>(&'a self, record: &'a Encoded) -> DeliverFuture<'a>;
+}
+
+/// Why a delivery failed, and whether trying again may help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DeliveryError {
+    /// True for failures that may pass on a later attempt: connection
+    /// errors, timeouts, 408/409/425/429/5xx, a full disk.
+    pub retryable: bool,
+    pub message: String,
+}
+
+/// A sink that could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
