@@ -81,6 +81,9 @@ pub enum Emit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub name: String,
+    /// Where the route starts in the file (`routes.yaml:14:5`), for errors
+    /// found when its conditions are compiled.
+    pub place: String,
     /// Conditions by key, in file order; all must hold.
     pub when: Vec<(String, serde_json::Value)>,
     pub emit: Emit,

@@ -5,6 +5,7 @@
 //!
 //! - [`server`]: the hyper HTTP server, the webhook endpoint and `/healthz`.
 //! - [`verify`]: Stripe signature verification; pure, the clock is a parameter.
+//! - [`event`]: the verified event object and its few routed fields.
 //! - [`rules`]: route conditions (`when`) and matching; pure.
 //! - [`enrich`]: the Stripe API client that fetches a session's line items.
 //! - [`record`]: order and event records; pure builders.
@@ -17,6 +18,7 @@
 pub mod app;
 pub mod config;
 pub mod enrich;
+pub mod event;
 pub mod pipeline;
 pub mod record;
 pub mod reload;
