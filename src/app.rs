@@ -1,1 +1,167 @@
-//! app
+//! Builds the whole router from a config file and an environment, then runs
+//! it until shutdown. Build and run are separate so tests (and `demo`) can
+//! bind port 0, read the address, and drive the same code as `serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::config::{Config, ConfigError};
+use crate::enrich::{ApiKey, ApiKeyError, StripeApi};
+use crate::env::Env;
+use crate::pipeline::Pipeline;
+use crate::reload::{self, Live, Snapshot};
+use crate::server::{self, Counters, Endpoint};
+use crate::verify::{Secrets, SecretsError};
+
+/// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
+pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+
+/// What `serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_path: PathBuf,
+    /// Overrides `server.listen`.
+    pub listen: Option<SocketAddr>,
+    pub env: Env,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{path} is not valid:\n{error}")]
+    Config { path: String, error: ConfigError },
+    #[error(
+        "STRIPE_WEBHOOK_SECRET is not set: set it to the endpoint signing secret (whsec_...), from `stripe listen --print-secret` or the Dashboard's webhook endpoint page"
+    )]
+    NoWebhookSecret,
+    #[error("STRIPE_WEBHOOK_SECRET: {0}")]
+    WebhookSecret(#[from] SecretsError),
+    #[error("STRIPE_SECRET_API_KEY: {0}")]
+    ApiKey(#[from] ApiKeyError),
+    #[error("STRIPE_API_BASE `{value}` is not a URL: {reason}")]
+    ApiBase { value: String, reason: String },
+    #[error("the Stripe API client cannot start: {0}")]
+    StripeClient(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A router that is built and bound, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    endpoint: Arc<Endpoint>,
+    live: Arc<Live>,
+    drain: Duration,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> Result<App, StartError> {
+        let Settings {
+            config_path,
+            listen,
+            env,
+        } = settings;
+        let config = Config::load(&config_path, &env).map_err(|error| StartError::Config {
+            path: config_path.display().to_string(),
+            error,
+        })?;
+
+        let secrets = match env.get("STRIPE_WEBHOOK_SECRET") {
+            Some(value) => Secrets::parse(&value)?,
+            None => return Err(StartError::NoWebhookSecret),
+        };
+        let stripe = stripe_api(&env, &config)?;
+        let orders_enabled = stripe.is_some();
+
+        let server_config = config.server.clone();
+        let snapshot = Snapshot::build(config, None, 1, orders_enabled).map_err(|error| {
+            StartError::Config {
+                path: config_path.display().to_string(),
+                error,
+            }
+        })?;
+        let addr = listen.unwrap_or(server_config.listen);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+
+        let live = Arc::new(Live::new(snapshot, config_path, env, orders_enabled));
+        let endpoint = Arc::new(Endpoint {
+            path: server_config.path.clone(),
+            max_body: server_config.max_body,
+            tolerance: server_config.tolerance,
+            secrets,
+            live: live.clone(),
+            pipeline: Pipeline::new(stripe),
+            counters: Counters::default(),
+        });
+        Ok(App {
+            listener,
+            endpoint,
+            live,
+            drain: server_config.shutdown_timeout,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The webhook path, e.g. `/api/webhook`.
+    pub fn webhook_path(&self) -> &str {
+        &self.endpoint.path
+    }
+
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests
+    /// within `server.shutdown_timeout`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let watcher = tokio::spawn({
+            let (live, shutdown) = (self.live.clone(), shutdown.clone());
+            async move {
+                if let Err(e) = reload::watch(live, shutdown).await {
+                    tracing::error!(error = %e, "cannot watch the config file; edits apply only on SIGHUP or restart");
+                }
+            }
+        });
+        server::serve(self.listener, self.endpoint, shutdown.clone(), self.drain).await;
+        shutdown.cancel();
+        let _ = watcher.await;
+    }
+}
+
+/// The Stripe API client, when `STRIPE_SECRET_API_KEY` is set.
+fn stripe_api(env: &Env, config: &Config) -> Result<Option<StripeApi>, StartError> {
+    let Some(key) = env
+        .get("STRIPE_SECRET_API_KEY")
+        .filter(|k| !k.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let key = ApiKey::parse(key.trim())?;
+    let base_text = env
+        .get("STRIPE_API_BASE")
+        .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
+    let base = Url::parse(base_text.trim()).map_err(|e| StartError::ApiBase {
+        value: base_text.clone(),
+        reason: e.to_string(),
+    })?;
+    StripeApi::new(base, key, &config.stripe)
+        .map(Some)
+        .map_err(|e| StartError::StripeClient(e.to_string()))
+}

@@ -114,8 +114,11 @@ pub mod duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim())
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration `{text}`: {e} (write e.g. `300s`, `10m`, `250ms`)")))
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{text}`: {e} (write e.g. `300s`, `10m`, `250ms`)"
+            ))
+        })
     }
 }
 
@@ -126,9 +129,13 @@ pub mod opt_duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(text) => humantime::parse_duration(text.trim()).map(Some).map_err(|e| {
-                serde::de::Error::custom(format!("invalid duration `{text}`: {e} (write e.g. `300s`, `10m`, `250ms`)"))
-            }),
+            Some(text) => humantime::parse_duration(text.trim())
+                .map(Some)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "invalid duration `{text}`: {e} (write e.g. `300s`, `10m`, `250ms`)"
+                    ))
+                }),
         }
     }
 }
@@ -147,14 +154,18 @@ pub mod byte_size {
         match Raw::deserialize(d)? {
             Raw::Number(n) => Ok(n),
             Raw::Text(text) => parse(&text).ok_or_else(|| {
-                serde::de::Error::custom(format!("invalid size `{text}` (write e.g. `2MiB`, `512KiB`, `65536`)"))
+                serde::de::Error::custom(format!(
+                    "invalid size `{text}` (write e.g. `2MiB`, `512KiB`, `65536`)"
+                ))
             }),
         }
     }
 
     pub fn parse(text: &str) -> Option<u64> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
         let n: u64 = digits.parse().ok()?;
         let mult: u64 = match unit.trim() {
@@ -193,7 +204,11 @@ pub struct ConfigError {
 }
 
 fn render(problems: &[ConfigProblem]) -> String {
-    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Config {
@@ -205,7 +220,11 @@ impl Config {
 
     /// Parses config text; `file` names it in error places and its folder is
     /// the base for relative paths. `env` looks up `${VAR}`.
-    pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn parse(
+        text: &str,
+        file: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let _ = (text, file, env);
         unimplemented!("config helper")
     }

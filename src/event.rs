@@ -24,13 +24,21 @@ pub enum EventError {
 
 impl Event {
     pub fn parse(body: &[u8]) -> Result<Event, EventError> {
-        let raw: Value = serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+        let raw: Value =
+            serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
         let Some(object) = raw.as_object() else {
-            return Err(EventError::NotAnEvent(format!("expected a JSON object, got {}", json_kind(&raw))));
+            return Err(EventError::NotAnEvent(format!(
+                "expected a JSON object, got {}",
+                json_kind(&raw)
+            )));
         };
         match object.get("object").and_then(Value::as_str) {
             Some("event") => {}
-            Some(other) => return Err(EventError::NotAnEvent(format!("`object` is `{other}`, expected `event`"))),
+            Some(other) => {
+                return Err(EventError::NotAnEvent(format!(
+                    "`object` is `{other}`, expected `event`"
+                )));
+            }
             None => return Err(EventError::NotAnEvent("no `object` field".to_owned())),
         }
         let text = |key: &str| -> Result<String, EventError> {
@@ -47,8 +55,17 @@ impl Event {
             .get("created")
             .and_then(Value::as_i64)
             .ok_or_else(|| EventError::NotAnEvent("no `created` timestamp".to_owned()))?;
-        let livemode = object.get("livemode").and_then(Value::as_bool).unwrap_or(false);
-        Ok(Event { id, kind, created, livemode, raw })
+        let livemode = object
+            .get("livemode")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(Event {
+            id,
+            kind,
+            created,
+            livemode,
+            raw,
+        })
     }
 
     /// `data.object`, the object the event is about.
@@ -83,12 +100,24 @@ mod tests {
 
     #[test]
     fn parse() {
-        check(r#"{"id":"evt_1","object":"event","type":"a.b","created":1}"#, Ok(("evt_1", "a.b")));
+        check(
+            r#"{"id":"evt_1","object":"event","type":"a.b","created":1}"#,
+            Ok(("evt_1", "a.b")),
+        );
         check("not json", Err("not JSON"));
         check("[1]", Err("an array"));
-        check(r#"{"id":"cs_1","object":"checkout.session","created":1}"#, Err("`checkout.session`"));
+        check(
+            r#"{"id":"cs_1","object":"checkout.session","created":1}"#,
+            Err("`checkout.session`"),
+        );
         check(r#"{"object":"event","type":"a","created":1}"#, Err("`id`"));
-        check(r#"{"id":"evt_1","object":"event","created":1}"#, Err("`type`"));
-        check(r#"{"id":"evt_1","object":"event","type":"a"}"#, Err("`created`"));
+        check(
+            r#"{"id":"evt_1","object":"event","created":1}"#,
+            Err("`type`"),
+        );
+        check(
+            r#"{"id":"evt_1","object":"event","type":"a"}"#,
+            Err("`created`"),
+        );
     }
 }

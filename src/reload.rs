@@ -1,1 +1,349 @@
-//! reload
+//! The live routing snapshot and how it is replaced.
+//!
+//! A [`Snapshot`] is one whole routing table: compiled routes and the sinks
+//! they deliver to. [`Live`] holds the current one in an `ArcSwap`; a request
+//! loads it once and uses it to the end, so every event is routed by exactly
+//! one config. A reload parses and builds a complete new snapshot first and
+//! only then swaps it in; on any error the old one keeps running and the
+//! error is kept for `/healthz`. Sinks whose settings did not change are
+//! carried over untouched (same file handle, same connection pool).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, ConfigProblem, Emit};
+use crate::env::Env;
+use crate::rules::When;
+use crate::sinks::{Sink, SinkConfig};
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub when: When,
+    pub emit: Emit,
+    /// The sinks this route delivers to, by name.
+    pub to: Vec<(String, Arc<dyn Sink>)>,
+}
+
+/// A built sink with the settings it was built from.
+#[derive(Debug, Clone)]
+struct BuiltSink {
+    config: SinkConfig,
+    base_dir: PathBuf,
+    sink: Arc<dyn Sink>,
+}
+
+/// A complete routing table, built from one config.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Counts up from 1 with every applied config.
+    pub version: u64,
+    pub config: Config,
+    pub routes: Vec<Route>,
+    sinks: BTreeMap<String, BuiltSink>,
+}
+
+impl Snapshot {
+    /// Compiles the routes of `config` and builds its sinks, reusing the
+    /// sinks of `previous` whose settings are unchanged. `orders_enabled`
+    /// says whether a Stripe API key is configured for `emit: order`.
+    pub fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+        version: u64,
+        orders_enabled: bool,
+    ) -> Result<Snapshot, ConfigError> {
+        // Pure compile step first: no sink is built for a config that has
+        // errors in its rules.
+        let compiled = compile(&config, orders_enabled)?;
+        let mut problems = Vec::new();
+        let mut sinks = BTreeMap::new();
+        for (name, sink_config) in &config.sinks {
+            let reused = previous
+                .and_then(|p| p.sinks.get(name))
+                .filter(|old| old.config == *sink_config && old.base_dir == config.base_dir);
+            let built = match reused {
+                Some(old) => old.clone(),
+                None => match sink_config.build(&config.base_dir) {
+                    Ok(sink) => BuiltSink {
+                        config: sink_config.clone(),
+                        base_dir: config.base_dir.clone(),
+                        sink,
+                    },
+                    Err(e) => {
+                        problems.push(ConfigProblem {
+                            place: config.file.display().to_string(),
+                            message: format!("sink `{name}` cannot start: {e}"),
+                        });
+                        continue;
+                    }
+                },
+            };
+            sinks.insert(name.clone(), built);
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+
+        let routes = config
+            .routes
+            .iter()
+            .zip(compiled)
+            .map(|(route, when)| Route {
+                name: route.name.clone(),
+                when,
+                emit: route.emit,
+                to: route
+                    .to
+                    .iter()
+                    .filter_map(|name| Some((name.clone(), sinks.get(name)?.sink.clone())))
+                    .collect(),
+            })
+            .collect();
+        Ok(Snapshot {
+            version,
+            config,
+            routes,
+            sinks,
+        })
+    }
+
+    /// The routes whose conditions `event` satisfies, in file order.
+    pub fn matching<'a>(
+        &'a self,
+        event: &'a serde_json::Value,
+    ) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes.iter().filter(move |r| r.when.matches(event))
+    }
+
+    /// Whether the sink `name` of this snapshot is the very same instance as
+    /// in `other` (it was carried over by a reload).
+    pub fn shares_sink(&self, other: &Snapshot, name: &str) -> bool {
+        match (self.sinks.get(name), other.sinks.get(name)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.sink, &b.sink),
+            _ => false,
+        }
+    }
+}
+
+/// The pure compile step: every route's conditions, in file order, and
+/// every problem with its place. `orders_enabled` says whether a Stripe API
+/// key is configured for `emit: order`.
+pub fn compile(config: &Config, orders_enabled: bool) -> Result<Vec<When>, ConfigError> {
+    let mut problems = Vec::new();
+    let mut compiled = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        match When::compile(&route.when) {
+            Ok(when) => compiled.push(when),
+            Err(errors) => problems.extend(errors.into_iter().map(|message| ConfigProblem {
+                place: route.place.clone(),
+                message: format!("route `{}`: {message}", route.name),
+            })),
+        }
+        if route.emit == Emit::Order && !orders_enabled {
+            problems.push(ConfigProblem {
+                place: route.place.clone(),
+                message: format!(
+                    "route `{}` emits orders, which needs the Stripe API to read line items, \
+                     but STRIPE_SECRET_API_KEY is not set: set it to a secret key (sk_...) or a \
+                     restricted key (rk_...) with read access to Checkout Sessions, prices and \
+                     products, or use `emit: event`",
+                    route.name
+                ),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(compiled)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// The last reload that was refused.
+#[derive(Debug, Clone)]
+pub struct ReloadFailure {
+    pub at: String,
+    pub error: ConfigError,
+}
+
+/// The current snapshot and how to replace it.
+pub struct Live {
+    current: ArcSwap<Snapshot>,
+    path: PathBuf,
+    env: Env,
+    orders_enabled: bool,
+    last_error: Mutex<Option<ReloadFailure>>,
+    /// Serializes reloads so two never race to build from the same previous.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new snapshot with this version is live.
+    Applied(u64),
+    /// The file parses to the config already running.
+    Unchanged,
+}
+
+impl Live {
+    pub fn new(snapshot: Snapshot, path: PathBuf, env: Env, orders_enabled: bool) -> Live {
+        Live {
+            current: ArcSwap::from_pointee(snapshot),
+            path,
+            env,
+            orders_enabled,
+            last_error: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The snapshot to route one event with.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn last_error(&self) -> Option<ReloadFailure> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the config file and swaps in a new snapshot if it is valid
+    /// and different. On error the running snapshot stays.
+    pub async fn reload(&self) -> Result<Reloaded, ConfigError> {
+        let _guard = self.reloading.lock().await;
+        let result = self.rebuild().await;
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(Reloaded::Applied(version)) => {
+                *last = None;
+                tracing::info!(version, path = %self.path.display(), "config reloaded");
+            }
+            Ok(Reloaded::Unchanged) => {
+                *last = None;
+                tracing::debug!(path = %self.path.display(), "config unchanged");
+            }
+            Err(error) => {
+                tracing::error!(
+                    path = %self.path.display(),
+                    "config reload refused, the previous config keeps running:\n{error}"
+                );
+                *last = Some(ReloadFailure {
+                    at: crate::record::received_at_now(),
+                    error: error.clone(),
+                });
+            }
+        }
+        result
+    }
+
+    async fn rebuild(&self) -> Result<Reloaded, ConfigError> {
+        let path = self.path.clone();
+        let env = self.env.clone();
+        let config = tokio::task::spawn_blocking(move || Config::load(&path, &env))
+            .await
+            .map_err(|e| ConfigError {
+                problems: vec![ConfigProblem {
+                    place: self.path.display().to_string(),
+                    message: format!("config loading stopped: {e}"),
+                }],
+            })??;
+        let previous = self.current.load_full();
+        if config == previous.config {
+            return Ok(Reloaded::Unchanged);
+        }
+        let version = previous.version + 1;
+        let snapshot = Snapshot::build(config, Some(&previous), version, self.orders_enabled)?;
+        self.current.store(Arc::new(snapshot));
+        Ok(Reloaded::Applied(version))
+    }
+}
+
+/// How long the file must stay quiet after a change before it is read:
+/// editors save in several steps (truncate, write, rename).
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Watches the config file's folder and listens for `SIGHUP`; reloads on
+/// either until `shutdown`. Watching the folder (not the file) catches
+/// rename-on-save, `sed -i`, `mv` and editors that replace the inode.
+pub async fn watch(live: Arc<Live>, shutdown: CancellationToken) -> Result<(), notify::Error> {
+    use notify::{RecursiveMode, Watcher};
+
+    let file = live.path.clone();
+    let file_name = file.file_name().map(ToOwned::to_owned);
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (tx, mut rx) = mpsc::channel::<()>(16);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(event) => {
+                !event.kind.is_access()
+                    && event
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name() == file_name.as_deref())
+            }
+            Err(_) => true,
+        };
+        if relevant {
+            // A full channel already holds a pending reload.
+            let _ = tx.try_send(());
+        }
+    })?;
+    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+
+    let mut hangup = hangup_signal();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(()) = rx.recv() => {
+                // Debounce: wait until the folder has been quiet for a while.
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        more = tokio::time::timeout(DEBOUNCE, rx.recv()) => match more {
+                            Ok(Some(())) => continue,
+                            _ => break,
+                        },
+                    }
+                }
+                let _ = live.reload().await;
+            }
+            Some(()) = recv_hangup(&mut hangup) => {
+                tracing::info!("SIGHUP received, reloading config");
+                let _ = live.reload().await;
+            }
+        }
+    }
+    drop(watcher);
+    Ok(())
+}
+
+#[cfg(unix)]
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(unix)]
+async fn recv_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -46,7 +46,13 @@ pub enum SignatureError {
 
 /// Verifies `header` over the raw `body` at time `now` (unix seconds).
 /// A zero `tolerance` turns the timestamp check off.
-pub fn verify(body: &[u8], header: &str, secrets: &Secrets, now: i64, tolerance: Duration) -> Result<(), SignatureError> {
+pub fn verify(
+    body: &[u8],
+    header: &str,
+    secrets: &Secrets,
+    now: i64,
+    tolerance: Duration,
+) -> Result<(), SignatureError> {
     let _ = (body, header, secrets, now, tolerance);
     unimplemented!("verify helper")
 }

@@ -1,0 +1,136 @@
+//! A stand-in for a team's internal service: records every POST and answers
+//! with scripted statuses (200 once the script runs out).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("consumer received JSON")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    received: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<u16>>,
+    changed: Notify,
+}
+
+pub struct Consumer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Consumer {
+    pub async fn start() -> Consumer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind consumer");
+        let addr = listener.local_addr().expect("consumer address");
+        let state = Arc::new(State::default());
+        let task = tokio::spawn({
+            let state = state.clone();
+            async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(
+                            move |request: Request<hyper::body::Incoming>| {
+                                let state = state.clone();
+                                async move {
+                                    let (parts, body) = request.into_parts();
+                                    let body = body
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    let status =
+                                        state.script.lock().unwrap().pop_front().unwrap_or(200);
+                                    if (200..300).contains(&status) {
+                                        state.received.lock().unwrap().push(Received {
+                                            headers: parts.headers,
+                                            body,
+                                        });
+                                    }
+                                    state.changed.notify_waiters();
+                                    let mut response = Response::new(Full::new(
+                                        Bytes::from_static(b"{\"ok\":true}"),
+                                    ));
+                                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                                    Ok::<_, Infallible>(response)
+                                }
+                            },
+                        );
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        });
+        Consumer { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/orders", self.addr)
+    }
+
+    /// Answers the next requests with these statuses, in order.
+    pub fn script(&self, statuses: &[u16]) {
+        self.state.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Records accepted with a 2xx so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` records were accepted.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.changed.notified();
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "consumer got {} records, expected {n}",
+                    self.received().len()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

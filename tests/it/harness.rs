@@ -1,0 +1,282 @@
+//! `spawn_app`: the real binary in a temporary folder, with its stand-ins.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use stripe_router::standin::StripeStandIn;
+use stripe_router::verify;
+
+use crate::consumer::Consumer;
+
+pub const SECRET: &str = "whsec_test_router_secret";
+pub const API_KEY: &str = "rk_test_51TestKeyForTheStandIn0000";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Lines a child process wrote, shared with the thread reading them.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl Lines {
+    fn follow(stream: impl std::io::Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let (store, changed) = &*writer.0;
+                store.lock().unwrap().push(line);
+                changed.notify_all();
+            }
+        });
+        lines
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.0.lock().unwrap().clone()
+    }
+
+    /// Waits for the first line that `accept` returns something for.
+    pub fn wait_for<T>(&self, timeout: Duration, accept: impl Fn(&str) -> Option<T>) -> T {
+        let (store, changed) = &*self.0;
+        let deadline = Instant::now() + timeout;
+        let mut lines = store.lock().unwrap();
+        loop {
+            if let Some(found) = lines.iter().find_map(|l| accept(l)) {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no matching line within {timeout:?}; got:\n{}",
+                lines.join("\n")
+            );
+            lines = changed.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+}
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub stripe: StripeStandIn,
+    pub consumer: Consumer,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    pub http: reqwest::Client,
+    child: Child,
+}
+
+/// What to start the router with.
+pub struct Options {
+    /// routes.yaml; `{consumer}` is replaced by the consumer's URL.
+    pub routes: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    pub fn new(routes: &str) -> Options {
+        Options {
+            routes: routes.to_owned(),
+            env: vec![
+                ("STRIPE_WEBHOOK_SECRET".into(), SECRET.into()),
+                ("STRIPE_SECRET_API_KEY".into(), API_KEY.into()),
+            ],
+        }
+    }
+}
+
+/// The routes most tests use: the seed's paid-orders flow to every sink
+/// type, failed payments to their own file.
+pub const ROUTES: &str = r#"
+sinks:
+  orders: { type: jsonl, path: sinks/orders.jsonl }
+  failed: { type: jsonl, path: sinks/failed.jsonl }
+  shipping: { type: http, url: "{consumer}", signing_secret: whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD, timeout: 5s }
+  console: { type: stdout }
+routes:
+  - name: paid-orders
+    when:
+      type: [checkout.session.completed, checkout.session.async_payment_succeeded]
+      payment_status: paid
+    emit: order
+    to: [orders, shipping, console]
+  - name: failed-payments
+    when: { type: checkout.session.async_payment_failed }
+    emit: order
+    to: [failed]
+"#;
+
+pub async fn spawn_app(routes: &str) -> TestApp {
+    spawn_with(Options::new(routes)).await
+}
+
+pub async fn spawn_with(options: Options) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stripe = StripeStandIn::start(SocketAddr::from(([127, 0, 0, 1], 0)), API_KEY)
+        .await
+        .expect("start the Stripe stand-in");
+    let consumer = Consumer::start().await;
+    let routes = options.routes.replace("{consumer}", &consumer.url());
+    std::fs::write(dir.path().join("routes.yaml"), routes).expect("write routes.yaml");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
+    command
+        .args([
+            "serve",
+            "--config",
+            "routes.yaml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info,stripe_router=debug")
+        .env("STRIPE_API_BASE", stripe.url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in &options.env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start stripe-router");
+    let stdout = Lines::follow(child.stdout.take().unwrap());
+    let stderr = Lines::follow(child.stderr.take().unwrap());
+    let addr = stderr.wait_for(WAIT, |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split('/').next()?.parse::<SocketAddr>().ok()
+    });
+    TestApp {
+        dir,
+        addr,
+        stripe,
+        consumer,
+        stdout,
+        stderr,
+        http: reqwest::Client::new(),
+        child,
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A body as Stripe sends it: pretty-printed with two spaces.
+pub fn pretty(event: &Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(event).unwrap()
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// POSTs raw bytes to the webhook endpoint with the given signature header.
+    pub async fn post(&self, body: Vec<u8>, signature: Option<String>) -> Answer {
+        let mut request = self
+            .http
+            .post(self.url("/api/webhook"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("Stripe-Signature", signature);
+        }
+        let response = request.send().await.expect("webhook request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer { status, body }
+    }
+
+    /// Sends `event` signed as Stripe would, now.
+    pub async fn send(&self, event: &Value) -> Answer {
+        let body = pretty(event);
+        let signature = verify::sign(&body, SECRET, now());
+        self.post(body, Some(signature)).await
+    }
+
+    pub async fn health(&self) -> Value {
+        self.http
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGHUP or SIGTERM.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, returning its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stripe-router did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON lines of a JSONL file (none if it does not exist).
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a whole JSON line"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls `probe` until it returns something or `timeout` passes.
+pub async fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

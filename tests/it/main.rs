@@ -1,0 +1,11 @@
+//! Integration tests: one binary, the real `stripe-router` process on a
+//! loopback port, real sinks writing into a temporary folder, a local
+//! stand-in for the Stripe API and a local consumer that records what it
+//! receives.
+
+mod consumer;
+mod harness;
+
+mod flow;
+mod reload;
+mod server;

@@ -1,0 +1,121 @@
+//! The endpoint's answers (SPEC §7) and graceful shutdown.
+
+use serde_json::json;
+
+use crate::harness::{ROUTES, SECRET, WAIT, now, spawn_app};
+
+#[tokio::test]
+async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
+    let app = spawn_app(ROUTES).await;
+
+    let get = app.http.get(app.url("/api/webhook")).send().await.unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+    assert_eq!(
+        app.http
+            .post(app.url("/api/other"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Verified, but not an event object.
+    let body = br#"{"id":"cs_123","object":"checkout.session"}"#.to_vec();
+    let answer = app
+        .post(
+            body.clone(),
+            Some(stripe_router::verify::sign(&body, SECRET, now())),
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("checkout.session"),
+        "{}",
+        answer.body
+    );
+    let body = b"definitely not json".to_vec();
+    let answer = app
+        .post(
+            body.clone(),
+            Some(stripe_router::verify::sign(&body, SECRET, now())),
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON"),
+        "{}",
+        answer.body
+    );
+
+    // Over max_body (2 MiB by default).
+    let big = vec![b' '; 3 * 1024 * 1024];
+    let answer = app
+        .post(
+            big.clone(),
+            Some(stripe_router::verify::sign(&big, SECRET, now())),
+        )
+        .await;
+    assert_eq!(answer.status, 413);
+
+    let health = app.health().await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["config"]["version"], 1);
+    assert_eq!(health["config"]["last_reload_error"], json!(null));
+}
+
+#[tokio::test]
+async fn max_body_comes_from_the_config() {
+    let routes = format!("server: {{ max_body: 1KiB }}\n{ROUTES}");
+    let app = spawn_app(&routes).await;
+    let body = vec![b' '; 2048];
+    let answer = app
+        .post(
+            body.clone(),
+            Some(stripe_router::verify::sign(&body, SECRET, now())),
+        )
+        .await;
+    assert_eq!(answer.status, 413);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let mut app = spawn_app(ROUTES).await;
+    assert_eq!(app.health().await["status"], "ok");
+    app.signal("TERM");
+    assert_eq!(app.wait_exit(WAIT), Some(0));
+    app.stderr
+        .wait_for(WAIT, |l| l.contains("stopped").then_some(()));
+}
+
+#[tokio::test]
+async fn a_secret_that_is_an_api_key_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        ROUTES.replace("{consumer}", "http://127.0.0.1:9/x"),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stripe-router"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("STRIPE_WEBHOOK_SECRET", "sk_test_51AbCdEfGhIjKlMnOp")
+        .env("STRIPE_SECRET_API_KEY", crate::harness::API_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("whsec_"), "{stderr}");
+    assert!(
+        !stderr.contains("sk_test_51AbCdEfGhIjKlMnOp"),
+        "the key itself is never printed: {stderr}"
+    );
+}
