@@ -1,0 +1,706 @@
+//! The journal: every verified event is written here, durably, before
+//! Stripe gets its 200; every record and every (record, sink) delivery is a
+//! row with its attempts, next attempt time and last error.
+//!
+//! [`Store`] is the one interface the rest of the router uses. [`SqliteStore`]
+//! implements it on an embedded SQLite database in WAL mode. All writes go
+//! through one writer thread that batches whatever is waiting into a single
+//! transaction (group commit): with 32 concurrent requests, one fsync covers
+//! many events, so durability does not cost throughput. Reads use their own
+//! connection, which WAL lets run beside the writer.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rusqlite::{Connection, params};
+use tokio::sync::{mpsc, oneshot};
+
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("journal database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("journal database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("journal writer has stopped")]
+    Stopped,
+    #[error("journal write failed, nothing of it was kept: {0}")]
+    Write(String),
+}
+
+/// How long a fresh event or delivery belongs to the in-memory fast path
+/// before a scan of due rows may take it: a fresh row is due at its
+/// creation time plus this lease.
+pub const LEASE_MS: i64 = 5_000;
+
+/// Milliseconds since the Unix epoch: the store's only clock unit.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A verified event to journal.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub kind: String,
+    pub received_at_ms: i64,
+    /// The raw body as Stripe sent it.
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journaled {
+    /// First time this event id was seen; it will be routed.
+    Inserted,
+    /// The id is already in the journal; it is not routed again.
+    Duplicate,
+}
+
+/// A journaled event waiting to be routed (first time, after a failed
+/// enrichment, or asked to be re-routed).
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub id: String,
+    pub body: Bytes,
+    pub received_at_ms: i64,
+    pub attempts: u32,
+    /// Route through the current config even if some records exist.
+    pub reroute: bool,
+}
+
+/// A record built from an event for one route, and the sinks it goes to.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub id: String,
+    pub route: String,
+    pub body: Bytes,
+    pub sinks: Vec<String>,
+}
+
+/// One (record, sink) delivery that is due.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub record_id: String,
+    pub sink: String,
+    pub route: String,
+    pub body: Bytes,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone)]
+pub enum Settle {
+    Delivered,
+    Retry { next_attempt_ms: i64, error: String },
+    Dead { error: String },
+}
+
+/// Which dead letters to list or replay.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub sink: Option<String>,
+    pub route: Option<String>,
+    pub event: Option<String>,
+}
+
+/// A delivery (or an event's enrichment, `sink` = None) that gave up.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub record_id: Option<String>,
+    pub event_id: String,
+    pub sink: Option<String>,
+    pub route: Option<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Queue figures for one sink, for `/healthz`.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+pub struct SinkQueue {
+    pub pending: u64,
+    pub dead: u64,
+}
+
+/// Queue figures for the whole store.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Depths {
+    /// Events journaled but not yet routed (waiting for enrichment).
+    pub events_pending: u64,
+    pub events_dead: u64,
+    pub sinks: std::collections::BTreeMap<String, SinkQueue>,
+}
+
+/// The journal and the delivery queues.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Durably records a verified event, or says it is a duplicate.
+    fn journal(&self, event: NewEvent) -> StoreFuture<'_, Journaled>;
+    /// Events due for routing at `now_ms`, oldest first.
+    fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>>;
+    /// Ids of the records already built from an event.
+    fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>>;
+    /// Stores an event's records and queues their deliveries, and marks the
+    /// event routed, in one transaction. Existing record ids are kept as
+    /// they are (a record is built once).
+    fn save_routed(&self, event_id: &str, records: Vec<NewRecord>) -> StoreFuture<'_, ()>;
+    /// Routing failed (enrichment); try again at `next_attempt_ms`, or give
+    /// up (`dead`).
+    fn event_failed(&self, event_id: &str, error: String, next_attempt_ms: i64, dead: bool) -> StoreFuture<'_, ()>;
+    /// Deliveries due for `sink` at `now_ms`, oldest first, skipping `busy`.
+    fn due_deliveries(&self, sink: &str, now_ms: i64, limit: usize, busy: Vec<String>) -> StoreFuture<'_, Vec<PendingDelivery>>;
+    /// When the next delivery for `sink` is due, if any is pending.
+    fn next_due(&self, sink: &str) -> StoreFuture<'_, Option<i64>>;
+    fn settle(&self, record_id: &str, sink: &str, outcome: Settle) -> StoreFuture<'_, ()>;
+    fn dead_letters(&self, filter: Filter) -> StoreFuture<'_, Vec<DeadLetter>>;
+    /// Re-queues dead letters matching `filter`, due now. Returns how many.
+    fn replay(&self, filter: Filter) -> StoreFuture<'_, u64>;
+    /// Queues a journaled event to be routed again by the current routes.
+    /// False when the event id is not in the journal.
+    fn reroute(&self, event_id: &str) -> StoreFuture<'_, bool>;
+    fn depths(&self) -> StoreFuture<'_, Depths>;
+    /// Deletes delivered deliveries, and events and records with nothing
+    /// left to deliver, last touched before `before_ms`.
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,      -- 0 routing due, 1 routed, 2 dead
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    reroute INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    route TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS records_event ON records (event_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    record_id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    route TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,      -- 0 pending, 1 delivered, 2 dead
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (record_id, sink)
+) STRICT;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, next_attempt_at) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (sink) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries (updated_at) WHERE state = 1;
+";
+
+/// Writes, each answered once its transaction committed.
+enum Write {
+    Journal(NewEvent, oneshot::Sender<Result<Journaled, StoreError>>),
+    Routed(String, Vec<NewRecord>, oneshot::Sender<Result<(), StoreError>>),
+    EventFailed { id: String, error: String, next: i64, dead: bool, reply: oneshot::Sender<Result<(), StoreError>> },
+    Settle(String, String, Settle, oneshot::Sender<Result<(), StoreError>>),
+    Replay(Filter, oneshot::Sender<Result<u64, StoreError>>),
+    Reroute(String, oneshot::Sender<Result<bool, StoreError>>),
+    Prune(i64, oneshot::Sender<Result<u64, StoreError>>),
+}
+
+/// How many writes one transaction takes at most.
+const BATCH: usize = 1024;
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    writes: mpsc::UnboundedSender<Write>,
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database at `path`. With `fsync` off, commits
+    /// survive a crash of the process but not of the machine; it exists to
+    /// measure what durability costs.
+    pub fn open(path: &Path, fsync: bool) -> Result<SqliteStore, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                open_err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot create {}: {e}", parent.display())),
+                ))
+            })?;
+        }
+        let writer = Connection::open(path).map_err(open_err)?;
+        writer
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 10000; {SCHEMA}",
+                if fsync { "FULL" } else { "OFF" }
+            ))
+            .map_err(open_err)?;
+        let reader = Connection::open(path).map_err(open_err)?;
+        reader.execute_batch("PRAGMA busy_timeout = 10000;").map_err(open_err)?;
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || write_loop(writer, rx))
+            .map_err(|e| {
+                open_err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot start the writer thread: {e}")),
+                ))
+            })?;
+        Ok(SqliteStore { writes: tx, reader: Arc::new(Mutex::new(reader)), path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> StoreFuture<'_, T> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.writes.send(make(reply));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Stopped)?;
+            answer.await.map_err(|_| StoreError::Stopped)?
+        })
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let connection = reader.lock().unwrap_or_else(|e| e.into_inner());
+                query(&connection).map_err(StoreError::from)
+            })
+            .await
+            .map_err(|_| StoreError::Stopped)?
+        })
+    }
+}
+
+fn write_loop(mut connection: Connection, mut rx: mpsc::UnboundedReceiver<Write>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        apply(&mut connection, &mut batch);
+    }
+}
+
+/// Applies a batch of writes in one transaction, then answers each. If any
+/// statement or the commit fails (disk full, I/O error), the transaction is
+/// rolled back and every write in the batch is answered with that error:
+/// nothing of it is acknowledged.
+fn apply(connection: &mut Connection, batch: &mut Vec<Write>) {
+    let now = now_ms();
+    let mut answers: Answers = Vec::with_capacity(batch.len());
+    let mut failure: Option<rusqlite::Error> = None;
+    match connection.transaction() {
+        Err(e) => {
+            failure = Some(e);
+            for write in batch.drain(..) {
+                refuse(write, &mut answers);
+            }
+        }
+        Ok(tx) => {
+            for write in batch.drain(..) {
+                if failure.is_some() {
+                    refuse(write, &mut answers);
+                } else {
+                    execute(&tx, write, now, &mut answers, &mut failure);
+                }
+            }
+            if failure.is_none() {
+                if let Err(e) = tx.commit() {
+                    failure = Some(e);
+                }
+            }
+        }
+    }
+    let failure = failure.map(|e| {
+        tracing::error!(error = %e, "journal transaction failed");
+        e.to_string()
+    });
+    for answer in answers {
+        answer(failure.as_deref());
+    }
+}
+
+type Answers = Vec<Box<dyn FnOnce(Option<&str>)>>;
+
+/// Runs one write's statements; its answer waits for the commit.
+fn execute(tx: &rusqlite::Transaction<'_>, write: Write, now: i64, answers: &mut Answers, failure: &mut Option<rusqlite::Error>) {
+    match write {
+        Write::Journal(event, reply) => run(answers, failure, reply, || {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO events (id, type, received_at, body, next_attempt_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    event.id,
+                    event.kind,
+                    event.received_at_ms,
+                    &event.body[..],
+                    event.received_at_ms + LEASE_MS,
+                    now
+                ])?;
+            Ok(if inserted == 1 { Journaled::Inserted } else { Journaled::Duplicate })
+        }),
+        Write::Routed(event_id, records, reply) => run(answers, failure, reply, || {
+            for record in &records {
+                let fresh = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO records (id, event_id, route, body, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![record.id, event_id, record.route, &record.body[..], now])?;
+                if fresh == 0 {
+                    continue;
+                }
+                for sink in &record.sinks {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO deliveries
+                         (record_id, sink, route, event_id, next_attempt_at, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5)",
+                    )?
+                    .execute(params![record.id, sink, record.route, event_id, now, now + LEASE_MS])?;
+                }
+            }
+            tx.prepare_cached(
+                "UPDATE events SET state = 1, reroute = 0, last_error = NULL, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![event_id, now])?;
+            Ok(())
+        }),
+        Write::EventFailed { id, error, next, dead, reply } => run(answers, failure, reply, || {
+            tx.prepare_cached(
+                "UPDATE events SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
+                 state = ?4, updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, error, next, if dead { 2 } else { 0 }, now])?;
+            Ok(())
+        }),
+        Write::Settle(record_id, sink, outcome, reply) => run(answers, failure, reply, || {
+            let (state, next, error) = match outcome {
+                Settle::Delivered => (1, 0, None),
+                Settle::Retry { next_attempt_ms, error } => (0, next_attempt_ms, Some(error)),
+                Settle::Dead { error } => (2, 0, Some(error)),
+            };
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = ?3, attempts = attempts + 1, next_attempt_at = ?4,
+                 last_error = COALESCE(?5, last_error), updated_at = ?6
+                 WHERE record_id = ?1 AND sink = ?2",
+            )?
+            .execute(params![record_id, sink, state, next, error, now])?;
+            Ok(())
+        }),
+        Write::Replay(filter, reply) => run(answers, failure, reply, || {
+            let deliveries = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 0, next_attempt_at = 0, attempts = 0, created_at = ?4,
+                     updated_at = ?4
+                     WHERE state = 2 AND (?1 IS NULL OR sink = ?1) AND (?2 IS NULL OR route = ?2)
+                     AND (?3 IS NULL OR event_id = ?3)",
+                )?
+                .execute(params![filter.sink, filter.route, filter.event, now])?;
+            // Events whose enrichment gave up have no sink or route yet; a
+            // filter by sink or route does not select them.
+            let events = if filter.sink.is_none() && filter.route.is_none() {
+                tx.prepare_cached(
+                    "UPDATE events SET state = 0, next_attempt_at = 0, attempts = 0, updated_at = ?2
+                     WHERE state = 2 AND (?1 IS NULL OR id = ?1)",
+                )?
+                .execute(params![filter.event, now])?
+            } else {
+                0
+            };
+            Ok((deliveries + events) as u64)
+        }),
+        Write::Reroute(event_id, reply) => run(answers, failure, reply, || {
+            let found = tx
+                .prepare_cached(
+                    "UPDATE events SET state = 0, reroute = 1, next_attempt_at = 0, attempts = 0,
+                     updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![event_id, now])?;
+            Ok(found == 1)
+        }),
+        Write::Prune(before, reply) => run(answers, failure, reply, || {
+            let mut removed = tx
+                .prepare_cached("DELETE FROM deliveries WHERE state = 1 AND updated_at < ?1")?
+                .execute(params![before])?;
+            removed += tx
+                .prepare_cached(
+                    "DELETE FROM records WHERE created_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = records.id)",
+                )?
+                .execute(params![before])?;
+            removed += tx
+                .prepare_cached(
+                    "DELETE FROM events WHERE state = 1 AND updated_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM records r WHERE r.event_id = events.id)",
+                )?
+                .execute(params![before])?;
+            Ok(removed as u64)
+        }),
+    }
+}
+
+/// Runs `op` unless the transaction already failed, and queues the answer.
+fn run<T: Send + 'static>(
+    answers: &mut Answers,
+    failure: &mut Option<rusqlite::Error>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+    op: impl FnOnce() -> Result<T, rusqlite::Error>,
+) {
+    let value = match failure {
+        Some(_) => None,
+        None => match op() {
+            Ok(value) => Some(value),
+            Err(e) => {
+                *failure = Some(e);
+                None
+            }
+        },
+    };
+    answers.push(Box::new(move |failed: Option<&str>| {
+        let _ = reply.send(match (failed, value) {
+            (None, Some(value)) => Ok(value),
+            (failed, _) => Err(StoreError::Write(failed.unwrap_or("transaction rolled back").to_owned())),
+        });
+    }));
+}
+
+/// Answers a write that never ran because its transaction had failed.
+fn refuse(write: Write, answers: &mut Answers) {
+    // A failure already recorded makes `run` answer without running.
+    let mut skip = Some(rusqlite::Error::InvalidQuery);
+    match write {
+        Write::Journal(_, reply) => run(answers, &mut skip, reply, || Ok(Journaled::Duplicate)),
+        Write::Routed(_, _, reply) | Write::EventFailed { reply, .. } | Write::Settle(_, _, _, reply) => {
+            run(answers, &mut skip, reply, || Ok(()));
+        }
+        Write::Replay(_, reply) | Write::Prune(_, reply) => run(answers, &mut skip, reply, || Ok(0)),
+        Write::Reroute(_, reply) => run(answers, &mut skip, reply, || Ok(false)),
+    }
+}
+
+impl Store for SqliteStore {
+    fn journal(&self, event: NewEvent) -> StoreFuture<'_, Journaled> {
+        self.write(|reply| Write::Journal(event, reply))
+    }
+
+    fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT id, body, received_at, attempts, reroute FROM events
+                 WHERE state = 0 AND next_attempt_at <= ?1 ORDER BY next_attempt_at, received_at LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![now_ms, limit as i64], |row| {
+                Ok(PendingEvent {
+                    id: row.get(0)?,
+                    body: Bytes::from(row.get::<_, Vec<u8>>(1)?),
+                    received_at_ms: row.get(2)?,
+                    attempts: row.get(3)?,
+                    reroute: row.get::<_, i64>(4)? != 0,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>> {
+        let event_id = event_id.to_owned();
+        self.read(move |c| {
+            let mut statement = c.prepare_cached("SELECT id FROM records WHERE event_id = ?1")?;
+            let rows = statement.query_map(params![event_id], |row| row.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn save_routed(&self, event_id: &str, records: Vec<NewRecord>) -> StoreFuture<'_, ()> {
+        let event_id = event_id.to_owned();
+        self.write(|reply| Write::Routed(event_id, records, reply))
+    }
+
+    fn event_failed(&self, event_id: &str, error: String, next_attempt_ms: i64, dead: bool) -> StoreFuture<'_, ()> {
+        let id = event_id.to_owned();
+        self.write(|reply| Write::EventFailed { id, error, next: next_attempt_ms, dead, reply })
+    }
+
+    fn due_deliveries(&self, sink: &str, now_ms: i64, limit: usize, busy: Vec<String>) -> StoreFuture<'_, Vec<PendingDelivery>> {
+        let sink = sink.to_owned();
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT d.record_id, d.sink, d.route, r.body, d.attempts, d.created_at
+                 FROM deliveries d JOIN records r ON r.id = d.record_id
+                 WHERE d.state = 0 AND d.sink = ?1 AND d.next_attempt_at <= ?2
+                 ORDER BY d.next_attempt_at, d.created_at LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![sink, now_ms, (limit + busy.len()) as i64], |row| {
+                Ok(PendingDelivery {
+                    record_id: row.get(0)?,
+                    sink: row.get(1)?,
+                    route: row.get(2)?,
+                    body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                    attempts: row.get(4)?,
+                    created_at_ms: row.get(5)?,
+                })
+            })?;
+            let mut due = Vec::with_capacity(limit);
+            for row in rows {
+                let row = row?;
+                if !busy.contains(&row.record_id) && due.len() < limit {
+                    due.push(row);
+                }
+            }
+            Ok(due)
+        })
+    }
+
+    fn next_due(&self, sink: &str) -> StoreFuture<'_, Option<i64>> {
+        let sink = sink.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 0 AND sink = ?1")?
+                .query_row(params![sink], |row| row.get::<_, Option<i64>>(0))
+        })
+    }
+
+    fn settle(&self, record_id: &str, sink: &str, outcome: Settle) -> StoreFuture<'_, ()> {
+        let (record_id, sink) = (record_id.to_owned(), sink.to_owned());
+        self.write(|reply| Write::Settle(record_id, sink, outcome, reply))
+    }
+
+    fn dead_letters(&self, filter: Filter) -> StoreFuture<'_, Vec<DeadLetter>> {
+        self.read(move |c| {
+            let mut letters = Vec::new();
+            let mut statement = c.prepare_cached(
+                "SELECT record_id, event_id, sink, route, attempts, last_error, created_at, updated_at
+                 FROM deliveries WHERE state = 2 AND (?1 IS NULL OR sink = ?1) AND (?2 IS NULL OR route = ?2)
+                 AND (?3 IS NULL OR event_id = ?3) ORDER BY updated_at",
+            )?;
+            let rows = statement.query_map(params![filter.sink, filter.route, filter.event], |row| {
+                Ok(DeadLetter {
+                    record_id: Some(row.get(0)?),
+                    event_id: row.get(1)?,
+                    sink: Some(row.get(2)?),
+                    route: Some(row.get(3)?),
+                    attempts: row.get(4)?,
+                    last_error: row.get(5)?,
+                    created_at_ms: row.get(6)?,
+                    updated_at_ms: row.get(7)?,
+                })
+            })?;
+            for row in rows {
+                letters.push(row?);
+            }
+            if filter.sink.is_none() && filter.route.is_none() {
+                let mut statement = c.prepare_cached(
+                    "SELECT id, attempts, last_error, received_at, updated_at FROM events
+                     WHERE state = 2 AND (?1 IS NULL OR id = ?1) ORDER BY updated_at",
+                )?;
+                let rows = statement.query_map(params![filter.event], |row| {
+                    Ok(DeadLetter {
+                        record_id: None,
+                        event_id: row.get(0)?,
+                        sink: None,
+                        route: None,
+                        attempts: row.get(1)?,
+                        last_error: row.get(2)?,
+                        created_at_ms: row.get(3)?,
+                        updated_at_ms: row.get(4)?,
+                    })
+                })?;
+                for row in rows {
+                    letters.push(row?);
+                }
+            }
+            Ok(letters)
+        })
+    }
+
+    fn replay(&self, filter: Filter) -> StoreFuture<'_, u64> {
+        self.write(|reply| Write::Replay(filter, reply))
+    }
+
+    fn reroute(&self, event_id: &str) -> StoreFuture<'_, bool> {
+        let event_id = event_id.to_owned();
+        self.write(|reply| Write::Reroute(event_id, reply))
+    }
+
+    fn depths(&self) -> StoreFuture<'_, Depths> {
+        self.read(|c| {
+            let mut depths = Depths::default();
+            let mut statement =
+                c.prepare_cached("SELECT state, COUNT(*) FROM events WHERE state != 1 GROUP BY state")?;
+            let rows = statement.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))?;
+            for row in rows {
+                match row? {
+                    (0, n) => depths.events_pending = n as u64,
+                    (_, n) => depths.events_dead = n as u64,
+                }
+            }
+            let mut statement = c.prepare_cached(
+                "SELECT sink, state, COUNT(*) FROM deliveries WHERE state != 1 GROUP BY sink, state",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            })?;
+            for row in rows {
+                let (sink, state, n) = row?;
+                let entry = depths.sinks.entry(sink).or_default();
+                if state == 0 {
+                    entry.pending = n as u64;
+                } else {
+                    entry.dead = n as u64;
+                }
+            }
+            Ok(depths)
+        })
+    }
+
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        self.write(|reply| Write::Prune(before_ms, reply))
+    }
+}
+
+/// The duration until `at_ms`, zero if it has passed.
+pub fn until(at_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0))
+}
+
