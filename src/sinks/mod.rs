@@ -66,7 +66,27 @@ pub struct DeliveryError {
     /// True for failures that may pass on a later attempt: connection
     /// errors, timeouts, 408/409/425/429/5xx, a full disk.
     pub retryable: bool,
+    /// Names the destination and the cause; never holds secrets or
+    /// configured header values.
     pub message: String,
+}
+
+impl DeliveryError {
+    /// A failure that may pass on a later attempt.
+    pub fn retryable(message: impl Into<String>) -> DeliveryError {
+        DeliveryError {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that will repeat on every attempt with the same record.
+    pub fn permanent(message: impl Into<String>) -> DeliveryError {
+        DeliveryError {
+            retryable: false,
+            message: message.into(),
+        }
+    }
 }
 
 /// A sink that could not be built from its config.
