@@ -34,10 +34,10 @@ pub struct Route {
 
 /// A built sink with the settings it was built from.
 #[derive(Debug, Clone)]
-struct BuiltSink {
-    config: SinkConfig,
-    base_dir: PathBuf,
-    sink: Arc<dyn Sink>,
+pub struct BuiltSink {
+    pub config: SinkConfig,
+    pub base_dir: PathBuf,
+    pub sink: Arc<dyn Sink>,
 }
 
 /// A complete routing table, built from one config.
@@ -121,6 +121,11 @@ impl Snapshot {
         event: &'a serde_json::Value,
     ) -> impl Iterator<Item = &'a Route> + 'a {
         self.routes.iter().filter(move |r| r.when.matches(event))
+    }
+
+    /// The sink called `name`, if this config has it.
+    pub fn sink(&self, name: &str) -> Option<&BuiltSink> {
+        self.sinks.get(name)
     }
 
     /// Whether the sink `name` of this snapshot is the very same instance as

@@ -1,5 +1,8 @@
 //! The HTTP server: `POST {server.path}` for Stripe, `GET /healthz`.
 //!
+//! A verified event is answered 200 once it is durably journaled; routing
+//! and delivery happen afterwards ([`crate::deliver`]).
+//!
 //! Every answer is decided in [`respond`]; the connection loop in [`serve`]
 //! only accepts, drives hyper and drains on shutdown.
 
@@ -22,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::event::Event;
-use crate::pipeline::Pipeline;
+use crate::deliver::Engine;
+use crate::store::Journaled;
 use crate::reload::Live;
 use crate::verify::{self, Secrets};
 
@@ -33,17 +37,19 @@ pub struct Endpoint {
     pub tolerance: Duration,
     pub secrets: Secrets,
     pub live: Arc<Live>,
-    pub pipeline: Pipeline,
+    pub engine: Engine,
     pub counters: Counters,
 }
 
 /// Running totals shown on `/healthz`.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Requests with a body, before verification.
     pub received: AtomicU64,
-    pub routed: AtomicU64,
-    pub unmatched: AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Refused with 4xx.
     pub rejected: AtomicU64,
+    /// Answered 500: not journaled.
     pub failed: AtomicU64,
 }
 
@@ -130,7 +136,7 @@ pub async fn respond(
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
-        return health(endpoint);
+        return health(endpoint).await;
     }
     message(StatusCode::NOT_FOUND, "Not found")
 }
@@ -202,47 +208,27 @@ async fn webhook(
     };
 
     let span = tracing::info_span!("webhook", event_id = %event.id, event_type = %event.kind);
-    async {
-        let received_at = crate::record::received_at_now();
-        let snapshot = endpoint.live.load();
-        match endpoint
-            .pipeline
-            .process(&snapshot, &event, &received_at)
-            .await
-        {
-            Ok(outcome) => {
-                if outcome.routes.is_empty() {
-                    Counters::bump(&endpoint.counters.unmatched);
-                    tracing::info!("no route matched");
-                } else {
-                    Counters::bump(&endpoint.counters.routed);
-                    tracing::info!(routes = ?outcome.routes, "delivered");
-                }
-                json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "received": true,
-                        "id": event.id,
-                        "routes": outcome.routes,
-                        "config_version": snapshot.version,
-                    }),
-                )
+    let id = event.id.clone();
+    match endpoint.engine.accept(event, body).instrument(span.clone()).await {
+        Ok(journaled) => {
+            let duplicate = journaled == Journaled::Duplicate;
+            if duplicate {
+                Counters::bump(&endpoint.counters.duplicates);
+                span.in_scope(|| tracing::info!("duplicate event acknowledged, not routed again"));
+            } else {
+                span.in_scope(|| tracing::debug!("journaled"));
             }
-            Err(e) => {
-                Counters::bump(&endpoint.counters.failed);
-                tracing::error!(error = %e, "not delivered; answering 500 so that Stripe retries");
-                message(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("Not delivered, retry later: {e}"),
-                )
-            }
+            json_response(StatusCode::OK, &json!({ "received": true, "id": id, "duplicate": duplicate }))
+        }
+        Err(e) => {
+            Counters::bump(&endpoint.counters.failed);
+            span.in_scope(|| tracing::error!(error = %e, "event not journaled; answering 500 so that Stripe retries"));
+            message(StatusCode::INTERNAL_SERVER_ERROR, "The event could not be stored; retry later")
         }
     }
-    .instrument(span)
-    .await
 }
 
-fn health(endpoint: &Endpoint) -> Response<Full<Bytes>> {
+async fn health(endpoint: &Endpoint) -> Response<Full<Bytes>> {
     let snapshot = endpoint.live.load();
     let last_error = endpoint.live.last_error().map(|failure| {
         json!({
@@ -251,6 +237,11 @@ fn health(endpoint: &Endpoint) -> Response<Full<Bytes>> {
         })
     });
     let c = &endpoint.counters;
+    let routing = &endpoint.engine.counts;
+    let queues = match endpoint.engine.store().depths().await {
+        Ok(depths) => serde_json::to_value(depths).unwrap_or_default(),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
     json_response(
         StatusCode::OK,
         &json!({
@@ -265,11 +256,13 @@ fn health(endpoint: &Endpoint) -> Response<Full<Bytes>> {
             },
             "events": {
                 "received": c.received.load(Ordering::Relaxed),
-                "routed": c.routed.load(Ordering::Relaxed),
-                "unmatched": c.unmatched.load(Ordering::Relaxed),
+                "duplicates": c.duplicates.load(Ordering::Relaxed),
                 "rejected": c.rejected.load(Ordering::Relaxed),
                 "failed": c.failed.load(Ordering::Relaxed),
+                "routed": routing.routed.load(Ordering::Relaxed),
+                "unmatched": routing.unmatched.load(Ordering::Relaxed),
             },
+            "queues": queues,
         }),
     )
 }

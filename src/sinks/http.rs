@@ -63,6 +63,12 @@ pub struct HttpConfig {
     /// Per-request limit, connect to answer; [`DEFAULT_TIMEOUT`] when unset.
     #[serde(default, with = "crate::config::opt_duration")]
     pub timeout: Option<Duration>,
+    /// Retry schedule for this sink's deliveries.
+    #[serde(default)]
+    pub retry: super::RetryConfig,
+    /// Deliveries in flight at once (default 16).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -80,6 +86,8 @@ impl fmt::Debug for HttpConfig {
                 &self.signing_secret.as_ref().map(|_| REDACTED),
             )
             .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -391,6 +399,8 @@ mod tests {
             headers: BTreeMap::new(),
             signing_secret: None,
             timeout: None,
+            retry: Default::default(),
+            concurrency: None,
         }
     }
 

@@ -25,12 +25,18 @@ use serde::Deserialize;
 
 use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct JsonlConfig {
     /// The file to append to; relative paths resolve against the config
     /// file's folder.
     pub path: PathBuf,
+    /// Retry schedule for this sink's deliveries.
+    #[serde(default)]
+    pub retry: super::RetryConfig,
+    /// Deliveries in flight at once (default 16).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -217,6 +223,7 @@ mod tests {
         JsonlSink::build(
             &JsonlConfig {
                 path: path.to_path_buf(),
+                ..JsonlConfig::default()
             },
             Path::new("/"),
         )
@@ -263,6 +270,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = JsonlConfig {
             path: PathBuf::from("sinks/orders.jsonl"),
+            ..JsonlConfig::default()
         };
         let sink = JsonlSink::build(&config, dir.path()).unwrap();
         assert_eq!(sink.path(), dir.path().join("sinks/orders.jsonl"));
@@ -392,6 +400,7 @@ mod tests {
         let err = JsonlSink::build(
             &JsonlConfig {
                 path: path.to_path_buf(),
+                ..JsonlConfig::default()
             },
             Path::new("/"),
         )

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -29,6 +30,16 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
+    /// How this sink's deliveries are scheduled.
+    pub fn delivery(&self) -> Delivery {
+        let (retry, concurrency) = match self {
+            SinkConfig::Jsonl(c) => (c.retry, c.concurrency),
+            SinkConfig::Http(c) => (c.retry, c.concurrency),
+            SinkConfig::Stdout(c) => (c.retry, c.concurrency),
+        };
+        Delivery { retry, concurrency: concurrency.unwrap_or(DEFAULT_CONCURRENCY) }
+    }
+
     /// Builds the runtime sink: opens files, creates clients. `base_dir` is
     /// the config file's folder, against which relative paths resolve.
     pub fn build(&self, base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
@@ -38,6 +49,48 @@ impl SinkConfig {
             SinkConfig::Stdout(c) => Arc::new(StdoutSink::build(c)),
         })
     }
+}
+
+/// Deliveries in flight per sink when `concurrency` is not set.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// How a sink's deliveries are scheduled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Delivery {
+    pub retry: RetryConfig,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+/// `retry: { initial, max, max_age }` of a sink: exponential backoff with
+/// jitter from `initial` up to `max` between attempts; a delivery still
+/// failing `max_age` after its record was built becomes a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_initial", with = "crate::config::duration")]
+    pub initial: Duration,
+    #[serde(default = "default_max", with = "crate::config::duration")]
+    pub max: Duration,
+    #[serde(default = "default_max_age", with = "crate::config::duration")]
+    pub max_age: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig { initial: default_initial(), max: default_max(), max_age: default_max_age() }
+    }
+}
+
+fn default_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max() -> Duration {
+    Duration::from_secs(600)
+}
+/// Stripe's own retry window.
+fn default_max_age() -> Duration {
+    Duration::from_secs(72 * 3600)
 }
 
 /// A record serialized once, ready for any sink: the same bytes on every

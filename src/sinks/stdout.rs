@@ -13,14 +13,20 @@ use super::{DeliverFuture, DeliveryError, Encoded, Sink};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct StdoutConfig {}
+pub struct StdoutConfig {
+    /// Retry schedule for this sink's deliveries.
+    #[serde(default)]
+    pub retry: super::RetryConfig,
+    /// Deliveries in flight at once (default 16).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
 
 #[derive(Debug)]
 pub struct StdoutSink {}
 
 impl StdoutSink {
-    pub fn build(config: &StdoutConfig) -> StdoutSink {
-        let StdoutConfig {} = config;
+    pub fn build(_config: &StdoutConfig) -> StdoutSink {
         StdoutSink {}
     }
 }
