@@ -14,6 +14,8 @@
 //! - [`config`]: `routes.yaml` parsing, `${VAR}` interpolation, errors with places.
 //! - [`reload`]: the routing snapshot, file watching and `SIGHUP`.
 //! - [`app`]: builds everything from a config and runs it until shutdown.
+//! - [`standin`]: a local stand-in for the Stripe API and realistic event
+//!   payloads, for tests, `demo` and benchmarks.
 
 pub mod app;
 pub mod config;
@@ -25,4 +27,5 @@ pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod sinks;
+pub mod standin;
 pub mod verify;
