@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::config::{Config, ConfigError};
+use crate::deliver::Engine;
+use crate::store::{SqliteStore, Store, StoreError};
 use crate::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::env::Env;
 use crate::pipeline::Pipeline;
@@ -47,6 +50,8 @@ pub enum StartError {
     ApiBase { value: String, reason: String },
     #[error("the Stripe API client cannot start: {0}")]
     StripeClient(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -60,7 +65,12 @@ pub struct App {
     listener: TcpListener,
     endpoint: Arc<Endpoint>,
     live: Arc<Live>,
+    store: Arc<dyn Store>,
+    retention: Duration,
     drain: Duration,
+    /// Stops the background routing and delivery.
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
 }
 
 impl App {
@@ -83,6 +93,8 @@ impl App {
         let orders_enabled = stripe.is_some();
 
         let server_config = config.server.clone();
+        let store_config = config.store.clone();
+        let base_dir = config.base_dir.clone();
         let snapshot = Snapshot::build(config, None, 1, orders_enabled).map_err(|error| {
             StartError::Config {
                 path: config_path.display().to_string(),
@@ -94,21 +106,31 @@ impl App {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
 
+        let store_path = store_config.path_in(&base_dir);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path, store_config.fsync)?);
+
         let live = Arc::new(Live::new(snapshot, config_path, env, orders_enabled));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let engine = Engine::start(store.clone(), live.clone(), Pipeline::new(stripe), shutdown.clone(), &tracker);
         let endpoint = Arc::new(Endpoint {
             path: server_config.path.clone(),
             max_body: server_config.max_body,
             tolerance: server_config.tolerance,
             secrets,
             live: live.clone(),
-            pipeline: Pipeline::new(stripe),
+            engine,
             counters: Counters::default(),
         });
         Ok(App {
             listener,
             endpoint,
             live,
+            store,
+            retention: store_config.retention,
             drain: server_config.shutdown_timeout,
+            shutdown,
+            tracker,
         })
     }
 
@@ -128,20 +150,44 @@ impl App {
         self.live.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then drains in-flight requests
-    /// within `server.shutdown_timeout`.
+    /// Serves until `shutdown` is cancelled, then stops accepting, drains
+    /// in-flight requests and background deliveries within
+    /// `server.shutdown_timeout`. Whatever is not finished by then stays
+    /// pending in the journal and resumes at the next start.
     pub async fn run(self, shutdown: CancellationToken) {
-        let watcher = tokio::spawn({
-            let (live, shutdown) = (self.live.clone(), shutdown.clone());
+        let background = self.shutdown.clone();
+        self.tracker.spawn({
+            let (live, shutdown) = (self.live.clone(), background.clone());
             async move {
                 if let Err(e) = reload::watch(live, shutdown).await {
                     tracing::error!(error = %e, "cannot watch the config file; edits apply only on SIGHUP or restart");
                 }
             }
         });
-        server::serve(self.listener, self.endpoint, shutdown.clone(), self.drain).await;
-        shutdown.cancel();
-        let _ = watcher.await;
+        self.tracker.spawn(prune(self.store.clone(), self.retention, background.clone()));
+        let deadline = tokio::time::Instant::now() + self.drain;
+        server::serve(self.listener, self.endpoint, shutdown, self.drain).await;
+        background.cancel();
+        self.tracker.close();
+        if tokio::time::timeout_at(deadline, self.tracker.wait()).await.is_err() {
+            tracing::warn!("shutdown deadline reached; unfinished deliveries stay pending in the journal");
+        }
+    }
+}
+
+/// Deletes delivered rows older than `retention`, at start and hourly.
+async fn prune(store: Arc<dyn Store>, retention: Duration, shutdown: CancellationToken) {
+    loop {
+        let before = crate::store::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        match store.prune(before).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "pruned delivered rows past store.retention"),
+            Err(e) => tracing::warn!(error = %e, "pruning the journal failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
     }
 }
 

@@ -201,7 +201,7 @@ impl Router {
             Vec::new()
         };
         let snapshot = self.live.load();
-        let received_at = crate::record::rfc3339_ms(job.received_at_ms);
+        let received_at = crate::record::received_at(job.received_at_ms);
         match self.pipeline.records(&snapshot, &event, &received_at, &existing).await {
             Ok(records) => {
                 let deliveries: Vec<PendingDelivery> = records

@@ -10,15 +10,20 @@
 //! - [`enrich`]: the Stripe API client that fetches a session's line items.
 //! - [`record`]: order and event records; pure builders.
 //! - [`sinks`]: the [`sinks::Sink`] trait and its plug-ins (`jsonl`, `http`, `stdout`).
-//! - [`pipeline`]: one verified event through routes, enrichment and sinks.
+//! - [`pipeline`]: one event through the routes: matching records, enriched and encoded.
+//! - [`store`]: the journal (SQLite, WAL, group commit) and the delivery queues.
+//! - [`deliver`]: after the answer: routing, per-sink workers, retries, dead letters.
 //! - [`config`]: `routes.yaml` parsing, `${VAR}` interpolation, errors with places.
 //! - [`reload`]: the routing snapshot, file watching and `SIGHUP`.
+//! - [`deadletters`]: listing and replaying dead letters (`deadletters`, `replay`).
 //! - [`app`]: builds everything from a config and runs it until shutdown.
 //! - [`standin`]: a local stand-in for the Stripe API and realistic event
 //!   payloads, for tests, `demo` and benchmarks.
 
 pub mod app;
 pub mod config;
+pub mod deadletters;
+pub mod deliver;
 pub mod enrich;
 pub mod event;
 pub mod pipeline;
@@ -27,5 +32,6 @@ pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod sinks;
+pub mod store;
 pub mod standin;
 pub mod verify;

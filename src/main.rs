@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use stripe_router::app::{App, Settings};
 use stripe_router::config::Config;
 use stripe_router::env::Env;
-use stripe_router::reload;
+use stripe_router::{deadletters, reload};
+use stripe_router::store::{Filter, SqliteStore, Store};
+
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +39,40 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// List dead letters: deliveries (or enrichments) that gave up.
+    ///
+    /// Example: stripe-router deadletters --sink shipping
+    Deadletters {
+        #[arg(long, default_value = "routes.yaml")]
+        config: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue dead letters, or route a journaled event again.
+    ///
+    /// Works while the server runs: it picks re-queued rows up within a second.
+    ///
+    /// Examples:
+    ///   stripe-router replay --sink shipping
+    ///   stripe-router replay --all
+    ///   stripe-router replay --event evt_1Nq... --reroute
+    #[command(verbatim_doc_comment)]
+    Replay {
+        #[arg(long, default_value = "routes.yaml")]
+        config: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Every dead letter.
+        #[arg(long, conflicts_with_all = ["sink", "route", "event"])]
+        all: bool,
+        /// Route the event (`--event`) again through the current routes,
+        /// building records for routes that did not exist when it arrived.
+        #[arg(long, requires = "event", conflicts_with_all = ["sink", "route"])]
+        reroute: bool,
+    },
     /// Validate a routes file without serving: every error, with its place.
     ///
     /// Example: stripe-router check --config routes.yaml
@@ -44,6 +80,25 @@ enum Command {
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct FilterArgs {
+    /// Only this sink.
+    #[arg(long)]
+    sink: Option<String>,
+    /// Only this route.
+    #[arg(long)]
+    route: Option<String>,
+    /// Only this Stripe event id.
+    #[arg(long)]
+    event: Option<String>,
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(args: FilterArgs) -> Filter {
+        Filter { sink: args.sink, route: args.route, event: args.event }
+    }
 }
 
 fn main() -> ExitCode {
@@ -68,6 +123,14 @@ fn main() -> ExitCode {
             env,
         }),
         Command::Check { config } => check(&config, &env),
+        Command::Deadletters { config, filter, json } => {
+            with_store(&config, &env, |store| async move {
+                deadletters::list(&*store, filter.into(), json, &mut std::io::stdout()).await.map(drop)
+            })
+        }
+        Command::Replay { config, filter, all, reroute } => with_store(&config, &env, |store| async move {
+            deadletters::replay(&*store, filter.into(), all, reroute, &mut std::io::stdout()).await.map(drop)
+        }),
     }
 }
 
@@ -144,4 +207,47 @@ fn check(path: &std::path::Path, env: &Env) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `command` against the journal named by the config at `path`.
+fn with_store<F, Fut>(path: &std::path::Path, env: &Env, command: F) -> ExitCode
+where
+    F: FnOnce(std::sync::Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = match Config::load(path, env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{} is not valid:\n{error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let store_path = config.store.path_in(&config.base_dir);
+    if !store_path.exists() {
+        eprintln!("error: no journal at {} yet (the server creates it on its first start)", store_path.display());
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let store = match SqliteStore::open(&store_path, true) {
+            Ok(store) => std::sync::Arc::new(store) as std::sync::Arc<dyn Store>,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match command(store).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

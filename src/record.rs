@@ -205,6 +205,18 @@ pub fn received_at_now() -> String {
     format_received_at(time::OffsetDateTime::now_utc())
 }
 
+/// `received_at` for a time in unix milliseconds (as the journal keeps it).
+pub fn received_at(unix_ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format_received_at(at)
+}
+
+/// The stable id of the record an event makes for a route.
+pub fn record_id(event_id: &str, route: &str) -> String {
+    format!("{event_id}:{route}")
+}
+
 fn format_received_at(at: time::OffsetDateTime) -> String {
     let at = at
         .to_offset(time::UtcOffset::UTC)
@@ -236,7 +248,7 @@ fn envelope(
     body: RecordBody,
 ) -> Record {
     Record {
-        id: format!("{}:{route}", event.id),
+        id: record_id(&event.id, route),
         kind,
         route: route.to_owned(),
         event_id: event.id.clone(),
