@@ -12,12 +12,14 @@
 //! - [`sinks`]: the [`sinks::Sink`] trait and its plug-ins (`jsonl`, `http`, `stdout`).
 //! - [`pipeline`]: one verified event through routes, enrichment and sinks.
 //! - [`config`]: `routes.yaml` parsing, `${VAR}` interpolation, errors with places.
+//! - [`env`]: the process environment over `.env.local` over `.env`.
 //! - [`reload`]: the routing snapshot, file watching and `SIGHUP`.
 //! - [`app`]: builds everything from a config and runs it until shutdown.
 
 pub mod app;
 pub mod config;
 pub mod enrich;
+pub mod env;
 pub mod event;
 pub mod pipeline;
 pub mod record;
