@@ -14,6 +14,7 @@
 //! - [`store`]: the journal (SQLite, WAL, group commit) and the delivery queues.
 //! - [`deliver`]: after the answer: routing, per-sink workers, retries, dead letters.
 //! - [`config`]: `routes.yaml` parsing, `${VAR}` interpolation, errors with places.
+//! - [`env`]: the process environment over `.env.local` over `.env`.
 //! - [`reload`]: the routing snapshot, file watching and `SIGHUP`.
 //! - [`deadletters`]: listing and replaying dead letters (`deadletters`, `replay`).
 //! - [`app`]: builds everything from a config and runs it until shutdown.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod deadletters;
 pub mod deliver;
 pub mod enrich;
+pub mod env;
 pub mod event;
 pub mod pipeline;
 pub mod record;

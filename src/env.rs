@@ -1,0 +1,332 @@
+//! The environment the router reads: the process environment over
+//! `.env.local` over `.env`, like Next.js does.
+//!
+//! The files are read into memory and looked up alongside the process
+//! environment; nothing is written back with `std::env::set_var` (unsafe in
+//! edition 2024, and racy in a threaded server). Values are secrets as often
+//! as not, so neither `Debug` nor any error ever shows one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Variables by name, looked up in precedence order: the process environment,
+/// then `.env.local`, then `.env`.
+#[derive(Clone, Default)]
+pub struct Env {
+    /// Highest precedence first.
+    layers: Vec<Layer>,
+}
+
+#[derive(Clone)]
+struct Layer {
+    /// `None` for the process environment or a map given in code.
+    file: Option<PathBuf>,
+    vars: HashMap<String, String>,
+}
+
+/// A `.env` file that could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    /// The message names the problem, never the line's text, which may hold a
+    /// secret.
+    #[error("{}:{line}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl Env {
+    /// The process environment over `dir/.env.local` over `dir/.env`. A
+    /// missing file is fine; an unreadable or malformed one is an error.
+    pub fn load(dir: &Path) -> Result<Env, EnvError> {
+        // Variables whose name or value is not UTF-8 cannot be used in
+        // `${NAME}` anyway, so they are left out rather than mangled.
+        let process = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Env::load_over(process, dir)
+    }
+
+    fn load_over(process: HashMap<String, String>, dir: &Path) -> Result<Env, EnvError> {
+        let mut layers = vec![Layer {
+            file: None,
+            vars: process,
+        }];
+        for name in [".env.local", ".env"] {
+            let path = dir.join(name);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(EnvError::Read { path, source }),
+            };
+            let vars = parse(&text).map_err(|(line, message)| EnvError::Syntax {
+                path: path.clone(),
+                line,
+                message,
+            })?;
+            layers.push(Layer {
+                file: Some(path),
+                vars,
+            });
+        }
+        Ok(Env { layers })
+    }
+
+    /// Only the given variables; for tests and embedding.
+    pub fn from_map<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Env
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Env {
+            layers: vec![Layer { file: None, vars }],
+        }
+    }
+
+    /// No variables at all.
+    pub fn empty() -> Env {
+        Env::default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.layers
+            .iter()
+            .find_map(|layer| layer.vars.get(name))
+            .cloned()
+    }
+
+    /// The `.env` files that were read, highest precedence first.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.layers.iter().filter_map(|l| l.file.as_deref())
+    }
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for layer in &self.layers {
+            let source = match &layer.file {
+                Some(path) => path.display().to_string(),
+                None => "process".to_owned(),
+            };
+            list.entry(&format_args!("{source}: {} variables", layer.vars.len()));
+        }
+        list.finish()
+    }
+}
+
+/// Parses dotenv text: `KEY=value`, `export KEY=value`, `#` comments, blank
+/// lines, `'literal'` and `"escaped"` values (both may span lines), and a
+/// trailing ` # comment` after an unquoted value. No `$VAR` expansion.
+/// Errors are `(line, message)`.
+fn parse(text: &str) -> Result<HashMap<String, String>, (usize, String)> {
+    let mut vars = HashMap::new();
+    let mut rest = text;
+    let mut line = 1;
+    while !rest.is_empty() {
+        let (current, after) = rest.split_once('\n').unwrap_or((rest, ""));
+        let trimmed = current.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            rest = after;
+            line += 1;
+            continue;
+        }
+        let mut offset = current.len() - current.trim_start().len();
+        let mut head = &current[offset..];
+        if let Some(stripped) = head.strip_prefix("export ") {
+            let stripped = stripped.trim_start();
+            offset += head.len() - stripped.len();
+            head = stripped;
+        }
+        let Some(eq) = head.find('=') else {
+            return Err((line, "expected `KEY=value`".to_owned()));
+        };
+        let key = head[..eq].trim();
+        if !is_name(key) {
+            return Err((
+                line,
+                "expected `KEY=value` with a name of letters, digits and `_`".to_owned(),
+            ));
+        }
+        let value = rest[offset + eq + 1..].trim_start_matches([' ', '\t']);
+        let (parsed, consumed) = parse_value(value).map_err(|m| (line, m))?;
+        let used = &value[..consumed];
+        line += used.matches('\n').count() + 1;
+        rest = value[consumed..]
+            .split_once('\n')
+            .map_or("", |(_, next)| next);
+        vars.insert(key.to_owned(), parsed);
+    }
+    Ok(vars)
+}
+
+fn is_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+}
+
+/// Parses one value at the start of `text`; returns it and how many bytes
+/// were used, up to (not including) the end of its last line.
+fn parse_value(text: &str) -> Result<(String, usize), String> {
+    let (value, end) = match text.chars().next() {
+        Some(quote @ ('"' | '\'')) => {
+            let mut value = String::new();
+            let mut chars = text.char_indices().skip(1);
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    c if c == quote => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    '\\' if quote == '"' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, 'r')) => value.push('\r'),
+                        Some((_, 't')) => value.push('\t'),
+                        Some((_, c @ ('"' | '\\' | '$'))) => value.push(c),
+                        Some((_, c)) => {
+                            value.push('\\');
+                            value.push(c);
+                        }
+                        None => break,
+                    },
+                    c => value.push(c),
+                }
+            }
+            let Some(end) = end else {
+                let kind = if quote == '"' { "double" } else { "single" };
+                return Err(format!("unterminated {kind}-quoted value"));
+            };
+            let tail = text[end..].split('\n').next().unwrap_or("").trim();
+            if !(tail.is_empty() || tail.starts_with('#')) {
+                return Err("unexpected text after the closing quote".to_owned());
+            }
+            (value, end)
+        }
+        _ => {
+            let line = text.split('\n').next().unwrap_or("");
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            // `#` starts a comment only after whitespace, so `a#b` stays whole.
+            let cut = line
+                .char_indices()
+                .find(|&(i, c)| c == '#' && (i == 0 || line[..i].ends_with([' ', '\t'])))
+                .map_or(line.len(), |(i, _)| i);
+            (line[..cut].trim().to_owned(), line.len())
+        }
+    };
+    Ok((value, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(text: &str, expected: &[(&str, &str)]) {
+        let vars = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+        let expected: HashMap<String, String> = expected
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(vars, expected, "{text:?}");
+    }
+
+    #[track_caller]
+    fn check_error(text: &str, line: usize, fragment: &str) {
+        match parse(text) {
+            Ok(vars) => panic!("{text:?} parsed into {vars:?}"),
+            Err((l, message)) => {
+                assert_eq!(l, line, "{text:?}: {message}");
+                assert!(message.contains(fragment), "{text:?}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn parses_dotenv_syntax() {
+        check("", &[]);
+        check("A=1", &[("A", "1")]);
+        check("A=1\nB=2\n", &[("A", "1"), ("B", "2")]);
+        check("# comment\n\n  A = spaced  \n", &[("A", "spaced")]);
+        check("export A=1\n", &[("A", "1")]);
+        check("A=\n", &[("A", "")]);
+        check("A=x # comment\n", &[("A", "x")]);
+        check("A=x#y\n", &[("A", "x#y")]);
+        check("A=a=b\n", &[("A", "a=b")]);
+        check("A=1\r\nB=2\r\n", &[("A", "1"), ("B", "2")]);
+        check("A='single $x \\n'\n", &[("A", "single $x \\n")]);
+        check(
+            "A=\"line\\nnext \\\"q\\\"\"\n",
+            &[("A", "line\nnext \"q\"")],
+        );
+        check(
+            "A=\"x # not a comment\" # comment\n",
+            &[("A", "x # not a comment")],
+        );
+        check(
+            "KEY=\"-----BEGIN\nbody\n-----END\"\nB=2\n",
+            &[("KEY", "-----BEGIN\nbody\n-----END"), ("B", "2")],
+        );
+        check("A=1\nA=2\n", &[("A", "2")]);
+        check("whsec.name_1=whsec_abc\n", &[("whsec.name_1", "whsec_abc")]);
+    }
+
+    #[test]
+    fn rejects_malformed_lines_by_line_number() {
+        check_error("A=1\nnot a pair\n", 2, "KEY=value");
+        check_error("A=1\n\n1A=2\n", 3, "name");
+        check_error("A=\"open\nB=2\n", 1, "unterminated double-quoted");
+        check_error("A='open\n", 1, "unterminated single-quoted");
+        check_error("A=\"x\" y\n", 1, "after the closing quote");
+        check_error("K=\"a\nb\"\nbad\n", 3, "KEY=value");
+    }
+
+    #[test]
+    fn process_env_wins_over_local_over_dotenv() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(".env"), "A=env\nB=env\nC=env\n").expect("write");
+        std::fs::write(dir.path().join(".env.local"), "B=local\nC=local\n").expect("write");
+        let process = HashMap::from([("C".to_owned(), "process".to_owned())]);
+        let env = Env::load_over(process, dir.path()).expect("loads");
+        assert_eq!(env.get("A").as_deref(), Some("env"));
+        assert_eq!(env.get("B").as_deref(), Some("local"));
+        assert_eq!(env.get("C").as_deref(), Some("process"));
+        assert_eq!(env.get("D"), None);
+        assert_eq!(env.files().count(), 2);
+    }
+
+    #[test]
+    fn missing_files_are_fine_and_bad_ones_name_file_and_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env = Env::load_over(HashMap::new(), dir.path()).expect("no files is fine");
+        assert_eq!(env.files().count(), 0);
+
+        std::fs::write(dir.path().join(".env"), "OK=1\nSECRET sk_live_123\n").expect("write");
+        let err = Env::load_over(HashMap::new(), dir.path()).expect_err("malformed");
+        let text = err.to_string();
+        assert!(text.ends_with(".env:2: expected `KEY=value`"), "{text}");
+        assert!(!text.contains("sk_live"), "{text}");
+    }
+
+    #[test]
+    fn debug_shows_no_values() {
+        let env = Env::from_map([("STRIPE_SECRET_API_KEY", "sk_test_secret")]);
+        let debug = format!("{env:?}");
+        assert!(!debug.contains("sk_test_secret"), "{debug}");
+        assert!(debug.contains("1 variables"), "{debug}");
+        assert_eq!(Env::empty().get("PATH"), None);
+    }
+}
