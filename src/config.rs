@@ -37,8 +37,52 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     /// Routes in file order.
     pub routes: Vec<RouteConfig>,
+    pub store: StoreConfig,
+    /// The config file as it was named: places in errors start with it.
+    pub file: PathBuf,
     /// The folder of the config file: relative sink paths resolve against it.
     pub base_dir: PathBuf,
+}
+
+/// `store:` — the journal of events and deliveries.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database; relative to the config file's folder.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// How long delivered rows are kept (and so how long an event id is
+    /// remembered for dedupe).
+    #[serde(default = "default_retention", with = "duration")]
+    pub retention: Duration,
+    /// Whether a journal commit waits for the disk (fsync). Off, an
+    /// acknowledged event survives a crash of the router but not of the
+    /// machine; it exists to measure what durability costs.
+    #[serde(default = "default_fsync")]
+    pub fsync: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { path: default_store_path(), retention: default_retention(), fsync: default_fsync() }
+    }
+}
+
+impl StoreConfig {
+    /// The database path, resolved against the config file's folder.
+    pub fn path_in(&self, base_dir: &Path) -> PathBuf {
+        if self.path.is_absolute() { self.path.clone() } else { base_dir.join(&self.path) }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("data/stripe-router.db")
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_fsync() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -277,6 +321,8 @@ impl Config {
                 stripe: parts.stripe,
                 sinks: parts.sinks,
                 routes: parts.routes,
+                store: parts.store,
+                file: file.to_path_buf(),
                 base_dir,
             }),
             _ => Err(checker.finish()),
@@ -367,7 +413,7 @@ fn compact(value: &serde_json::Value) -> String {
     }
 }
 
-const TOP_LEVEL_KEYS: &str = "server, stripe, sinks, routes";
+const TOP_LEVEL_KEYS: &str = "server, stripe, store, sinks, routes";
 const ROUTE_KEYS: &str = "`name`, `when`, `emit`, `to`";
 
 /// The checked sections, before they become a [`Config`].
@@ -376,6 +422,7 @@ struct Parts {
     stripe: StripeConfig,
     sinks: BTreeMap<String, SinkConfig>,
     routes: Vec<RouteConfig>,
+    store: StoreConfig,
 }
 
 /// One pass over one file, collecting every problem rather than stopping at
@@ -438,6 +485,7 @@ impl<'a> Checker<'a> {
             stripe: StripeConfig::default(),
             sinks: BTreeMap::new(),
             routes: Vec::new(),
+            store: StoreConfig::default(),
         };
         let (mut sinks, mut routes) = (None, None);
         for (key, value) in entries {
@@ -445,6 +493,9 @@ impl<'a> Checker<'a> {
                 Some("server") => parts.server = self.server(value).unwrap_or_default(),
                 Some("stripe") => {
                     parts.stripe = self.section(value, "`stripe`").unwrap_or_default();
+                }
+                Some("store") => {
+                    parts.store = self.section(value, "`store`").unwrap_or_default();
                 }
                 Some("sinks") => sinks = Some(value),
                 Some("routes") => routes = Some(value),
@@ -1410,7 +1461,7 @@ impl<'de> MapAccess<'de> for MapDe<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::{HttpConfig, JsonlConfig, StdoutConfig};
+    use crate::sinks::{HttpConfig, JsonlConfig, RetryConfig, StdoutConfig};
     use serde_json::json;
 
     fn env() -> Env {
@@ -1462,8 +1513,12 @@ stripe:
   api_version: 2025-03-31.basil
   timeout: 20s
   max_attempts: 4
+store:
+  path: /var/lib/stripe-router/journal.db
+  retention: 7d
+  fsync: false
 sinks:
-  orders: { type: jsonl, path: sinks/orders.jsonl }
+  orders: { type: jsonl, path: sinks/orders.jsonl, concurrency: 2 }
   shipping:
     type: http
     url: http://127.0.0.1:4000/orders
@@ -1472,7 +1527,9 @@ sinks:
       X-Shop: "5"
     signing_secret: ${SIGNING}
     timeout: 10s
-  console: { type: stdout }
+    retry: { initial: 500ms, max: 5m, max_age: 24h }
+    concurrency: 32
+  console: { type: stdout, retry: { max_age: 1h } }
 routes:
   - name: paid-orders
     when:
@@ -1509,6 +1566,8 @@ routes:
                     "orders".to_owned(),
                     SinkConfig::Jsonl(JsonlConfig {
                         path: PathBuf::from("sinks/orders.jsonl"),
+                        retry: RetryConfig::default(),
+                        concurrency: Some(2),
                     }),
                 ),
                 (
@@ -1521,9 +1580,24 @@ routes:
                         ]),
                         signing_secret: Some("whsec_c2VjcmV0".to_owned()),
                         timeout: Some(Duration::from_secs(10)),
+                        retry: RetryConfig {
+                            initial: Duration::from_millis(500),
+                            max: Duration::from_secs(300),
+                            max_age: Duration::from_secs(24 * 3600),
+                        },
+                        concurrency: Some(32),
                     }),
                 ),
-                ("console".to_owned(), SinkConfig::Stdout(StdoutConfig {})),
+                (
+                    "console".to_owned(),
+                    SinkConfig::Stdout(StdoutConfig {
+                        retry: RetryConfig {
+                            max_age: Duration::from_secs(3600),
+                            ..RetryConfig::default()
+                        },
+                        concurrency: None,
+                    }),
+                ),
             ]),
             routes: vec![
                 RouteConfig {
@@ -1564,6 +1638,12 @@ routes:
                     to: vec!["console".to_owned()],
                 },
             ],
+            store: StoreConfig {
+                path: PathBuf::from("/var/lib/stripe-router/journal.db"),
+                retention: Duration::from_secs(7 * 24 * 3600),
+                fsync: false,
+            },
+            file: PathBuf::from("routes.yaml"),
             base_dir: PathBuf::from("."),
         };
         assert_eq!(config, expected);
@@ -1598,7 +1678,8 @@ routes:
         assert_eq!(
             config.sinks["orders"],
             SinkConfig::Jsonl(JsonlConfig {
-                path: PathBuf::from("sinks/orders.jsonl")
+                path: PathBuf::from("sinks/orders.jsonl"),
+                ..JsonlConfig::default()
             })
         );
         let routes: Vec<_> = config

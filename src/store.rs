@@ -344,10 +344,10 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>) {
                     execute(&tx, write, now, &mut answers, &mut failure);
                 }
             }
-            if failure.is_none() {
-                if let Err(e) = tx.commit() {
-                    failure = Some(e);
-                }
+            if failure.is_none()
+                && let Err(e) = tx.commit()
+            {
+                failure = Some(e);
             }
         }
     }

@@ -65,7 +65,7 @@ mod tests {
 
     #[tokio::test]
     async fn delivers() {
-        let sink = StdoutSink::build(&StdoutConfig {});
+        let sink = StdoutSink::build(&StdoutConfig::default());
         let record = Encoded {
             id: "evt_1:r".into(),
             body: bytes::Bytes::from_static(b"{}"),

@@ -137,7 +137,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info,stripe_router=debug")
-        .env("STRIPE_API_BASE", stripe.url())
+        .env("STRIPE_API_BASE", stripe.url().as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
