@@ -14,12 +14,12 @@ use url::Url;
 
 use crate::config::{Config, ConfigError};
 use crate::deliver::Engine;
-use crate::store::{SqliteStore, Store, StoreError};
 use crate::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::env::Env;
 use crate::pipeline::Pipeline;
 use crate::reload::{self, Live, Snapshot};
 use crate::server::{self, Counters, Endpoint};
+use crate::store::{SqliteStore, Store, StoreError};
 use crate::verify::{Secrets, SecretsError};
 
 /// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
@@ -112,7 +112,13 @@ impl App {
         let live = Arc::new(Live::new(snapshot, config_path, env, orders_enabled));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let engine = Engine::start(store.clone(), live.clone(), Pipeline::new(stripe), shutdown.clone(), &tracker);
+        let engine = Engine::start(
+            store.clone(),
+            live.clone(),
+            Pipeline::new(stripe),
+            shutdown.clone(),
+            &tracker,
+        );
         let endpoint = Arc::new(Endpoint {
             path: server_config.path.clone(),
             max_body: server_config.max_body,
@@ -164,13 +170,22 @@ impl App {
                 }
             }
         });
-        self.tracker.spawn(prune(self.store.clone(), self.retention, background.clone()));
+        self.tracker.spawn(prune(
+            self.store.clone(),
+            self.retention,
+            background.clone(),
+        ));
         let deadline = tokio::time::Instant::now() + self.drain;
         server::serve(self.listener, self.endpoint, shutdown, self.drain).await;
         background.cancel();
         self.tracker.close();
-        if tokio::time::timeout_at(deadline, self.tracker.wait()).await.is_err() {
-            tracing::warn!("shutdown deadline reached; unfinished deliveries stay pending in the journal");
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown deadline reached; unfinished deliveries stay pending in the journal"
+            );
         }
     }
 }
@@ -178,7 +193,8 @@ impl App {
 /// Deletes delivered rows older than `retention`, at start and hourly.
 async fn prune(store: Arc<dyn Store>, retention: Duration, shutdown: CancellationToken) {
     loop {
-        let before = crate::store::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let before =
+            crate::store::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         match store.prune(before).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned delivered rows past store.retention"),

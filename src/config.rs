@@ -64,14 +64,22 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: default_store_path(), retention: default_retention(), fsync: default_fsync() }
+        StoreConfig {
+            path: default_store_path(),
+            retention: default_retention(),
+            fsync: default_fsync(),
+        }
     }
 }
 
 impl StoreConfig {
     /// The database path, resolved against the config file's folder.
     pub fn path_in(&self, base_dir: &Path) -> PathBuf {
-        if self.path.is_absolute() { self.path.clone() } else { base_dir.join(&self.path) }
+        if self.path.is_absolute() {
+            self.path.clone()
+        } else {
+            base_dir.join(&self.path)
+        }
     }
 }
 
@@ -1602,7 +1610,7 @@ routes:
             routes: vec![
                 RouteConfig {
                     name: "paid-orders".to_owned(),
-                    place: "routes.yaml:24:5".to_owned(),
+                    place: "routes.yaml:30:5".to_owned(),
                     when: vec![
                         (
                             "type".to_owned(),
@@ -1632,7 +1640,7 @@ routes:
                 },
                 RouteConfig {
                     name: "everything".to_owned(),
-                    place: "routes.yaml:35:5".to_owned(),
+                    place: "routes.yaml:41:5".to_owned(),
                     when: vec![("type".to_owned(), json!("checkout.session.*"))],
                     emit: Emit::Event,
                     to: vec!["console".to_owned()],
@@ -1719,7 +1727,7 @@ routes:
                 ),
                 (
                     "routes.yaml:3:21",
-                    &["unknown field `pth` in sink `b`", "expected `path`"],
+                    &["unknown field `pth` in sink `b`", "expected one of `path`"],
                 ),
                 (
                     "routes.yaml:4:25",
@@ -1747,7 +1755,7 @@ routes:
                     "routes.yaml:1:1",
                     &[
                         "unknown key `sevrer` at the top level",
-                        "server, stripe, sinks, routes",
+                        "server, stripe, store, sinks, routes",
                     ],
                 ),
                 (
@@ -1763,7 +1771,7 @@ routes:
                     "routes.yaml:2:28",
                     &[
                         "unknown field `colour` in sink `console`",
-                        "no other options",
+                        "expected `retry` or `concurrency`",
                     ],
                 ),
                 (

@@ -10,8 +10,16 @@ use crate::store::{DeadLetter, Filter, Store, now_ms};
 
 /// Writes the dead letters matching `filter` to `out`, as a table or as
 /// JSON lines.
-pub async fn list(store: &dyn Store, filter: Filter, json: bool, out: &mut dyn Write) -> anyhow::Result<usize> {
-    let letters = store.dead_letters(filter).await.context("reading dead letters")?;
+pub async fn list(
+    store: &dyn Store,
+    filter: Filter,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
+    let letters = store
+        .dead_letters(filter)
+        .await
+        .context("reading dead letters")?;
     if json {
         for letter in &letters {
             writeln!(out, "{}", serde_json::to_string(letter)?)?;
@@ -22,7 +30,11 @@ pub async fn list(store: &dyn Store, filter: Filter, json: bool, out: &mut dyn W
         writeln!(out, "no dead letters")?;
         return Ok(0);
     }
-    writeln!(out, "{:<44} {:<14} {:>8} {:>9}  LAST ERROR", "ID", "SINK", "ATTEMPTS", "AGE")?;
+    writeln!(
+        out,
+        "{:<44} {:<14} {:>8} {:>9}  LAST ERROR",
+        "ID", "SINK", "ATTEMPTS", "AGE"
+    )?;
     for letter in &letters {
         writeln!(
             out,
@@ -31,28 +43,52 @@ pub async fn list(store: &dyn Store, filter: Filter, json: bool, out: &mut dyn W
             letter.sink.as_deref().unwrap_or("(routing)"),
             letter.attempts,
             age(letter),
-            letter.last_error.as_deref().unwrap_or("").replace('\n', " "),
+            letter
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .replace('\n', " "),
         )?;
     }
-    writeln!(out, "\n{} dead letter(s); `stripe-router replay --help` re-queues them", letters.len())?;
+    writeln!(
+        out,
+        "\n{} dead letter(s); `stripe-router replay --help` re-queues them",
+        letters.len()
+    )?;
     Ok(letters.len())
 }
 
 /// Re-queues dead letters (`all`, or those matching `filter`), or with
 /// `reroute` routes `filter.event` again through the current routes.
-pub async fn replay(store: &dyn Store, filter: Filter, all: bool, reroute: bool, out: &mut dyn Write) -> anyhow::Result<u64> {
+pub async fn replay(
+    store: &dyn Store,
+    filter: Filter,
+    all: bool,
+    reroute: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
     if reroute {
-        let Some(event) = filter.event.as_deref() else { bail!("--reroute needs --event evt_...") };
+        let Some(event) = filter.event.as_deref() else {
+            bail!("--reroute needs --event evt_...")
+        };
         if !store.reroute(event).await.context("queueing the event")? {
-            bail!("event {event} is not in the journal (never received, or pruned after store.retention)");
+            bail!(
+                "event {event} is not in the journal (never received, or pruned after store.retention)"
+            );
         }
-        writeln!(out, "event {event} queued to be routed through the current routes")?;
+        writeln!(
+            out,
+            "event {event} queued to be routed through the current routes"
+        )?;
         return Ok(1);
     }
     if !all && filter.sink.is_none() && filter.route.is_none() && filter.event.is_none() {
         bail!("say which dead letters to replay: --all, --sink S, --route R or --event evt_...");
     }
-    let queued = store.replay(filter).await.context("re-queueing dead letters")?;
+    let queued = store
+        .replay(filter)
+        .await
+        .context("re-queueing dead letters")?;
     writeln!(out, "{queued} dead letter(s) queued for delivery")?;
     Ok(queued)
 }

@@ -29,7 +29,9 @@ use crate::event::Event;
 use crate::pipeline::Pipeline;
 use crate::reload::Live;
 use crate::sinks::{Encoded, RetryConfig};
-use crate::store::{self, Journaled, NewEvent, PendingDelivery, PendingEvent, Settle, Store, StoreError};
+use crate::store::{
+    self, Journaled, NewEvent, PendingDelivery, PendingEvent, Settle, Store, StoreError,
+};
 
 /// Rows one scan takes at most.
 const SCAN_PAGE: usize = 256;
@@ -82,9 +84,19 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
         });
         workers.ensure_all();
-        let router = Router { store: store.clone(), live, pipeline, workers, counts: counts.clone() };
+        let router = Router {
+            store: store.clone(),
+            live,
+            pipeline,
+            workers,
+            counts: counts.clone(),
+        };
         tracker.spawn(router.run(rx, shutdown));
-        Engine { store, router: tx, counts }
+        Engine {
+            store,
+            router: tx,
+            counts,
+        }
     }
 
     /// Journals a verified event durably, then queues it for routing.
@@ -93,10 +105,21 @@ impl Engine {
         let received_at_ms = store::now_ms();
         let journaled = self
             .store
-            .journal(NewEvent { id: event.id.clone(), kind: event.kind.clone(), received_at_ms, body: body.clone() })
+            .journal(NewEvent {
+                id: event.id.clone(),
+                kind: event.kind.clone(),
+                received_at_ms,
+                body: body.clone(),
+            })
             .await?;
         if journaled == Journaled::Inserted {
-            let pending = PendingEvent { id: event.id, body, received_at_ms, attempts: 0, reroute: false };
+            let pending = PendingEvent {
+                id: event.id,
+                body,
+                received_at_ms,
+                attempts: 0,
+                reroute: false,
+            };
             // A full queue is fine: the row is in the store and a scan
             // takes it once its lease ends.
             let _ = self.router.try_send(pending);
@@ -112,7 +135,10 @@ impl Engine {
 /// Backoff with full jitter: a random delay up to `initial * 2^attempts`,
 /// capped at `max`, never below a tenth of the nominal delay.
 pub fn backoff(policy: &RetryConfig, attempts: u32) -> Duration {
-    let nominal = policy.initial.saturating_mul(2u32.saturating_pow(attempts.min(30))).min(policy.max);
+    let nominal = policy
+        .initial
+        .saturating_mul(2u32.saturating_pow(attempts.min(30)))
+        .min(policy.max);
     let floor = nominal / 10;
     let spread = nominal.saturating_sub(floor).as_millis() as u64;
     floor + Duration::from_millis(rand::rng().random_range(0..=spread))
@@ -161,15 +187,24 @@ impl Router {
                 }
             };
             for job in job {
-                if !in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(job.id.clone()) {
+                if !in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(job.id.clone())
+                {
                     continue;
                 }
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
                 let (this, in_flight) = (this.clone(), in_flight.clone());
                 tasks.spawn(async move {
                     let id = job.id.clone();
                     this.route(job).await;
-                    in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
                     drop(permit);
                 });
             }
@@ -185,7 +220,10 @@ impl Router {
             Err(e) => {
                 // Verified and parsed once already; only a changed store could
                 // get here. Keep it as a dead letter rather than lose it.
-                let _ = self.store.event_failed(&job.id, e.to_string(), 0, true).await;
+                let _ = self
+                    .store
+                    .event_failed(&job.id, e.to_string(), 0, true)
+                    .await;
                 return;
             }
         };
@@ -202,7 +240,11 @@ impl Router {
         };
         let snapshot = self.live.load();
         let received_at = crate::record::received_at(job.received_at_ms);
-        match self.pipeline.records(&snapshot, &event, &received_at, &existing).await {
+        match self
+            .pipeline
+            .records(&snapshot, &event, &received_at, &existing)
+            .await
+        {
             Ok(records) => {
                 let deliveries: Vec<PendingDelivery> = records
                     .iter()
@@ -223,10 +265,14 @@ impl Router {
                     return;
                 }
                 if routes.is_empty() && !job.reroute {
-                    self.counts.unmatched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.counts
+                        .unmatched
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(event_id = %job.id, event_type = %event.kind, "no route matched");
                 } else {
-                    self.counts.routed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.counts
+                        .routed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(event_id = %job.id, event_type = %event.kind, ?routes, "routed");
                 }
                 for delivery in deliveries {
@@ -234,15 +280,22 @@ impl Router {
                 }
             }
             Err(e) => {
-                let age = Duration::from_millis(u64::try_from(store::now_ms() - job.received_at_ms).unwrap_or(0));
+                let age = Duration::from_millis(
+                    u64::try_from(store::now_ms() - job.received_at_ms).unwrap_or(0),
+                );
                 let dead = !e.retryable() || age > ROUTING_RETRY.max_age;
-                let next = store::now_ms() + backoff(&ROUTING_RETRY, job.attempts).as_millis() as i64;
+                let next =
+                    store::now_ms() + backoff(&ROUTING_RETRY, job.attempts).as_millis() as i64;
                 if dead {
                     tracing::error!(event_id = %job.id, error = %e, "event cannot be routed; kept as a dead letter (see `stripe-router deadletters`)");
                 } else {
                     tracing::warn!(event_id = %job.id, error = %e, attempt = job.attempts + 1, "event routing failed; will retry");
                 }
-                if let Err(store_error) = self.store.event_failed(&job.id, e.to_string(), next, dead).await {
+                if let Err(store_error) = self
+                    .store
+                    .event_failed(&job.id, e.to_string(), next, dead)
+                    .await
+                {
                     tracing::error!(event_id = %job.id, error = %store_error, "cannot record the routing failure");
                 }
             }
@@ -268,13 +321,17 @@ struct WorkerHandle {
 impl Workers {
     fn dispatch(self: &Arc<Self>, delivery: PendingDelivery) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let handle = running.entry(delivery.sink.clone()).or_insert_with(|| self.spawn(&delivery.sink));
+        let handle = running
+            .entry(delivery.sink.clone())
+            .or_insert_with(|| self.spawn(&delivery.sink));
         if handle.queued.load(std::sync::atomic::Ordering::Relaxed) >= BACKLOG {
             // The row is in the store; a scan delivers it.
             handle.wake.notify_one();
             return;
         }
-        handle.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        handle
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = handle.queue.send(delivery);
     }
 
@@ -284,7 +341,9 @@ impl Workers {
         let names: Vec<String> = self.live.load().config.sinks.keys().cloned().collect();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         for name in names {
-            running.entry(name.clone()).or_insert_with(|| self.spawn(&name));
+            running
+                .entry(name.clone())
+                .or_insert_with(|| self.spawn(&name));
         }
     }
 
@@ -301,7 +360,11 @@ impl Workers {
             failing_since: None,
         };
         self.tracker.spawn(worker.run(rx, self.shutdown.clone()));
-        WorkerHandle { queue: tx, queued, wake }
+        WorkerHandle {
+            queue: tx,
+            queued,
+            wake,
+        }
     }
 }
 
@@ -316,16 +379,26 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PendingDelivery>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<PendingDelivery>,
+        shutdown: CancellationToken,
+    ) {
         let mut backlog: VecDeque<PendingDelivery> = VecDeque::new();
         let mut in_flight: HashSet<String> = HashSet::new();
-        let mut tasks: JoinSet<(PendingDelivery, Result<(), crate::sinks::DeliveryError>, bool)> = JoinSet::new();
+        let mut tasks: JoinSet<(
+            PendingDelivery,
+            Result<(), crate::sinks::DeliveryError>,
+            bool,
+        )> = JoinSet::new();
         let mut scan_at = tokio::time::Instant::now();
         let mut first_scan = true;
         loop {
             let limit = self.concurrency();
             while in_flight.len() < limit {
-                let Some(delivery) = backlog.pop_front() else { break };
+                let Some(delivery) = backlog.pop_front() else {
+                    break;
+                };
                 self.start(&mut tasks, &mut in_flight, delivery);
             }
             tokio::select! {
@@ -376,12 +449,19 @@ impl Worker {
     }
 
     fn concurrency(&self) -> usize {
-        self.live.load().sink(&self.sink).map_or(1, |s| s.config.delivery().concurrency.max(1))
+        self.live
+            .load()
+            .sink(&self.sink)
+            .map_or(1, |s| s.config.delivery().concurrency.max(1))
     }
 
     fn start(
         &self,
-        tasks: &mut JoinSet<(PendingDelivery, Result<(), crate::sinks::DeliveryError>, bool)>,
+        tasks: &mut JoinSet<(
+            PendingDelivery,
+            Result<(), crate::sinks::DeliveryError>,
+            bool,
+        )>,
         in_flight: &mut HashSet<String>,
         delivery: PendingDelivery,
     ) {
@@ -395,14 +475,27 @@ impl Worker {
                 };
                 return (delivery, Err(error), false);
             };
-            let encoded = Encoded { id: delivery.record_id.clone(), body: delivery.body.clone() };
+            let encoded = Encoded {
+                id: delivery.record_id.clone(),
+                body: delivery.body.clone(),
+            };
             let result = sink.deliver(&encoded).await;
             (delivery, result, true)
         });
     }
 
-    async fn settle(&mut self, delivery: PendingDelivery, result: Result<(), crate::sinks::DeliveryError>, known: bool) {
-        let policy = self.live.load().sink(&self.sink).map(|s| s.config.delivery().retry).unwrap_or(ROUTING_RETRY);
+    async fn settle(
+        &mut self,
+        delivery: PendingDelivery,
+        result: Result<(), crate::sinks::DeliveryError>,
+        known: bool,
+    ) {
+        let policy = self
+            .live
+            .load()
+            .sink(&self.sink)
+            .map(|s| s.config.delivery().retry)
+            .unwrap_or(ROUTING_RETRY);
         let outcome = match result {
             Ok(()) => {
                 if let Some(failures) = self.failing_since.take() {
@@ -415,22 +508,35 @@ impl Worker {
                     tracing::warn!(sink = %self.sink, record_id = %delivery.record_id, error = %error, "sink is failing; deliveries will be retried");
                 }
                 *self.failing_since.get_or_insert(0) += 1;
-                let age = Duration::from_millis(u64::try_from(store::now_ms() - delivery.created_at_ms).unwrap_or(0));
+                let age = Duration::from_millis(
+                    u64::try_from(store::now_ms() - delivery.created_at_ms).unwrap_or(0),
+                );
                 if !error.retryable {
                     tracing::error!(sink = %self.sink, record_id = %delivery.record_id, error = %error, "delivery refused; kept as a dead letter");
-                    Settle::Dead { error: error.message }
+                    Settle::Dead {
+                        error: error.message,
+                    }
                 } else if age > policy.max_age {
                     tracing::error!(sink = %self.sink, record_id = %delivery.record_id, error = %error, "delivery gave up after retry.max_age; kept as a dead letter");
-                    Settle::Dead { error: error.message }
+                    Settle::Dead {
+                        error: error.message,
+                    }
                 } else {
-                    let next = store::now_ms() + backoff(&policy, delivery.attempts).as_millis() as i64;
-                    Settle::Retry { next_attempt_ms: next, error: error.message }
+                    let next =
+                        store::now_ms() + backoff(&policy, delivery.attempts).as_millis() as i64;
+                    Settle::Retry {
+                        next_attempt_ms: next,
+                        error: error.message,
+                    }
                 }
             }
         };
-        if let Err(e) = self.store.settle(&delivery.record_id, &delivery.sink, outcome).await {
+        if let Err(e) = self
+            .store
+            .settle(&delivery.record_id, &delivery.sink, outcome)
+            .await
+        {
             tracing::error!(sink = %self.sink, record_id = %delivery.record_id, error = %e, "cannot record the delivery outcome; it will be delivered again");
         }
     }
 }
-

@@ -34,6 +34,6 @@ pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod sinks;
-pub mod store;
 pub mod standin;
+pub mod store;
 pub mod verify;

@@ -11,9 +11,8 @@ use tokio_util::sync::CancellationToken;
 use stripe_router::app::{App, Settings};
 use stripe_router::config::Config;
 use stripe_router::env::Env;
-use stripe_router::{deadletters, reload};
 use stripe_router::store::{Filter, SqliteStore, Store};
-
+use stripe_router::{deadletters, reload};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,7 +96,11 @@ struct FilterArgs {
 
 impl From<FilterArgs> for Filter {
     fn from(args: FilterArgs) -> Filter {
-        Filter { sink: args.sink, route: args.route, event: args.event }
+        Filter {
+            sink: args.sink,
+            route: args.route,
+            event: args.event,
+        }
     }
 }
 
@@ -123,13 +126,24 @@ fn main() -> ExitCode {
             env,
         }),
         Command::Check { config } => check(&config, &env),
-        Command::Deadletters { config, filter, json } => {
-            with_store(&config, &env, |store| async move {
-                deadletters::list(&*store, filter.into(), json, &mut std::io::stdout()).await.map(drop)
-            })
-        }
-        Command::Replay { config, filter, all, reroute } => with_store(&config, &env, |store| async move {
-            deadletters::replay(&*store, filter.into(), all, reroute, &mut std::io::stdout()).await.map(drop)
+        Command::Deadletters {
+            config,
+            filter,
+            json,
+        } => with_store(&config, &env, |store| async move {
+            deadletters::list(&*store, filter.into(), json, &mut std::io::stdout())
+                .await
+                .map(drop)
+        }),
+        Command::Replay {
+            config,
+            filter,
+            all,
+            reroute,
+        } => with_store(&config, &env, |store| async move {
+            deadletters::replay(&*store, filter.into(), all, reroute, &mut std::io::stdout())
+                .await
+                .map(drop)
         }),
     }
 }
@@ -224,10 +238,16 @@ where
     };
     let store_path = config.store.path_in(&config.base_dir);
     if !store_path.exists() {
-        eprintln!("error: no journal at {} yet (the server creates it on its first start)", store_path.display());
+        eprintln!(
+            "error: no journal at {} yet (the server creates it on its first start)",
+            store_path.display()
+        );
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -70,10 +70,16 @@ impl Pipeline {
                 Emit::Order => {
                     let items = match &line_items {
                         Some(items) => items.clone(),
-                        None => line_items.insert(self.line_items(&route.name, event).await?).clone(),
+                        None => line_items
+                            .insert(self.line_items(&route.name, event).await?)
+                            .clone(),
                     };
-                    record::order(event, &route.name, items, received_at)
-                        .map_err(|source| ProcessError::Record { route: route.name.clone(), source })?
+                    record::order(event, &route.name, items, received_at).map_err(|source| {
+                        ProcessError::Record {
+                            route: route.name.clone(),
+                            source,
+                        }
+                    })?
                 }
             };
             let encoded = record.encode();
@@ -89,7 +95,9 @@ impl Pipeline {
 
     async fn line_items(&self, route: &str, event: &Event) -> Result<Vec<LineItem>, ProcessError> {
         let Some(stripe) = &self.stripe else {
-            return Err(ProcessError::NoApiKey { route: route.to_owned() });
+            return Err(ProcessError::NoApiKey {
+                route: route.to_owned(),
+            });
         };
         let Some(session_id) = record::session_id(event) else {
             // Not a Checkout Session: building the record says why.
@@ -98,6 +106,9 @@ impl Pipeline {
         stripe
             .line_items(session_id, event.livemode)
             .await
-            .map_err(|source| ProcessError::Enrich { route: route.to_owned(), source })
+            .map_err(|source| ProcessError::Enrich {
+                route: route.to_owned(),
+                source,
+            })
     }
 }

@@ -24,10 +24,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::event::Event;
 use crate::deliver::Engine;
-use crate::store::Journaled;
+use crate::event::Event;
 use crate::reload::Live;
+use crate::store::Journaled;
 use crate::verify::{self, Secrets};
 
 /// What the endpoint needs to answer a request.
@@ -209,7 +209,12 @@ async fn webhook(
 
     let span = tracing::info_span!("webhook", event_id = %event.id, event_type = %event.kind);
     let id = event.id.clone();
-    match endpoint.engine.accept(event, body).instrument(span.clone()).await {
+    match endpoint
+        .engine
+        .accept(event, body)
+        .instrument(span.clone())
+        .await
+    {
         Ok(journaled) => {
             let duplicate = journaled == Journaled::Duplicate;
             if duplicate {
@@ -218,12 +223,18 @@ async fn webhook(
             } else {
                 span.in_scope(|| tracing::debug!("journaled"));
             }
-            json_response(StatusCode::OK, &json!({ "received": true, "id": id, "duplicate": duplicate }))
+            json_response(
+                StatusCode::OK,
+                &json!({ "received": true, "id": id, "duplicate": duplicate }),
+            )
         }
         Err(e) => {
             Counters::bump(&endpoint.counters.failed);
             span.in_scope(|| tracing::error!(error = %e, "event not journaled; answering 500 so that Stripe retries"));
-            message(StatusCode::INTERNAL_SERVER_ERROR, "The event could not be stored; retry later")
+            message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The event could not be stored; retry later",
+            )
         }
     }
 }

@@ -159,9 +159,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn save_routed(&self, event_id: &str, records: Vec<NewRecord>) -> StoreFuture<'_, ()>;
     /// Routing failed (enrichment); try again at `next_attempt_ms`, or give
     /// up (`dead`).
-    fn event_failed(&self, event_id: &str, error: String, next_attempt_ms: i64, dead: bool) -> StoreFuture<'_, ()>;
+    fn event_failed(
+        &self,
+        event_id: &str,
+        error: String,
+        next_attempt_ms: i64,
+        dead: bool,
+    ) -> StoreFuture<'_, ()>;
     /// Deliveries due for `sink` at `now_ms`, oldest first, skipping `busy`.
-    fn due_deliveries(&self, sink: &str, now_ms: i64, limit: usize, busy: Vec<String>) -> StoreFuture<'_, Vec<PendingDelivery>>;
+    fn due_deliveries(
+        &self,
+        sink: &str,
+        now_ms: i64,
+        limit: usize,
+        busy: Vec<String>,
+    ) -> StoreFuture<'_, Vec<PendingDelivery>>;
     /// When the next delivery for `sink` is due, if any is pending.
     fn next_due(&self, sink: &str) -> StoreFuture<'_, Option<i64>>;
     fn settle(&self, record_id: &str, sink: &str, outcome: Settle) -> StoreFuture<'_, ()>;
@@ -220,9 +232,24 @@ CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries (updated_at) WHERE stat
 /// Writes, each answered once its transaction committed.
 enum Write {
     Journal(NewEvent, oneshot::Sender<Result<Journaled, StoreError>>),
-    Routed(String, Vec<NewRecord>, oneshot::Sender<Result<(), StoreError>>),
-    EventFailed { id: String, error: String, next: i64, dead: bool, reply: oneshot::Sender<Result<(), StoreError>> },
-    Settle(String, String, Settle, oneshot::Sender<Result<(), StoreError>>),
+    Routed(
+        String,
+        Vec<NewRecord>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    EventFailed {
+        id: String,
+        error: String,
+        next: i64,
+        dead: bool,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Settle(
+        String,
+        String,
+        Settle,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
     Replay(Filter, oneshot::Sender<Result<u64, StoreError>>),
     Reroute(String, oneshot::Sender<Result<bool, StoreError>>),
     Prune(i64, oneshot::Sender<Result<u64, StoreError>>),
@@ -243,7 +270,10 @@ impl SqliteStore {
     /// survive a crash of the process but not of the machine; it exists to
     /// measure what durability costs.
     pub fn open(path: &Path, fsync: bool) -> Result<SqliteStore, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 open_err(rusqlite::Error::SqliteFailure(
@@ -260,7 +290,9 @@ impl SqliteStore {
             ))
             .map_err(open_err)?;
         let reader = Connection::open(path).map_err(open_err)?;
-        reader.execute_batch("PRAGMA busy_timeout = 10000;").map_err(open_err)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 10000;")
+            .map_err(open_err)?;
 
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -272,7 +304,11 @@ impl SqliteStore {
                     Some(format!("cannot start the writer thread: {e}")),
                 ))
             })?;
-        Ok(SqliteStore { writes: tx, reader: Arc::new(Mutex::new(reader)), path: path.to_path_buf() })
+        Ok(SqliteStore {
+            writes: tx,
+            reader: Arc::new(Mutex::new(reader)),
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -363,7 +399,13 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>) {
 type Answers = Vec<Box<dyn FnOnce(Option<&str>)>>;
 
 /// Runs one write's statements; its answer waits for the commit.
-fn execute(tx: &rusqlite::Transaction<'_>, write: Write, now: i64, answers: &mut Answers, failure: &mut Option<rusqlite::Error>) {
+fn execute(
+    tx: &rusqlite::Transaction<'_>,
+    write: Write,
+    now: i64,
+    answers: &mut Answers,
+    failure: &mut Option<rusqlite::Error>,
+) {
     match write {
         Write::Journal(event, reply) => run(answers, failure, reply, || {
             let inserted = tx
@@ -379,7 +421,11 @@ fn execute(tx: &rusqlite::Transaction<'_>, write: Write, now: i64, answers: &mut
                     event.received_at_ms + LEASE_MS,
                     now
                 ])?;
-            Ok(if inserted == 1 { Journaled::Inserted } else { Journaled::Duplicate })
+            Ok(if inserted == 1 {
+                Journaled::Inserted
+            } else {
+                Journaled::Duplicate
+            })
         }),
         Write::Routed(event_id, records, reply) => run(answers, failure, reply, || {
             for record in &records {
@@ -388,7 +434,13 @@ fn execute(tx: &rusqlite::Transaction<'_>, write: Write, now: i64, answers: &mut
                         "INSERT OR IGNORE INTO records (id, event_id, route, body, created_at)
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
-                    .execute(params![record.id, event_id, record.route, &record.body[..], now])?;
+                    .execute(params![
+                        record.id,
+                        event_id,
+                        record.route,
+                        &record.body[..],
+                        now
+                    ])?;
                 if fresh == 0 {
                     continue;
                 }
@@ -398,7 +450,14 @@ fn execute(tx: &rusqlite::Transaction<'_>, write: Write, now: i64, answers: &mut
                          (record_id, sink, route, event_id, next_attempt_at, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5)",
                     )?
-                    .execute(params![record.id, sink, record.route, event_id, now, now + LEASE_MS])?;
+                    .execute(params![
+                        record.id,
+                        sink,
+                        record.route,
+                        event_id,
+                        now,
+                        now + LEASE_MS
+                    ])?;
                 }
             }
             tx.prepare_cached(
@@ -407,7 +466,13 @@ fn execute(tx: &rusqlite::Transaction<'_>, write: Write, now: i64, answers: &mut
             .execute(params![event_id, now])?;
             Ok(())
         }),
-        Write::EventFailed { id, error, next, dead, reply } => run(answers, failure, reply, || {
+        Write::EventFailed {
+            id,
+            error,
+            next,
+            dead,
+            reply,
+        } => run(answers, failure, reply, || {
             tx.prepare_cached(
                 "UPDATE events SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
                  state = ?4, updated_at = ?5 WHERE id = ?1",
@@ -418,7 +483,10 @@ fn execute(tx: &rusqlite::Transaction<'_>, write: Write, now: i64, answers: &mut
         Write::Settle(record_id, sink, outcome, reply) => run(answers, failure, reply, || {
             let (state, next, error) = match outcome {
                 Settle::Delivered => (1, 0, None),
-                Settle::Retry { next_attempt_ms, error } => (0, next_attempt_ms, Some(error)),
+                Settle::Retry {
+                    next_attempt_ms,
+                    error,
+                } => (0, next_attempt_ms, Some(error)),
                 Settle::Dead { error } => (2, 0, Some(error)),
             };
             tx.prepare_cached(
@@ -501,7 +569,9 @@ fn run<T: Send + 'static>(
     answers.push(Box::new(move |failed: Option<&str>| {
         let _ = reply.send(match (failed, value) {
             (None, Some(value)) => Ok(value),
-            (failed, _) => Err(StoreError::Write(failed.unwrap_or("transaction rolled back").to_owned())),
+            (failed, _) => Err(StoreError::Write(
+                failed.unwrap_or("transaction rolled back").to_owned(),
+            )),
         });
     }));
 }
@@ -512,10 +582,14 @@ fn refuse(write: Write, answers: &mut Answers) {
     let mut skip = Some(rusqlite::Error::InvalidQuery);
     match write {
         Write::Journal(_, reply) => run(answers, &mut skip, reply, || Ok(Journaled::Duplicate)),
-        Write::Routed(_, _, reply) | Write::EventFailed { reply, .. } | Write::Settle(_, _, _, reply) => {
+        Write::Routed(_, _, reply)
+        | Write::EventFailed { reply, .. }
+        | Write::Settle(_, _, _, reply) => {
             run(answers, &mut skip, reply, || Ok(()));
         }
-        Write::Replay(_, reply) | Write::Prune(_, reply) => run(answers, &mut skip, reply, || Ok(0)),
+        Write::Replay(_, reply) | Write::Prune(_, reply) => {
+            run(answers, &mut skip, reply, || Ok(0))
+        }
         Write::Reroute(_, reply) => run(answers, &mut skip, reply, || Ok(false)),
     }
 }
@@ -558,12 +632,30 @@ impl Store for SqliteStore {
         self.write(|reply| Write::Routed(event_id, records, reply))
     }
 
-    fn event_failed(&self, event_id: &str, error: String, next_attempt_ms: i64, dead: bool) -> StoreFuture<'_, ()> {
+    fn event_failed(
+        &self,
+        event_id: &str,
+        error: String,
+        next_attempt_ms: i64,
+        dead: bool,
+    ) -> StoreFuture<'_, ()> {
         let id = event_id.to_owned();
-        self.write(|reply| Write::EventFailed { id, error, next: next_attempt_ms, dead, reply })
+        self.write(|reply| Write::EventFailed {
+            id,
+            error,
+            next: next_attempt_ms,
+            dead,
+            reply,
+        })
     }
 
-    fn due_deliveries(&self, sink: &str, now_ms: i64, limit: usize, busy: Vec<String>) -> StoreFuture<'_, Vec<PendingDelivery>> {
+    fn due_deliveries(
+        &self,
+        sink: &str,
+        now_ms: i64,
+        limit: usize,
+        busy: Vec<String>,
+    ) -> StoreFuture<'_, Vec<PendingDelivery>> {
         let sink = sink.to_owned();
         self.read(move |c| {
             let mut statement = c.prepare_cached(
@@ -572,16 +664,17 @@ impl Store for SqliteStore {
                  WHERE d.state = 0 AND d.sink = ?1 AND d.next_attempt_at <= ?2
                  ORDER BY d.next_attempt_at, d.created_at LIMIT ?3",
             )?;
-            let rows = statement.query_map(params![sink, now_ms, (limit + busy.len()) as i64], |row| {
-                Ok(PendingDelivery {
-                    record_id: row.get(0)?,
-                    sink: row.get(1)?,
-                    route: row.get(2)?,
-                    body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
-                    attempts: row.get(4)?,
-                    created_at_ms: row.get(5)?,
-                })
-            })?;
+            let rows =
+                statement.query_map(params![sink, now_ms, (limit + busy.len()) as i64], |row| {
+                    Ok(PendingDelivery {
+                        record_id: row.get(0)?,
+                        sink: row.get(1)?,
+                        route: row.get(2)?,
+                        body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                        attempts: row.get(4)?,
+                        created_at_ms: row.get(5)?,
+                    })
+                })?;
             let mut due = Vec::with_capacity(limit);
             for row in rows {
                 let row = row?;
@@ -596,8 +689,10 @@ impl Store for SqliteStore {
     fn next_due(&self, sink: &str) -> StoreFuture<'_, Option<i64>> {
         let sink = sink.to_owned();
         self.read(move |c| {
-            c.prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 0 AND sink = ?1")?
-                .query_row(params![sink], |row| row.get::<_, Option<i64>>(0))
+            c.prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 0 AND sink = ?1",
+            )?
+            .query_row(params![sink], |row| row.get::<_, Option<i64>>(0))
         })
     }
 
@@ -703,4 +798,3 @@ impl Store for SqliteStore {
 pub fn until(at_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0))
 }
-

@@ -37,7 +37,10 @@ impl SinkConfig {
             SinkConfig::Http(c) => (c.retry, c.concurrency),
             SinkConfig::Stdout(c) => (c.retry, c.concurrency),
         };
-        Delivery { retry, concurrency: concurrency.unwrap_or(DEFAULT_CONCURRENCY) }
+        Delivery {
+            retry,
+            concurrency: concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+        }
     }
 
     /// Builds the runtime sink: opens files, creates clients. `base_dir` is
@@ -78,7 +81,11 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig { initial: default_initial(), max: default_max(), max_age: default_max_age() }
+        RetryConfig {
+            initial: default_initial(),
+            max: default_max(),
+            max_age: default_max_age(),
+        }
     }
 }
 

@@ -99,9 +99,14 @@ async fn a_paid_card_order_reaches_every_sink() {
         Some("evt_card_1:paid-orders")
     );
     let timestamp = received[0].header("webhook-timestamp").unwrap();
-    let expected = stripe_router::sinks::http::SigningKey::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
-        .unwrap()
-        .sign("evt_card_1:paid-orders", timestamp.parse().unwrap(), &received[0].body);
+    let expected =
+        stripe_router::sinks::http::SigningKey::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+            .unwrap()
+            .sign(
+                "evt_card_1:paid-orders",
+                timestamp.parse().unwrap(),
+                &received[0].body,
+            );
     assert_eq!(
         received[0].header("webhook-signature"),
         Some(expected.as_str())
