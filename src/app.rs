@@ -17,7 +17,7 @@ use crate::deliver::Engine;
 use crate::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::env::Env;
 use crate::pipeline::Pipeline;
-use crate::reload::{self, Live, Snapshot};
+use crate::reload::{Live, Snapshot, Watch};
 use crate::server::{self, Counters, Endpoint};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::verify::{Secrets, SecretsError};
@@ -68,6 +68,7 @@ pub struct App {
     store: Arc<dyn Store>,
     retention: Duration,
     drain: Duration,
+    watch: Option<Watch>,
     /// Stops the background routing and delivery.
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -128,7 +129,11 @@ impl App {
             engine,
             counters: Counters::default(),
         });
+        let watch = Watch::start(live.clone())
+            .map_err(|e| tracing::error!(error = %e, "cannot watch the config file"))
+            .ok();
         Ok(App {
+            watch,
             listener,
             endpoint,
             live,
@@ -162,14 +167,14 @@ impl App {
     /// pending in the journal and resumes at the next start.
     pub async fn run(self, shutdown: CancellationToken) {
         let background = self.shutdown.clone();
-        self.tracker.spawn({
-            let (live, shutdown) = (self.live.clone(), background.clone());
-            async move {
-                if let Err(e) = reload::watch(live, shutdown).await {
-                    tracing::error!(error = %e, "cannot watch the config file; edits apply only on SIGHUP or restart");
-                }
+        match self.watch {
+            Some(watch) => {
+                self.tracker.spawn(watch.run(background.clone()));
             }
-        });
+            None => {
+                tracing::error!("the config file is not watched; edits apply at the next start")
+            }
+        }
         self.tracker.spawn(prune(
             self.store.clone(),
             self.retention,

@@ -282,70 +282,85 @@ impl Live {
 /// editors save in several steps (truncate, write, rename).
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Watches the config file's folder and listens for `SIGHUP`; reloads on
-/// either until `shutdown`. Watching the folder (not the file) catches
-/// rename-on-save, `sed -i`, `mv` and editors that replace the inode.
-pub async fn watch(live: Arc<Live>, shutdown: CancellationToken) -> Result<(), notify::Error> {
-    use notify::{RecursiveMode, Watcher};
+/// The config file's watcher and `SIGHUP` handler, registered before the
+/// server announces it listens, so that no edit made after that is missed.
+pub struct Watch {
+    live: Arc<Live>,
+    changes: mpsc::Receiver<()>,
+    hangup: Option<tokio::signal::unix::Signal>,
+    /// Kept alive while watching; dropping it stops the notifications.
+    _watcher: notify::RecommendedWatcher,
+}
 
-    let file = live.path.clone();
-    let file_name = file.file_name().map(ToOwned::to_owned);
-    let folder = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let (tx, mut rx) = mpsc::channel::<()>(16);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(event) => {
-                !event.kind.is_access()
-                    && event
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name() == file_name.as_deref())
-            }
-            Err(_) => true,
+impl Watch {
+    /// Starts watching the config file's folder (not the file: that catches
+    /// rename-on-save, `sed -i`, `mv` and editors that replace the inode)
+    /// and listening for `SIGHUP`. Must run inside a tokio runtime.
+    pub fn start(live: Arc<Live>) -> Result<Watch, notify::Error> {
+        use notify::{RecursiveMode, Watcher};
+
+        let file_name = live.path.file_name().map(ToOwned::to_owned);
+        let folder = match live.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
         };
-        if relevant {
-            // A full channel already holds a pending reload.
-            let _ = tx.try_send(());
-        }
-    })?;
-    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
-
-    let mut hangup = hangup_signal();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(()) = rx.recv() => {
-                // Debounce: wait until the folder has been quiet for a while.
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
-                        more = tokio::time::timeout(DEBOUNCE, rx.recv()) => match more {
-                            Ok(Some(())) => continue,
-                            _ => break,
-                        },
+        let (tx, changes) = mpsc::channel::<()>(16);
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = match &event {
+                    Ok(event) => {
+                        !event.kind.is_access()
+                            && event
+                                .paths
+                                .iter()
+                                .any(|p| p.file_name() == file_name.as_deref())
                     }
+                    Err(_) => true,
+                };
+                if relevant {
+                    // A full channel already holds a pending reload.
+                    let _ = tx.try_send(());
                 }
-                let _ = live.reload().await;
-            }
-            Some(()) = recv_hangup(&mut hangup) => {
-                tracing::info!("SIGHUP received, reloading config");
-                let _ = live.reload().await;
+            })?;
+        watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
+            .ok();
+        Ok(Watch {
+            live,
+            changes,
+            hangup,
+            _watcher: watcher,
+        })
+    }
+
+    /// Reloads on every debounced change and every `SIGHUP` until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(()) = self.changes.recv() => {
+                    // Debounce: wait until the folder has been quiet for a while.
+                    loop {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            more = tokio::time::timeout(DEBOUNCE, self.changes.recv()) => match more {
+                                Ok(Some(())) => continue,
+                                _ => break,
+                            },
+                        }
+                    }
+                    let _ = self.live.reload().await;
+                }
+                Some(()) = recv_hangup(&mut self.hangup) => {
+                    tracing::info!("SIGHUP received, reloading config");
+                    let _ = self.live.reload().await;
+                }
             }
         }
     }
-    drop(watcher);
-    Ok(())
 }
 
-#[cfg(unix)]
-fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-}
-
-#[cfg(unix)]
 async fn recv_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match signal {
         Some(s) => s.recv().await,

@@ -68,6 +68,8 @@ pub struct TestApp {
     pub stdout: Lines,
     pub stderr: Lines,
     pub http: reqwest::Client,
+    /// The environment the router runs with.
+    pub env: Vec<(String, String)>,
     child: Child,
 }
 
@@ -124,33 +126,13 @@ pub async fn spawn_with(options: Options) -> TestApp {
     let routes = options.routes.replace("{consumer}", &consumer.url());
     std::fs::write(dir.path().join("routes.yaml"), routes).expect("write routes.yaml");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
-    command
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info,stripe_router=debug")
-        .env("STRIPE_API_BASE", stripe.url().as_str())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in &options.env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("start stripe-router");
-    let stdout = Lines::follow(child.stdout.take().unwrap());
-    let stderr = Lines::follow(child.stderr.take().unwrap());
-    let addr = stderr.wait_for(WAIT, |line| {
-        let rest = line.split("listening on http://").nth(1)?;
-        rest.split('/').next()?.parse::<SocketAddr>().ok()
-    });
+    let mut env = vec![
+        ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+        ("RUST_LOG".to_owned(), "info,stripe_router=debug".to_owned()),
+        ("STRIPE_API_BASE".to_owned(), stripe.url().to_string()),
+    ];
+    env.extend(options.env);
+    let (child, addr, stdout, stderr) = start_router(dir.path(), &env);
     TestApp {
         dir,
         addr,
@@ -159,8 +141,36 @@ pub async fn spawn_with(options: Options) -> TestApp {
         stdout,
         stderr,
         http: reqwest::Client::new(),
+        env,
         child,
     }
+}
+
+/// Starts `stripe-router serve` in `dir` and waits until it listens.
+fn start_router(dir: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Lines, Lines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
+        .args([
+            "serve",
+            "--config",
+            "routes.yaml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stripe-router");
+    let stdout = Lines::follow(child.stdout.take().unwrap());
+    let stderr = Lines::follow(child.stderr.take().unwrap());
+    let addr = stderr.wait_for(WAIT, |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split('/').next()?.parse::<SocketAddr>().ok()
+    });
+    (child, addr, stdout, stderr)
 }
 
 pub fn now() -> i64 {
@@ -181,6 +191,21 @@ pub struct Answer {
 }
 
 impl TestApp {
+    /// Kills the router with SIGKILL: no shutdown, no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// Starts the router again in the same folder (same config, same
+    /// journal), as after a crash or a deploy.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr, stdout, stderr) = start_router(self.dir.path(), &self.env);
+        (self.child, self.addr, self.stdout, self.stderr) = (child, addr, stdout, stderr);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -210,6 +235,50 @@ impl TestApp {
         let body = pretty(event);
         let signature = verify::sign(&body, SECRET, now());
         self.post(body, Some(signature)).await
+    }
+
+    /// Waits until the JSONL file at `relative` has at least `n` records.
+    pub async fn wait_lines(&self, relative: &str, n: usize) -> Vec<Value> {
+        let path = self.path(relative);
+        eventually(WAIT, || {
+            Some(read_jsonl(&path)).filter(|lines| lines.len() >= n)
+        })
+        .await
+    }
+
+    /// Waits until `/healthz` satisfies `accept`, returning it.
+    pub async fn wait_health(&self, accept: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let health = self.health().await;
+            if accept(&health) {
+                return health;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/healthz never got there: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs a CLI command (`deadletters`, `replay`, ...) against this
+    /// router's config and journal; returns its stdout, asserting success.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run stripe-router");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "stripe-router {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
     }
 
     pub async fn health(&self) -> Value {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::flow::{line_items, session_event};
 use crate::harness::{ROUTES, TestApp, WAIT, read_jsonl, spawn_app};
@@ -21,7 +21,8 @@ async fn wait_version(app: &TestApp, version: u64) -> Value {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "config version {version} not applied: {health}"
+            "config version {version} not applied: {health}\n{}",
+            app.stderr.all().join("\n")
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -51,8 +52,9 @@ fn consumer_routes(app: &TestApp, text: &str) -> String {
     text.replace("{consumer}", &app.consumer.url())
 }
 
-/// One paid order through the current config; returns the matched routes.
-async fn send_paid(app: &TestApp, n: u32) -> Value {
+/// Sends one paid order through the current config and waits until
+/// `orders.jsonl` holds `n` records; returns the last one's id.
+async fn send_paid(app: &TestApp, n: u32) -> String {
     let session = format!("cs_test_reload_{n}");
     app.stripe.add_session(&session, line_items());
     let answer = app
@@ -64,7 +66,8 @@ async fn send_paid(app: &TestApp, n: u32) -> Value {
         ))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.body["routes"].clone()
+    let orders = app.wait_lines("sinks/orders.jsonl", n as usize).await;
+    orders[n as usize - 1]["id"].as_str().unwrap().to_owned()
 }
 
 fn write_atomically(path: &Path, text: &str) {
@@ -76,14 +79,14 @@ fn write_atomically(path: &Path, text: &str) {
 #[tokio::test]
 async fn an_in_place_edit_applies_and_untouched_sinks_keep_running() {
     let app = spawn_app(ROUTES).await;
-    assert_eq!(send_paid(&app, 1).await, json!(["paid-orders"]));
+    assert_eq!(send_paid(&app, 1).await, "evt_reload_1:paid-orders");
     let edited = consumer_routes(
         &app,
         &ROUTES.replace("name: paid-orders", "name: paid-orders-v2"),
     );
     std::fs::write(routes_file(&app), edited).unwrap();
     wait_version(&app, 2).await;
-    assert_eq!(send_paid(&app, 2).await, json!(["paid-orders-v2"]));
+    assert_eq!(send_paid(&app, 2).await, "evt_reload_2:paid-orders-v2");
     // The jsonl sink was carried over: both records are in the same file.
     let orders = read_jsonl(&app.path("sinks/orders.jsonl"));
     let ids: Vec<_> = orders
@@ -105,8 +108,15 @@ async fn a_save_through_a_temporary_file_and_rename_applies() {
     );
     write_atomically(&routes_file(&app), &edited);
     wait_version(&app, 2).await;
-    assert_eq!(send_paid(&app, 1).await, json!(["paid-orders"]));
+    assert_eq!(send_paid(&app, 1).await, "evt_reload_1:paid-orders");
     assert_eq!(read_jsonl(&app.path("sinks/orders.jsonl")).len(), 1);
+    // The same event's record went to every sink of the route in one step;
+    // had `shipping` still been a target, its delivery would be queued too.
+    let health = app.health().await;
+    assert!(
+        health["queues"]["sinks"].get("shipping").is_none(),
+        "{health}"
+    );
     assert!(
         app.consumer.received().is_empty(),
         "the http sink was removed from the route"
@@ -127,7 +137,7 @@ async fn truncation_to_empty_is_refused_and_the_old_config_keeps_running() {
             .contains("empty"),
         "{health}"
     );
-    assert_eq!(send_paid(&app, 1).await, json!(["paid-orders"]));
+    assert_eq!(send_paid(&app, 1).await, "evt_reload_1:paid-orders");
     app.stderr
         .wait_for(WAIT, |l| l.contains("config reload refused").then_some(()));
 }
@@ -153,7 +163,7 @@ async fn invalid_yaml_is_refused_with_its_place() {
         problem.split(':').nth(1).unwrap().parse::<u32>().is_ok(),
         "with a line number: {problem}"
     );
-    assert_eq!(send_paid(&app, 1).await, json!(["paid-orders"]));
+    assert_eq!(send_paid(&app, 1).await, "evt_reload_1:paid-orders");
 
     // Fixing the file clears the error.
     std::fs::write(
@@ -181,7 +191,7 @@ async fn a_route_naming_a_missing_sink_is_refused() {
         .to_owned();
     assert!(problem.contains("warehouse"), "{problem}");
     assert_eq!(health["config"]["version"], 1);
-    assert_eq!(send_paid(&app, 1).await, json!(["paid-orders"]));
+    assert_eq!(send_paid(&app, 1).await, "evt_reload_1:paid-orders");
 }
 
 #[tokio::test]
@@ -194,11 +204,8 @@ async fn a_new_sink_and_route_receive_the_next_event() {
     .replace("sinks:\n", "sinks:\n  warehouse: { type: jsonl, path: sinks/warehouse.jsonl }\n");
     std::fs::write(routes_file(&app), extended).unwrap();
     wait_version(&app, 2).await;
-    assert_eq!(
-        send_paid(&app, 1).await,
-        json!(["paid-orders", "eu-orders"])
-    );
-    let warehouse = read_jsonl(&app.path("sinks/warehouse.jsonl"));
+    assert_eq!(send_paid(&app, 1).await, "evt_reload_1:paid-orders");
+    let warehouse = app.wait_lines("sinks/warehouse.jsonl", 1).await;
     assert_eq!(warehouse.len(), 1);
     assert_eq!(warehouse[0]["id"], "evt_reload_1:eu-orders");
 }
