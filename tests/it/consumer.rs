@@ -34,6 +34,7 @@ impl Received {
 struct State {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<u16>>,
+    requests: std::sync::atomic::AtomicUsize,
     changed: Notify,
 }
 
@@ -45,9 +46,12 @@ pub struct Consumer {
 
 impl Consumer {
     pub async fn start() -> Consumer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind consumer");
+        Consumer::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on a given address (to bring a consumer "back up").
+    pub async fn start_on(addr: SocketAddr) -> Consumer {
+        let listener = TcpListener::bind(addr).await.expect("bind consumer");
         let addr = listener.local_addr().expect("consumer address");
         let state = Arc::new(State::default());
         let task = tokio::spawn({
@@ -71,6 +75,9 @@ impl Consumer {
                                         .unwrap_or_default();
                                     let status =
                                         state.script.lock().unwrap().pop_front().unwrap_or(200);
+                                    state
+                                        .requests
+                                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                     if (200..300).contains(&status) {
                                         state.received.lock().unwrap().push(Received {
                                             headers: parts.headers,
@@ -103,6 +110,13 @@ impl Consumer {
     /// Answers the next requests with these statuses, in order.
     pub fn script(&self, statuses: &[u16]) {
         self.state.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Requests answered so far, whatever the status.
+    pub fn requests(&self) -> usize {
+        self.state
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Records accepted with a 2xx so far.

@@ -6,6 +6,7 @@
 mod consumer;
 mod harness;
 
+mod durable;
 mod flow;
 mod reload;
 mod server;
