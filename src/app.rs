@@ -172,7 +172,7 @@ impl App {
                 self.tracker.spawn(watch.run(background.clone()));
             }
             None => {
-                tracing::error!("the config file is not watched; edits apply at the next start")
+                tracing::error!("the config file is not watched; edits apply at the next start");
             }
         }
         self.tracker.spawn(prune(
