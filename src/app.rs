@@ -195,15 +195,33 @@ impl App {
     }
 }
 
-/// Deletes delivered rows older than `retention`, at start and hourly.
+/// Deletes delivered rows older than `retention`, at start and hourly, in
+/// batches so the journal writer is never held for long.
 async fn prune(store: Arc<dyn Store>, retention: Duration, shutdown: CancellationToken) {
+    const BATCH: usize = 5_000;
     loop {
         let before =
             crate::store::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        match store.prune(before).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "pruned delivered rows past store.retention"),
-            Err(e) => tracing::warn!(error = %e, "pruning the journal failed"),
+        let mut total = 0;
+        loop {
+            match store.prune(before, BATCH).await {
+                Ok(removed) => {
+                    total += removed;
+                    if removed == 0 || shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning the journal failed");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(
+                removed = total,
+                "pruned delivered rows past store.retention"
+            );
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -540,3 +540,36 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_capped() {
+        let policy = RetryConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            max_age: Duration::from_secs(60),
+        };
+        for (attempts, nominal) in [
+            (0, 100),
+            (1, 200),
+            (3, 800),
+            (4, 1600),
+            (5, 2000),
+            (40, 2000),
+        ] {
+            let nominal = Duration::from_millis(nominal);
+            for _ in 0..50 {
+                let delay = backoff(&policy, attempts);
+                assert!(
+                    delay >= nominal / 10 && delay <= nominal,
+                    "{attempts}: {delay:?} vs {nominal:?}"
+                );
+            }
+        }
+        let spread: HashSet<Duration> = (0..50).map(|_| backoff(&policy, 4)).collect();
+        assert!(spread.len() > 1, "jittered");
+    }
+}

@@ -185,8 +185,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn reroute(&self, event_id: &str) -> StoreFuture<'_, bool>;
     fn depths(&self) -> StoreFuture<'_, Depths>;
     /// Deletes delivered deliveries, and events and records with nothing
-    /// left to deliver, last touched before `before_ms`.
-    fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+    /// left to deliver, last touched before `before_ms`: at most `limit`
+    /// rows of each table, so one call never holds the writer for long.
+    fn prune(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, u64>;
 }
 
 const SCHEMA: &str = "
@@ -203,6 +204,8 @@ CREATE TABLE IF NOT EXISTS events (
     updated_at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS events_routed ON events (updated_at) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS events_dead ON events (updated_at) WHERE state = 2;
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY,
     event_id TEXT NOT NULL,
@@ -211,6 +214,7 @@ CREATE TABLE IF NOT EXISTS records (
     created_at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS records_event ON records (event_id);
+CREATE INDEX IF NOT EXISTS records_created ON records (created_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     record_id TEXT NOT NULL,
     sink TEXT NOT NULL,
@@ -252,7 +256,7 @@ enum Write {
     ),
     Replay(Filter, oneshot::Sender<Result<u64, StoreError>>),
     Reroute(String, oneshot::Sender<Result<bool, StoreError>>),
-    Prune(i64, oneshot::Sender<Result<u64, StoreError>>),
+    Prune(i64, usize, oneshot::Sender<Result<u64, StoreError>>),
 }
 
 /// How many writes one transaction takes at most.
@@ -528,22 +532,27 @@ fn execute(
                 .execute(params![event_id, now])?;
             Ok(found == 1)
         }),
-        Write::Prune(before, reply) => run(answers, failure, reply, || {
+        Write::Prune(before, limit, reply) => run(answers, failure, reply, || {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut removed = tx
-                .prepare_cached("DELETE FROM deliveries WHERE state = 1 AND updated_at < ?1")?
-                .execute(params![before])?;
+                .prepare_cached(
+                    "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries
+                     WHERE state = 1 AND updated_at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?;
             removed += tx
                 .prepare_cached(
-                    "DELETE FROM records WHERE created_at < ?1
-                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = records.id)",
+                    "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records WHERE created_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = records.id) LIMIT ?2)",
                 )?
-                .execute(params![before])?;
+                .execute(params![before, limit])?;
             removed += tx
                 .prepare_cached(
-                    "DELETE FROM events WHERE state = 1 AND updated_at < ?1
-                     AND NOT EXISTS (SELECT 1 FROM records r WHERE r.event_id = events.id)",
+                    "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE state = 1
+                     AND updated_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM records r WHERE r.event_id = events.id) LIMIT ?2)",
                 )?
-                .execute(params![before])?;
+                .execute(params![before, limit])?;
             Ok(removed as u64)
         }),
     }
@@ -587,7 +596,7 @@ fn refuse(write: Write, answers: &mut Answers) {
         | Write::Settle(_, _, _, reply) => {
             run(answers, &mut skip, reply, || Ok(()));
         }
-        Write::Replay(_, reply) | Write::Prune(_, reply) => {
+        Write::Replay(_, reply) | Write::Prune(_, _, reply) => {
             run(answers, &mut skip, reply, || Ok(0));
         }
         Write::Reroute(_, reply) => run(answers, &mut skip, reply, || Ok(false)),
@@ -759,42 +768,401 @@ impl Store for SqliteStore {
     }
 
     fn depths(&self) -> StoreFuture<'_, Depths> {
+        // Each count reads one partial index, whatever the size of the
+        // delivered history.
         self.read(|c| {
-            let mut depths = Depths::default();
-            let mut statement =
-                c.prepare_cached("SELECT state, COUNT(*) FROM events WHERE state != 1 GROUP BY state")?;
-            let rows = statement.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))?;
-            for row in rows {
-                match row? {
-                    (0, n) => depths.events_pending = n as u64,
-                    (_, n) => depths.events_dead = n as u64,
-                }
-            }
-            let mut statement = c.prepare_cached(
-                "SELECT sink, state, COUNT(*) FROM deliveries WHERE state != 1 GROUP BY sink, state",
-            )?;
-            let rows = statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-            })?;
-            for row in rows {
-                let (sink, state, n) = row?;
-                let entry = depths.sinks.entry(sink).or_default();
-                if state == 0 {
-                    entry.pending = n as u64;
-                } else {
-                    entry.dead = n as u64;
+            let count = |sql: &str| {
+                c.prepare_cached(sql)?
+                    .query_row([], |row| row.get::<_, i64>(0))
+            };
+            let mut depths = Depths {
+                events_pending: count("SELECT COUNT(*) FROM events WHERE state = 0")? as u64,
+                events_dead: count("SELECT COUNT(*) FROM events WHERE state = 2")? as u64,
+                sinks: Default::default(),
+            };
+            for (state, sql) in [
+                (
+                    0,
+                    "SELECT sink, COUNT(*) FROM deliveries WHERE state = 0 GROUP BY sink",
+                ),
+                (
+                    2,
+                    "SELECT sink, COUNT(*) FROM deliveries WHERE state = 2 GROUP BY sink",
+                ),
+            ] {
+                let mut statement = c.prepare_cached(sql)?;
+                let rows = statement.query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?;
+                for row in rows {
+                    let (sink, n) = row?;
+                    let entry = depths.sinks.entry(sink).or_default();
+                    if state == 0 {
+                        entry.pending = n as u64;
+                    } else {
+                        entry.dead = n as u64;
+                    }
                 }
             }
             Ok(depths)
         })
     }
 
-    fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {
-        self.write(|reply| Write::Prune(before_ms, reply))
+    fn prune(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, u64> {
+        self.write(|reply| Write::Prune(before_ms, limit, reply))
     }
 }
 
 /// The duration until `at_ms`, zero if it has passed.
 pub fn until(at_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("data/journal.db"), true).unwrap();
+        (dir, store)
+    }
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            id: id.to_owned(),
+            kind: "checkout.session.completed".to_owned(),
+            received_at_ms: now_ms(),
+            body: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
+        }
+    }
+
+    fn record(event_id: &str, route: &str, sinks: &[&str]) -> NewRecord {
+        NewRecord {
+            id: format!("{event_id}:{route}"),
+            route: route.to_owned(),
+            body: Bytes::from(format!(r#"{{"id":"{event_id}:{route}"}}"#)),
+            sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_id_is_journaled_once_even_under_concurrency() {
+        let (_dir, store) = open();
+        let store = Arc::new(store);
+        assert_eq!(
+            store.journal(event("evt_1")).await.unwrap(),
+            Journaled::Inserted
+        );
+        assert_eq!(
+            store.journal(event("evt_1")).await.unwrap(),
+            Journaled::Duplicate
+        );
+
+        // Many writers at once: batched into few transactions, each answered.
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..300 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                store
+                    .journal(event(&format!("evt_many_{}", n % 100)))
+                    .await
+                    .unwrap()
+            });
+        }
+        let mut inserted = 0;
+        while let Some(outcome) = tasks.join_next().await {
+            if outcome.unwrap() == Journaled::Inserted {
+                inserted += 1;
+            }
+        }
+        assert_eq!(inserted, 100);
+        let due = store.due_events(i64::MAX, 1000).await.unwrap();
+        assert_eq!(due.len(), 101);
+    }
+
+    #[tokio::test]
+    async fn fresh_rows_are_leased_to_the_fast_path() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        assert!(store.due_events(now_ms(), 10).await.unwrap().is_empty());
+        assert_eq!(
+            store
+                .due_events(now_ms() + LEASE_MS + 1000, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        store
+            .save_routed("evt_1", vec![record("evt_1", "r", &["a"])])
+            .await
+            .unwrap();
+        assert!(
+            store
+                .due_deliveries("a", now_ms(), 10, vec![])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .due_deliveries("a", i64::MAX, 10, vec![])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn deliveries_settle_retry_die_and_replay() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        store
+            .save_routed(
+                "evt_1",
+                vec![
+                    record("evt_1", "orders", &["file", "http"]),
+                    record("evt_1", "audit", &["http"]),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(
+            store.due_events(i64::MAX, 10).await.unwrap().is_empty(),
+            "routed"
+        );
+        let http = store
+            .due_deliveries("http", i64::MAX, 10, vec![])
+            .await
+            .unwrap();
+        assert_eq!(http.len(), 2);
+        let busy = vec!["evt_1:orders".to_owned()];
+        let skipped = store
+            .due_deliveries("http", i64::MAX, 10, busy)
+            .await
+            .unwrap();
+        assert_eq!(skipped.len(), 1, "rows in flight are skipped");
+
+        store
+            .settle("evt_1:orders", "file", Settle::Delivered)
+            .await
+            .unwrap();
+        let later = now_ms() + 60_000;
+        store
+            .settle(
+                "evt_1:orders",
+                "http",
+                Settle::Retry {
+                    next_attempt_ms: later,
+                    error: "503".into(),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .settle(
+                "evt_1:audit",
+                "http",
+                Settle::Dead {
+                    error: "HTTP 400: bad".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .due_deliveries("http", now_ms(), 10, vec![])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.next_due("http").await.unwrap(), Some(later));
+        assert_eq!(store.next_due("file").await.unwrap(), None);
+        let retried = store
+            .due_deliveries("http", later, 10, vec![])
+            .await
+            .unwrap();
+        assert_eq!((retried.len(), retried[0].attempts), (1, 1));
+
+        let depths = store.depths().await.unwrap();
+        assert_eq!(
+            depths.sinks["http"],
+            SinkQueue {
+                pending: 1,
+                dead: 1
+            }
+        );
+        assert!(!depths.sinks.contains_key("file"));
+
+        let dead = store.dead_letters(Filter::default()).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].record_id.as_deref(), Some("evt_1:audit"));
+        assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 400: bad"));
+        let by_other_sink = Filter {
+            sink: Some("file".into()),
+            ..Filter::default()
+        };
+        assert!(
+            store
+                .dead_letters(by_other_sink.clone())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.replay(by_other_sink).await.unwrap(), 0);
+        assert_eq!(
+            store
+                .replay(Filter {
+                    route: Some("audit".into()),
+                    ..Filter::default()
+                })
+                .await
+                .unwrap(),
+            1
+        );
+        let due = store
+            .due_deliveries("http", now_ms(), 10, vec![])
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].record_id.as_str(), due[0].attempts),
+            ("evt_1:audit", 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_is_built_once_and_reroute_adds_only_new_routes() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        store
+            .save_routed("evt_1", vec![record("evt_1", "orders", &["file"])])
+            .await
+            .unwrap();
+        store
+            .settle("evt_1:orders", "file", Settle::Delivered)
+            .await
+            .unwrap();
+
+        assert!(store.reroute("evt_1").await.unwrap());
+        assert!(!store.reroute("evt_unknown").await.unwrap());
+        let due = store.due_events(now_ms(), 10).await.unwrap();
+        assert_eq!((due.len(), due[0].reroute), (1, true));
+        assert_eq!(store.record_ids("evt_1").await.unwrap(), ["evt_1:orders"]);
+        let mut changed = record("evt_1", "orders", &["file"]);
+        changed.body = Bytes::from_static(b"{}");
+        store
+            .save_routed(
+                "evt_1",
+                vec![changed, record("evt_1", "new-route", &["file"])],
+            )
+            .await
+            .unwrap();
+        let due = store
+            .due_deliveries("file", i64::MAX, 10, vec![])
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1, "the delivered record is not queued again");
+        assert_eq!(due[0].record_id, "evt_1:new-route");
+    }
+
+    #[tokio::test]
+    async fn failed_routing_is_retried_then_dead_then_replayable() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        let later = now_ms() + 5_000;
+        store
+            .event_failed("evt_1", "stripe api down".into(), later, false)
+            .await
+            .unwrap();
+        assert!(store.due_events(now_ms(), 10).await.unwrap().is_empty());
+        assert_eq!(store.due_events(later, 10).await.unwrap()[0].attempts, 1);
+        store
+            .event_failed("evt_1", "no such session".into(), 0, true)
+            .await
+            .unwrap();
+        assert!(store.due_events(i64::MAX, 10).await.unwrap().is_empty());
+        assert_eq!(store.depths().await.unwrap().events_dead, 1);
+        let dead = store.dead_letters(Filter::default()).await.unwrap();
+        assert_eq!(
+            (dead[0].event_id.as_str(), dead[0].sink.as_deref()),
+            ("evt_1", None)
+        );
+        assert!(
+            store
+                .dead_letters(Filter {
+                    sink: Some("x".into()),
+                    ..Filter::default()
+                })
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .replay(Filter {
+                    event: Some("evt_1".into()),
+                    ..Filter::default()
+                })
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.due_events(now_ms(), 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn prune_removes_only_finished_history() {
+        let (_dir, store) = open();
+        for id in ["evt_done", "evt_dead", "evt_unmatched"] {
+            store.journal(event(id)).await.unwrap();
+        }
+        store
+            .save_routed("evt_done", vec![record("evt_done", "r", &["a"])])
+            .await
+            .unwrap();
+        store
+            .save_routed("evt_dead", vec![record("evt_dead", "r", &["a"])])
+            .await
+            .unwrap();
+        store.save_routed("evt_unmatched", vec![]).await.unwrap();
+        store
+            .settle("evt_done:r", "a", Settle::Delivered)
+            .await
+            .unwrap();
+        store
+            .settle(
+                "evt_dead:r",
+                "a",
+                Settle::Dead {
+                    error: "400".into(),
+                },
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.prune(now_ms() - 60_000, 100).await.unwrap(),
+            0,
+            "nothing is old yet"
+        );
+        let removed = store.prune(now_ms() + 60_000, 100).await.unwrap();
+        assert_eq!(removed, 4, "the delivery, its record, and two events");
+        assert_eq!(
+            store.dead_letters(Filter::default()).await.unwrap().len(),
+            1,
+            "dead letters stay"
+        );
+        assert_eq!(
+            store.journal(event("evt_dead")).await.unwrap(),
+            Journaled::Duplicate
+        );
+        assert_eq!(
+            store.journal(event("evt_done")).await.unwrap(),
+            Journaled::Inserted,
+            "forgotten after retention"
+        );
+    }
 }

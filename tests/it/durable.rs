@@ -316,3 +316,47 @@ async fn sigterm_with_a_consumer_down_keeps_deliveries_for_the_next_start() {
         Some("evt_durable_1:paid-orders")
     );
 }
+
+#[tokio::test]
+async fn replay_reroute_runs_an_old_event_through_a_route_added_later() {
+    let consumer = Consumer::start().await;
+    let app = spawn_durable(&consumer.url()).await;
+    assert_eq!(send_order(&app, 1).await.status, 200);
+    app.wait_lines("sinks/orders.jsonl", 1).await;
+
+    let extended = DURABLE_ROUTES.replace("{shipping}", &consumer.url())
+        + "  - name: audit\n    when: { type: \"checkout.session.*\" }\n    emit: event\n    to: [audit]\n";
+    let extended = extended.replace(
+        "sinks:\n",
+        "sinks:\n  audit: { type: jsonl, path: sinks/audit.jsonl }\n",
+    );
+    std::fs::write(app.path("routes.yaml"), extended).unwrap();
+    app.wait_health(|h| h["config"]["version"] == 2).await;
+
+    let out = app.cli(&["replay", "--event", "evt_durable_1", "--reroute"]);
+    assert!(out.contains("evt_durable_1"), "{out}");
+    let audit = app.wait_lines("sinks/audit.jsonl", 1).await;
+    assert_eq!(audit[0]["id"], "evt_durable_1:audit");
+    assert_eq!(audit[0]["event"]["id"], "evt_durable_1");
+    app.wait_health(|h| {
+        h["queues"]["sinks"]
+            .as_object()
+            .is_some_and(|s| s.is_empty())
+    })
+    .await;
+    assert_eq!(
+        read_jsonl(&app.path("sinks/orders.jsonl")).len(),
+        1,
+        "the existing record is not sent again"
+    );
+    assert_eq!(consumer.received().len(), 1);
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_stripe-router"))
+        .args(["replay", "--event", "evt_never_seen", "--reroute"])
+        .current_dir(app.path(""))
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not in the journal"));
+}
