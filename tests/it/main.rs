@@ -9,3 +9,4 @@ mod harness;
 mod flow;
 mod reload;
 mod server;
+mod ux;
