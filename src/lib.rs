@@ -18,6 +18,11 @@
 //! - [`reload`]: the routing snapshot, file watching and `SIGHUP`.
 //! - [`deadletters`]: listing and replaying dead letters (`deadletters`, `replay`).
 //! - [`app`]: builds everything from a config and runs it until shutdown.
+//! - [`diagnose`]: hints for refused requests and environment warnings; pure.
+//! - [`event_types`]: the event types Stripe sends; `check` warns about routes
+//!   that can never match one.
+//! - [`send`]: `stripe-router send`, a signed test event to a running router.
+//! - [`demo`]: `stripe-router demo`, the whole flow with no Stripe account.
 //! - [`standin`]: a local stand-in for the Stripe API and realistic event
 //!   payloads, for tests, `demo` and benchmarks.
 
@@ -25,13 +30,17 @@ pub mod app;
 pub mod config;
 pub mod deadletters;
 pub mod deliver;
+pub mod demo;
+pub mod diagnose;
 pub mod enrich;
 pub mod env;
 pub mod event;
+pub mod event_types;
 pub mod pipeline;
 pub mod record;
 pub mod reload;
 pub mod rules;
+pub mod send;
 pub mod server;
 pub mod sinks;
 pub mod standin;

@@ -1,24 +1,29 @@
 //! The `stripe-router` command: parses arguments, sets up logging, and hands
 //! over to the library.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
 use stripe_router::app::{App, Settings};
 use stripe_router::config::Config;
 use stripe_router::env::Env;
+use stripe_router::send::{self, PaymentStatus};
+use stripe_router::standin::StripeStandIn;
 use stripe_router::store::{Filter, SqliteStore, Store};
-use stripe_router::{deadletters, reload};
+use stripe_router::{deadletters, demo, diagnose, event_types, reload};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "stripe-router",
     version,
-    about = "Verified Stripe webhooks, routed into complete order records"
+    about = "Verified Stripe webhooks, routed into complete order records",
+    after_help = "Quick start: `stripe-router demo` shows the whole flow, no Stripe account needed."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -74,11 +79,90 @@ enum Command {
     },
     /// Validate a routes file without serving: every error, with its place.
     ///
+    /// Also warns, without failing, about routes that can never fire (an
+    /// event type Stripe does not send) and about the Stripe variables.
+    ///
     /// Example: stripe-router check --config routes.yaml
     Check {
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
     },
+    /// Send a signed test event to a running router: an offline `stripe trigger`.
+    ///
+    /// Builds a realistic event with fresh ids (or reads one with --file),
+    /// signs it with the first secret of STRIPE_WEBHOOK_SECRET as Stripe
+    /// does, POSTs it to the config's listen address and path (or --to), and
+    /// prints the answer. Exits non-zero unless the answer is 2xx.
+    ///
+    /// Built sessions name their item count in their id; a router whose
+    /// STRIPE_API_BASE points at `stripe-router stripe-standin` fetches that
+    /// many line items.
+    ///
+    /// Examples:
+    ///   stripe-router send checkout.session.completed --items 3
+    ///   stripe-router send checkout.session.completed --payment-status unpaid
+    ///   stripe-router send checkout.session.async_payment_failed --to http://127.0.0.1:3000/api/webhook
+    ///   stripe-router send --file event.json
+    #[command(verbatim_doc_comment)]
+    Send {
+        /// The event type to build: checkout.session.completed,
+        /// checkout.session.async_payment_succeeded,
+        /// checkout.session.async_payment_failed, checkout.session.expired,
+        /// payment_intent.succeeded.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        r#type: Option<String>,
+        /// Where to POST; default: http://{server.listen}{server.path} from the config.
+        #[arg(long)]
+        to: Option<Url>,
+        /// The session's payment_status; default: what the type implies.
+        #[arg(long, value_enum)]
+        payment_status: Option<PaymentStatus>,
+        /// How many line items the session has (and its total is made of).
+        #[arg(long, default_value_t = 2)]
+        items: usize,
+        /// Send this event (JSON) instead, with a fresh id.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// With --file: send the file's bytes unchanged, id included.
+        #[arg(long, requires = "file")]
+        keep_id: bool,
+        #[arg(long, default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+    /// See it work with no Stripe account: a real router, a local Stripe API
+    /// stand-in and a local shipping service, a story of orders, a report.
+    ///
+    /// Sends a card order, an async order that later succeeds, one that
+    /// fails and a forged request, then shows what each sink received and
+    /// what was refused. Everything lives in a temporary folder.
+    ///
+    /// Example: stripe-router demo
+    Demo,
+    /// Run the local Stripe API stand-in alone, for offline work with `send`.
+    ///
+    /// Serves GET /v1/checkout/sessions/{id}/line_items with Stripe's shapes;
+    /// a session id ending in `_<N>items` (as `send` makes them) has N items.
+    ///
+    /// Example (three terminals):
+    ///   stripe-router stripe-standin --api-key rk_test_offline
+    ///   STRIPE_API_BASE=http://127.0.0.1:12111 STRIPE_SECRET_API_KEY=rk_test_offline stripe-router serve
+    ///   stripe-router send checkout.session.completed --items 3
+    #[command(verbatim_doc_comment)]
+    StripeStandin {
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        listen: SocketAddr,
+        /// The key requests must carry; default: STRIPE_SECRET_API_KEY.
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Examples:
+    ///   stripe-router completions bash > ~/.local/share/bash-completion/completions/stripe-router
+    ///   stripe-router completions zsh > "${fpath[1]}/_stripe-router"
+    ///   stripe-router completions fish > ~/.config/fish/completions/stripe-router.fish
+    #[command(verbatim_doc_comment)]
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,11 +190,25 @@ impl From<FilterArgs> for Filter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "stripe-router",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    // The demo's report is the point; its logs only when something is wrong.
+    let level = match cli.command {
+        Command::Demo | Command::Send { .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .init();
     let env = match Env::load(std::path::Path::new(".")) {
@@ -127,6 +225,42 @@ fn main() -> ExitCode {
             env,
         }),
         Command::Check { config } => check(&config, &env),
+        Command::Send {
+            r#type,
+            to,
+            payment_status,
+            items,
+            file,
+            keep_id,
+            config,
+        } => {
+            let body = match (file, r#type) {
+                (Some(file), _) => send::from_file(&file, !keep_id),
+                (None, Some(kind)) => send::build(&kind, payment_status, items, unix_now())
+                    .map(|event| serde_json::to_vec_pretty(&event).unwrap_or_default()),
+                // clap requires one of them.
+                (None, None) => return ExitCode::FAILURE,
+            };
+            send_event(body, to, &config, &env)
+        }
+        Command::Demo => runtime(async {
+            let mut out = std::io::stdout();
+            match demo::run(&mut out).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: the demo failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+        Command::StripeStandin { listen, api_key } => {
+            let Some(key) = api_key.or_else(|| env.get("STRIPE_SECRET_API_KEY")) else {
+                eprintln!("error: pass --api-key, or set STRIPE_SECRET_API_KEY");
+                return ExitCode::FAILURE;
+            };
+            runtime(stripe_standin(listen, key))
+        }
+        Command::Completions { .. } => ExitCode::SUCCESS,
         Command::Deadletters {
             config,
             filter,
@@ -147,6 +281,96 @@ fn main() -> ExitCode {
                 .map(drop)
         }),
     }
+}
+
+/// Runs `task` on a fresh multi-threaded runtime.
+fn runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(task),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn send_event(
+    body: Result<Vec<u8>, send::SendError>,
+    to: Option<Url>,
+    config: &std::path::Path,
+    env: &Env,
+) -> ExitCode {
+    let prepared = body.and_then(|body| {
+        let secret = send::first_secret(env)?;
+        let url = send::target(to, config, env)?;
+        Ok((body, secret, url))
+    });
+    let (body, secret, url) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = serde_json::from_slice::<serde_json::Value>(&body)
+        .map(|event| {
+            let session = &event["data"]["object"]["id"];
+            format!(
+                "{} {} ({})",
+                event["type"].as_str().unwrap_or("?"),
+                event["id"].as_str().unwrap_or("?"),
+                session.as_str().unwrap_or("?")
+            )
+        })
+        .unwrap_or_default();
+    runtime(async move {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "POST {url}: {summary}");
+        match send::post(&reqwest::Client::new(), &url, body, &secret, unix_now()).await {
+            Ok(answer) => {
+                let _ = writeln!(out, "HTTP {}\n{}", answer.status, answer.body);
+                if answer.status.is_success() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn stripe_standin(listen: SocketAddr, key: String) -> ExitCode {
+    let standin = match StripeStandIn::start(listen, key.trim()).await {
+        Ok(standin) => standin,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    standin.serve_catalogue();
+    eprintln!(
+        "Stripe API stand-in on {}: start the router with STRIPE_API_BASE={} and this key as \
+         STRIPE_SECRET_API_KEY; Ctrl-C stops it",
+        standin.url(),
+        standin.url().as_str().trim_end_matches('/')
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    standin.shutdown();
+    ExitCode::SUCCESS
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn serve(settings: Settings) -> ExitCode {
@@ -208,6 +432,16 @@ fn check(path: &std::path::Path, env: &Env) -> ExitCode {
     match result {
         Ok(config) => {
             eprintln!("{} is valid\n\n{}", path.display(), config.summary());
+            let route_warnings = event_types::route_warnings(&config)
+                .into_iter()
+                .map(|problem| problem.to_string());
+            let warnings: Vec<String> = route_warnings.chain(diagnose::environment(env)).collect();
+            if !warnings.is_empty() {
+                eprintln!("warnings ({}):", warnings.len());
+                for warning in &warnings {
+                    eprintln!("  warning: {warning}");
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

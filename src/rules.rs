@@ -351,19 +351,19 @@ fn number_cmp(a: &Number, b: &Number) -> Option<Ordering> {
 /// included. Matching is linear: with `*` as the only wildcard, taking the
 /// leftmost occurrence of each literal is always right, so nothing backtracks.
 #[derive(Debug, Clone)]
-struct Glob {
+pub(crate) struct Glob {
     /// The literals between the stars; a single one when there is no star.
     parts: Vec<String>,
 }
 
 impl Glob {
-    fn new(pattern: &str) -> Glob {
+    pub(crate) fn new(pattern: &str) -> Glob {
         Glob {
             parts: pattern.split('*').map(str::to_owned).collect(),
         }
     }
 
-    fn matches(&self, text: &str) -> bool {
+    pub(crate) fn matches(&self, text: &str) -> bool {
         let (first, rest) = match self.parts.split_first() {
             Some(split) => split,
             None => return false,

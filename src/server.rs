@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::deliver::Engine;
+use crate::diagnose;
 use crate::event::Event;
 use crate::reload::Live;
 use crate::store::Journaled;
@@ -192,10 +193,14 @@ async fn webhook(
         endpoint.tolerance,
     ) {
         Counters::bump(&endpoint.counters.rejected);
-        tracing::warn!(%peer, reason = %e, "refused a request whose signature does not verify");
-        return message(
+        let hint = diagnose::refusal_hint(&e, &body, &signature, &endpoint.secrets);
+        tracing::warn!(%peer, reason = %e, %hint, "refused a request whose signature does not verify");
+        return json_response(
             StatusCode::BAD_REQUEST,
-            &format!("Webhook signature verification failed: {e}"),
+            &json!({
+                "message": format!("Webhook signature verification failed: {e}"),
+                "hint": hint,
+            }),
         );
     }
     let event = match Event::parse(&body) {

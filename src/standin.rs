@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -50,6 +50,8 @@ struct State {
     fault: Mutex<Option<Fault>>,
     requests: AtomicU64,
     last_headers: Mutex<Option<HeaderMap>>,
+    /// Serve [`catalogue_items`] for unknown sessions whose id names a count.
+    catalogue: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +73,7 @@ impl StripeStandIn {
             fault: Mutex::default(),
             requests: AtomicU64::new(0),
             last_headers: Mutex::default(),
+            catalogue: AtomicBool::new(false),
         });
         let stop = CancellationToken::new();
         tokio::spawn(accept(listener, Arc::clone(&state), stop.clone()));
@@ -99,6 +102,13 @@ impl StripeStandIn {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         sessions.insert(session_id.to_owned(), Arc::new(line_items));
+    }
+
+    /// Catalogue mode, for offline work with `stripe-router send`: a session
+    /// that was not added but whose id ends in `_<N>items` (see
+    /// [`catalogue_session_id`]) has the `N` items of [`catalogue_items`].
+    pub fn serve_catalogue(&self) {
+        self.state.catalogue.store(true, Ordering::Relaxed);
     }
 
     /// The next `n` requests answer `status` with a Stripe error body.
@@ -269,6 +279,13 @@ fn line_items(state: &State, session_id: &str, query: &str) -> Response<Full<Byt
             .unwrap_or_else(PoisonError::into_inner);
         sessions.get(session_id).cloned()
     };
+    let items = items.or_else(|| {
+        let n = catalogue_count(session_id)?;
+        state
+            .catalogue
+            .load(Ordering::Relaxed)
+            .then(|| Arc::new(catalogue_items(n)))
+    });
     let Some(items) = items else {
         let message = format!("No such checkout.session: '{session_id}'");
         return error(
@@ -468,6 +485,123 @@ pub fn line_item_fixture(
         "quantity": quantity,
         "metadata": null,
         "adjustable_quantity": null
+    })
+}
+
+/// The most items a catalogue session may have: a bound on what one request
+/// makes the stand-in build.
+pub const CATALOGUE_MAX: usize = 1000;
+
+/// A session id that catalogue mode serves `items` line items for:
+/// `cs_test_send_<token>_<items>items`.
+pub fn catalogue_session_id(token: &str, items: usize) -> String {
+    format!("cs_test_send_{token}_{items}items")
+}
+
+/// The count a [`catalogue_session_id`] names, if at most [`CATALOGUE_MAX`].
+fn catalogue_count(session_id: &str) -> Option<usize> {
+    let (_, count) = session_id.strip_suffix("items")?.rsplit_once('_')?;
+    count.parse().ok().filter(|n| *n <= CATALOGUE_MAX)
+}
+
+/// `n` deterministic line items in USD: a few shop products in turn, with
+/// quantities 1 to 3. The same `n` always gives the same items and totals.
+pub fn catalogue_items(n: usize) -> Vec<Value> {
+    const PRODUCTS: [(&str, i64); 6] = [
+        ("Organic cotton T-shirt", 2500),
+        ("Canvas tote bag", 1800),
+        ("Ceramic mug", 1400),
+        ("Linen tea towel", 1200),
+        ("Enamel pin", 700),
+        ("Sticker pack", 500),
+    ];
+    (0..n)
+        .map(|i| {
+            let (name, unit_amount) = PRODUCTS[i % PRODUCTS.len()];
+            let product = i % PRODUCTS.len();
+            line_item_fixture(
+                &format!("li_1Catalogue{i:014}"),
+                &format!("prod_Catalogue{product:04}"),
+                name,
+                &format!("price_1Catalogue{product:010}"),
+                unit_amount,
+                i64::try_from(i % 3 + 1).unwrap_or(1),
+                "usd",
+            )
+        })
+        .collect()
+}
+
+/// The sum of the items' `amount_total`: the session's total for them.
+pub fn items_total(items: &[Value]) -> i64 {
+    items
+        .iter()
+        .filter_map(|item| item["amount_total"].as_i64())
+        .sum()
+}
+
+/// A `payment_intent.succeeded` event as Stripe delivers it (API version
+/// [`API_VERSION`]) for a card payment of `amount` in `currency`.
+pub fn payment_intent_event(
+    event_id: &str,
+    payment_intent: &str,
+    amount: i64,
+    currency: &str,
+    created: i64,
+) -> Value {
+    let intent = json!({
+        "amount": amount,
+        "amount_capturable": 0,
+        "amount_details": { "tip": {} },
+        "amount_received": amount,
+        "application": null,
+        "application_fee_amount": null,
+        "automatic_payment_methods": { "enabled": true },
+        "canceled_at": null,
+        "cancellation_reason": null,
+        "capture_method": "automatic",
+        "client_secret": null,
+        "confirmation_method": "automatic",
+        "created": created - 5,
+        "currency": currency,
+        "customer": null,
+        "description": null,
+        "id": payment_intent,
+        "last_payment_error": null,
+        "latest_charge": null,
+        "livemode": false,
+        "metadata": {},
+        "next_action": null,
+        "object": "payment_intent",
+        "on_behalf_of": null,
+        "payment_method": null,
+        "payment_method_configuration_details": null,
+        "payment_method_options": {},
+        "payment_method_types": ["card"],
+        "processing": null,
+        "receipt_email": null,
+        "review": null,
+        "setup_future_usage": null,
+        "shipping": null,
+        "statement_descriptor": null,
+        "statement_descriptor_suffix": null,
+        "status": "succeeded",
+        "transfer_data": null,
+        "transfer_group": null,
+        "source": null,
+        "excluded_payment_method_types": null,
+        "customer_account": null
+    });
+    json!({
+        "api_version": API_VERSION,
+        "created": created,
+        "data": { "object": intent },
+        "id": event_id,
+        "livemode": false,
+        "object": "event",
+        "pending_webhooks": 1,
+        "request": { "id": null, "idempotency_key": null },
+        "type": "payment_intent.succeeded"
     })
 }
 
@@ -773,6 +907,52 @@ mod tests {
         assert_eq!(standin.requests(), 7);
         let headers = standin.last_headers().expect("a request was seen");
         assert_eq!(headers["authorization"], format!("Bearer {KEY}").as_str());
+    }
+
+    #[tokio::test]
+    async fn catalogue_mode_serves_the_count_the_id_names() {
+        let standin = StripeStandIn::start(([127, 0, 0, 1], 0).into(), KEY)
+            .await
+            .expect("starts");
+        let id = catalogue_session_id("abc", 3);
+        let path = format!("/v1/checkout/sessions/{id}/line_items?expand%5B%5D=data.price.product");
+        assert_eq!(
+            get(&standin.url(), &path, KEY).await.0,
+            404,
+            "off by default"
+        );
+        standin.serve_catalogue();
+        let (status, page) = get(&standin.url(), &path, KEY).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["data"].as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            page["data"][1]["price"]["product"]["name"],
+            "Canvas tote bag"
+        );
+        assert_eq!(page["data"][1]["quantity"], 2);
+        let too_many = catalogue_session_id("abc", CATALOGUE_MAX + 1);
+        let path = format!("/v1/checkout/sessions/{too_many}/line_items");
+        assert_eq!(get(&standin.url(), &path, KEY).await.0, 404);
+    }
+
+    #[track_caller]
+    fn check_count(id: &str, want: Option<usize>) {
+        assert_eq!(catalogue_count(id), want, "{id}");
+    }
+
+    #[test]
+    fn catalogue_ids_and_totals() {
+        check_count(&catalogue_session_id("x_y", 12), Some(12));
+        check_count(&catalogue_session_id("t", 0), Some(0));
+        check_count("cs_test_send_t_items", None);
+        check_count("cs_test_a1b2", None);
+        check_count("cs_test_send_t_-1items", None);
+        assert_eq!(items_total(&catalogue_items(3)), 2500 + 2 * 1800 + 3 * 1400);
+        assert_eq!(catalogue_items(8), catalogue_items(8));
+        let event = payment_intent_event("evt_1", "pi_1", 5198, "usd", 1_721_954_095);
+        let body = serde_json::to_vec_pretty(&event).expect("serializes");
+        let parsed = crate::event::Event::parse(&body).expect("an event");
+        assert_eq!(parsed.kind, "payment_intent.succeeded");
     }
 
     #[test]

@@ -10,3 +10,4 @@ mod durable;
 mod flow;
 mod reload;
 mod server;
+mod ux;

@@ -1,0 +1,244 @@
+//! What to do about the classic mistakes: hints for a refused webhook
+//! request and warnings about the environment for `check`.
+//!
+//! Pure, like [`crate::verify`]: the refused request's body, header and the
+//! secrets go in, a sentence comes out. A hint never quotes a secret or the
+//! signature.
+
+use std::time::Duration;
+
+use crate::enrich::ApiKey;
+use crate::env::Env;
+use crate::verify::{self, Secrets, SignatureError};
+
+/// The `stripe listen` advice, said wherever a secret may be the wrong one.
+const WHICH_SECRET: &str = "the `stripe listen` secret differs from the Dashboard endpoint's \
+                            and changes with each `stripe login`: print it with \
+                            `stripe listen --print-secret`, or copy the endpoint's signing \
+                            secret from the Dashboard, into STRIPE_WEBHOOK_SECRET";
+
+/// What most likely caused `error` and what to do about it.
+pub fn refusal_hint(
+    error: &SignatureError,
+    body: &[u8],
+    header: &str,
+    secrets: &Secrets,
+) -> String {
+    match error {
+        SignatureError::MalformedHeader => "the Stripe-Signature header must look like \
+             `t=<unix seconds>,v1=<hex>`: the request did not come from Stripe, or a proxy \
+             rewrote the header"
+            .to_owned(),
+        SignatureError::NoV1Signature => "the header carries no `v1` signature, the only \
+             scheme Stripe signs with: the request did not come from Stripe"
+            .to_owned(),
+        SignatureError::NoMatchingSignature { secrets: count } => {
+            if !looks_like_event(body) {
+                return format!(
+                    "the body is not a Stripe event and matches none of the {count} configured \
+                     secret(s): the request did not come from Stripe, or {WHICH_SECRET}"
+                );
+            }
+            if reserialised(body, header, secrets) {
+                return "the signature matches this event as Stripe serialises it (2-space \
+                        indented JSON) but not the bytes received: something between Stripe and \
+                        here parsed and re-encoded the body (a proxy, or a framework's JSON body \
+                        parser); pass the raw body through unchanged"
+                    .to_owned();
+            }
+            format!(
+                "the body is a well-formed Stripe event signed with none of the {count} \
+                 configured secret(s): {WHICH_SECRET}; if the secret is right, something \
+                 changed the body's bytes on the way"
+            )
+        }
+        SignatureError::TimestampOutsideTolerance { age, .. } => {
+            let far = humantime::format_duration(Duration::from_secs(age.unsigned_abs()));
+            let when = if *age < 0 { "ahead of" } else { "behind" };
+            format!(
+                "the signature is genuine but its time is {far} {when} this machine's clock: \
+                 if this machine's clock is wrong, fix its time sync (NTP); Stripe signs every \
+                 retry afresh, so an old timestamp otherwise means a replayed request"
+            )
+        }
+    }
+}
+
+/// A JSON object with `"object": "event"` and an `evt_` id: what Stripe sends.
+fn looks_like_event(body: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    value["object"] == "event"
+        && value["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("evt_"))
+}
+
+/// Whether the signature verifies over the body re-encoded the way Stripe
+/// encodes webhook bodies, i.e. the received bytes are a re-serialisation.
+fn reserialised(body: &[u8], header: &str, secrets: &Secrets) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let Ok(stripe_bytes) = serde_json::to_vec_pretty(&value) else {
+        return false;
+    };
+    // Tolerance zero: only the bytes are in question here, not the time.
+    stripe_bytes != body
+        && verify::verify(&stripe_bytes, header, secrets, 0, Duration::ZERO).is_ok()
+}
+
+/// Warnings about the Stripe variables, for `check`: what `serve` would
+/// refuse, and what would fail later. Never quotes a value.
+pub fn environment(env: &Env) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match env.get("STRIPE_WEBHOOK_SECRET") {
+        None => warnings.push(
+            "STRIPE_WEBHOOK_SECRET is not set, so `serve` will not start: set it to the \
+             endpoint signing secret (whsec_...); "
+                .to_owned()
+                + WHICH_SECRET,
+        ),
+        Some(value) => match Secrets::parse(&value) {
+            Err(e) => warnings.push(format!("{e} (`serve` will not start)")),
+            Ok(_) => {
+                let odd = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && !s.starts_with("whsec_"))
+                    .count();
+                if odd > 0 {
+                    warnings.push(format!(
+                        "STRIPE_WEBHOOK_SECRET: {odd} of its secrets do not start with `whsec_`, \
+                         as endpoint signing secrets do; {WHICH_SECRET}"
+                    ));
+                }
+            }
+        },
+    }
+    if let Some(key) = env
+        .get("STRIPE_SECRET_API_KEY")
+        .filter(|k| !k.trim().is_empty())
+        && let Err(e) = ApiKey::parse(&key)
+    {
+        warnings.push(format!(
+            "STRIPE_SECRET_API_KEY: {e} (`serve` will not start)"
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_right";
+    const T: i64 = 1_700_000_000;
+
+    fn event() -> serde_json::Value {
+        serde_json::json!({ "id": "evt_1", "object": "event", "type": "charge.succeeded" })
+    }
+
+    #[track_caller]
+    fn check(body: &[u8], header: &str, secrets: &str, wants: &[&str]) {
+        let secrets = Secrets::parse(secrets).expect("test secrets");
+        let now = T + 10_000;
+        let error = verify::verify(body, header, &secrets, now, Duration::from_secs(300))
+            .expect_err("the request is refused");
+        let hint = refusal_hint(&error, body, header, &secrets);
+        for want in wants {
+            assert!(hint.contains(want), "{want:?} not in {hint:?}");
+        }
+        assert!(
+            !hint.contains("whsec_right") && !hint.contains("whsec_other"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn hints_name_the_likely_cause() {
+        let pretty = serde_json::to_vec_pretty(&event()).expect("serializes");
+        let compact = serde_json::to_vec(&event()).expect("serializes");
+        let signed = verify::sign(&pretty, SECRET, T);
+
+        check(
+            &pretty,
+            &signed,
+            "whsec_other",
+            &["none of the 1 configured", "--print-secret"],
+        );
+        check(
+            &pretty,
+            &signed,
+            "whsec_a, whsec_b",
+            &["none of the 2 configured"],
+        );
+        check(
+            &compact,
+            &signed,
+            SECRET,
+            &["re-encoded the body", "raw body"],
+        );
+        // Re-serialised, but signed with another secret: not said to be re-serialised.
+        check(
+            &compact,
+            &signed,
+            "whsec_other",
+            &["well-formed Stripe event"],
+        );
+        check(
+            b"hello",
+            &verify::sign(b"hi", SECRET, T),
+            SECRET,
+            &["not a Stripe event"],
+        );
+        check(&pretty, "t=1", SECRET, &["no `v1` signature"]);
+        check(
+            &pretty,
+            "nonsense",
+            SECRET,
+            &["`t=<unix seconds>,v1=<hex>`"],
+        );
+        check(
+            &pretty,
+            &signed,
+            SECRET,
+            &["2h 46m 40s behind", "NTP", "replayed"],
+        );
+        let future = verify::sign(&pretty, SECRET, T + 20_000);
+        check(&pretty, &future, SECRET, &["2h 46m 40s ahead of"]);
+    }
+
+    #[track_caller]
+    fn check_env(vars: &[(&str, &str)], wants: &[&str]) {
+        let warnings = environment(&Env::from_map(vars.iter().copied()));
+        assert_eq!(warnings.len(), wants.len(), "{warnings:?}");
+        for (warning, want) in warnings.iter().zip(wants) {
+            assert!(warning.contains(want), "{want:?} not in {warning:?}");
+            assert!(!warning.contains("51Hsecret"), "{warning}");
+        }
+    }
+
+    #[test]
+    fn environment_warnings() {
+        let key = ("STRIPE_SECRET_API_KEY", "rk_test_51Hsecret000000000");
+        check_env(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), key], &[]);
+        check_env(&[key], &["is not set"]);
+        check_env(
+            &[("STRIPE_WEBHOOK_SECRET", "sk_test_51Hsecret"), key],
+            &["holds an API key (sk_test_...)"],
+        );
+        check_env(
+            &[("STRIPE_WEBHOOK_SECRET", "whsec_a, abc")],
+            &["1 of its secrets"],
+        );
+        check_env(
+            &[
+                ("STRIPE_WEBHOOK_SECRET", "whsec_a"),
+                ("STRIPE_SECRET_API_KEY", "whsec_51Hsecret"),
+            ],
+            &["webhook signing secret"],
+        );
+    }
+}
