@@ -378,6 +378,15 @@ struct Worker {
     failing_since: Option<u32>,
 }
 
+/// What one finished attempt tells the worker.
+struct Attempt {
+    record_id: String,
+    /// `None` when delivered; the error otherwise.
+    error: Option<crate::sinks::DeliveryError>,
+    /// False when the sink is not in the current config (not its fault).
+    sink_known: bool,
+}
+
 impl Worker {
     async fn run(
         mut self,
@@ -386,11 +395,7 @@ impl Worker {
     ) {
         let mut backlog: VecDeque<PendingDelivery> = VecDeque::new();
         let mut in_flight: HashSet<String> = HashSet::new();
-        let mut tasks: JoinSet<(
-            PendingDelivery,
-            Result<(), crate::sinks::DeliveryError>,
-            bool,
-        )> = JoinSet::new();
+        let mut tasks: JoinSet<Attempt> = JoinSet::new();
         let mut scan_at = tokio::time::Instant::now();
         let mut first_scan = true;
         loop {
@@ -399,20 +404,21 @@ impl Worker {
                 let Some(delivery) = backlog.pop_front() else {
                     break;
                 };
-                self.start(&mut tasks, &mut in_flight, delivery);
+                // A row can reach the backlog twice (fast path and scan).
+                if in_flight.insert(delivery.record_id.clone()) {
+                    tasks.spawn(attempt(self.store.clone(), self.live.clone(), delivery));
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(delivery) = rx.recv() => {
                     self.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    if !in_flight.contains(&delivery.record_id) {
-                        backlog.push_back(delivery);
-                    }
+                    backlog.push_back(delivery);
                 }
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok((delivery, result, known)) = done {
-                        in_flight.remove(&delivery.record_id);
-                        self.settle(delivery, result, known).await;
+                    if let Ok(done) = done {
+                        in_flight.remove(&done.record_id);
+                        self.observe(done);
                     }
                 }
                 () = self.wake.notified() => { scan_at = tokio::time::Instant::now(); }
@@ -425,8 +431,8 @@ impl Worker {
                     // After a restart nothing else holds fresh rows: ignore the lease.
                     let horizon = if first_scan { i64::MAX } else { store::now_ms() };
                     first_scan = false;
-                    let due = self.store.due_deliveries(&self.sink, horizon, free, in_flight.iter().cloned().collect()).await;
-                    match due {
+                    let busy = in_flight.iter().cloned().collect();
+                    match self.store.due_deliveries(&self.sink, horizon, free, busy).await {
                         Ok(due) => {
                             if due.len() == free {
                                 scan_at = tokio::time::Instant::now();
@@ -438,12 +444,12 @@ impl Worker {
                 }
             }
         }
-        // Deliveries in flight finish (each has its own timeout) or are
+        // Attempts in flight finish (each has its own timeout) or are
         // abandoned at the shutdown deadline; either way their rows stay
         // pending until settled.
         while let Some(done) = tasks.join_next().await {
-            if let Ok((delivery, result, known)) = done {
-                self.settle(delivery, result, known).await;
+            if let Ok(done) = done {
+                self.observe(done);
             }
         }
     }
@@ -455,89 +461,96 @@ impl Worker {
             .map_or(1, |s| s.config.delivery().concurrency.max(1))
     }
 
-    fn start(
-        &self,
-        tasks: &mut JoinSet<(
-            PendingDelivery,
-            Result<(), crate::sinks::DeliveryError>,
-            bool,
-        )>,
-        in_flight: &mut HashSet<String>,
-        delivery: PendingDelivery,
-    ) {
-        in_flight.insert(delivery.record_id.clone());
-        let sink = self.live.load().sink(&self.sink).map(|s| s.sink.clone());
-        tasks.spawn(async move {
-            let Some(sink) = sink else {
-                let error = crate::sinks::DeliveryError {
-                    retryable: true,
-                    message: format!("sink `{}` is not in the current config", delivery.sink),
-                };
-                return (delivery, Err(error), false);
-            };
+    /// Logs when the sink starts failing and when it recovers, once each.
+    fn observe(&mut self, attempt: Attempt) {
+        match attempt.error {
+            None => {
+                if let Some(failures) = self.failing_since.take() {
+                    tracing::info!(sink = %self.sink, failures, "sink recovered");
+                }
+            }
+            Some(error) => {
+                if self.failing_since.is_none() && attempt.sink_known {
+                    tracing::warn!(
+                        sink = %self.sink, record_id = %attempt.record_id, error = %error,
+                        "sink is failing; deliveries will be retried"
+                    );
+                }
+                *self.failing_since.get_or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+/// One delivery attempt, settled in the store before it counts as done:
+/// the row leaves the worker's in-flight set only once its outcome is
+/// committed, so no scan can take it twice. Settles from concurrent
+/// attempts share the writer's transactions.
+async fn attempt(store: Arc<dyn Store>, live: Arc<Live>, delivery: PendingDelivery) -> Attempt {
+    let snapshot = live.load();
+    let built = snapshot.sink(&delivery.sink);
+    let policy = built.map_or(ROUTING_RETRY, |s| s.config.delivery().retry);
+    let (result, sink_known) = match built {
+        Some(built) => {
             let encoded = Encoded {
                 id: delivery.record_id.clone(),
                 body: delivery.body.clone(),
             };
-            let result = sink.deliver(&encoded).await;
-            (delivery, result, true)
-        });
-    }
-
-    async fn settle(
-        &mut self,
-        delivery: PendingDelivery,
-        result: Result<(), crate::sinks::DeliveryError>,
-        known: bool,
-    ) {
-        let policy = self
-            .live
-            .load()
-            .sink(&self.sink)
-            .map(|s| s.config.delivery().retry)
-            .unwrap_or(ROUTING_RETRY);
-        let outcome = match result {
-            Ok(()) => {
-                if let Some(failures) = self.failing_since.take() {
-                    tracing::info!(sink = %self.sink, failures, "sink recovered");
-                }
-                Settle::Delivered
-            }
-            Err(error) => {
-                if self.failing_since.is_none() && known {
-                    tracing::warn!(sink = %self.sink, record_id = %delivery.record_id, error = %error, "sink is failing; deliveries will be retried");
-                }
-                *self.failing_since.get_or_insert(0) += 1;
-                let age = Duration::from_millis(
-                    u64::try_from(store::now_ms() - delivery.created_at_ms).unwrap_or(0),
-                );
-                if !error.retryable {
-                    tracing::error!(sink = %self.sink, record_id = %delivery.record_id, error = %error, "delivery refused; kept as a dead letter");
-                    Settle::Dead {
-                        error: error.message,
-                    }
-                } else if age > policy.max_age {
-                    tracing::error!(sink = %self.sink, record_id = %delivery.record_id, error = %error, "delivery gave up after retry.max_age; kept as a dead letter");
-                    Settle::Dead {
-                        error: error.message,
-                    }
-                } else {
-                    let next =
-                        store::now_ms() + backoff(&policy, delivery.attempts).as_millis() as i64;
-                    Settle::Retry {
-                        next_attempt_ms: next,
-                        error: error.message,
-                    }
-                }
-            }
-        };
-        if let Err(e) = self
-            .store
-            .settle(&delivery.record_id, &delivery.sink, outcome)
-            .await
-        {
-            tracing::error!(sink = %self.sink, record_id = %delivery.record_id, error = %e, "cannot record the delivery outcome; it will be delivered again");
+            (built.sink.deliver(&encoded).await, true)
         }
+        None => (
+            Err(crate::sinks::DeliveryError {
+                retryable: true,
+                message: format!("sink `{}` is not in the current config", delivery.sink),
+            }),
+            false,
+        ),
+    };
+    drop(snapshot);
+    let outcome = match &result {
+        Ok(()) => Settle::Delivered,
+        Err(error) => {
+            let age = Duration::from_millis(
+                u64::try_from(store::now_ms() - delivery.created_at_ms).unwrap_or(0),
+            );
+            if !error.retryable {
+                tracing::error!(
+                    sink = %delivery.sink, record_id = %delivery.record_id, error = %error,
+                    "delivery refused; kept as a dead letter"
+                );
+                Settle::Dead {
+                    error: error.message.clone(),
+                }
+            } else if age > policy.max_age {
+                tracing::error!(
+                    sink = %delivery.sink, record_id = %delivery.record_id, error = %error,
+                    "delivery gave up after retry.max_age; kept as a dead letter"
+                );
+                Settle::Dead {
+                    error: error.message.clone(),
+                }
+            } else {
+                let next = store::now_ms() + backoff(&policy, delivery.attempts).as_millis() as i64;
+                Settle::Retry {
+                    next_attempt_ms: next,
+                    error: error.message.clone(),
+                }
+            }
+        }
+    };
+    if let Err(e) = store
+        .settle(&delivery.record_id, &delivery.sink, outcome)
+        .await
+    {
+        tracing::error!(
+            sink = %delivery.sink, record_id = %delivery.record_id, error = %e,
+            "cannot record the delivery outcome; it will be attempted again"
+        );
+    }
+    Attempt {
+        record_id: delivery.record_id,
+        error: result.err(),
+        sink_known,
     }
 }
 
