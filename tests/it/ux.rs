@@ -227,3 +227,54 @@ async fn completions_and_help() {
         );
     }
 }
+
+#[tokio::test]
+async fn check_reports_every_error_with_its_place_and_exits_one() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let routes = "sinks:\n  orders: { type: jsonl, pth: x.jsonl }\n  hook: { type: htp, url: http://x }\nroutes:\n  - name: paid\n    when: { type: checkout.session.completed, data.object.amount_total: { gtee: 5 } }\n    emit: order\n    to: [orders, missing]\n";
+    std::fs::write(dir.path().join("routes.yaml"), routes).expect("writes");
+    let output = run(dir.path(), &["check"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "routes.yaml:2:",
+        "unknown field `pth`",
+        "routes.yaml:3:",
+        "unknown sink type `htp`",
+        "routes.yaml:8:",
+        "`missing`, which is not defined",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "`{expected}` missing from:\n{stderr}"
+        );
+    }
+
+    // With the structure fixed, the rules' own errors come with the route's place.
+    let routes = "sinks:\n  orders: { type: jsonl, path: x.jsonl }\nroutes:\n  - name: paid\n    when: { type: checkout.session.completed, data.object.amount_total: { gtee: 5 } }\n    emit: order\n    to: [orders]\n";
+    std::fs::write(dir.path().join("routes.yaml"), routes).expect("writes");
+    let output = run(dir.path(), &["check"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("routes.yaml:4:") && stderr.contains("unknown operator `gtee`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("STRIPE_SECRET_API_KEY is not set"),
+        "{stderr}"
+    );
+
+    let output = run(
+        dir.path(),
+        &["check"],
+        &[("STRIPE_SECRET_API_KEY", "rk_test_51CheckKey00000000")],
+    )
+    .await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("STRIPE_SECRET_API_KEY is not set"),
+        "{stderr}"
+    );
+}
