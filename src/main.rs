@@ -374,17 +374,7 @@ fn unix_now() -> i64 {
 }
 
 fn serve(settings: Settings) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    runtime(async {
         let app = match App::build(settings).await {
             Ok(app) => app,
             Err(e) => {
@@ -479,17 +469,7 @@ where
         );
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    runtime(async {
         let store = match SqliteStore::open(&store_path, true) {
             Ok(store) => std::sync::Arc::new(store) as std::sync::Arc<dyn Store>,
             Err(e) => {

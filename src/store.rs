@@ -13,7 +13,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rusqlite::{Connection, params};
@@ -174,8 +174,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
         busy: Vec<String>,
     ) -> StoreFuture<'_, Vec<PendingDelivery>>;
-    /// When the next delivery for `sink` is due, if any is pending.
-    fn next_due(&self, sink: &str) -> StoreFuture<'_, Option<i64>>;
     fn settle(&self, record_id: &str, sink: &str, outcome: Settle) -> StoreFuture<'_, ()>;
     fn dead_letters(&self, filter: Filter) -> StoreFuture<'_, Vec<DeadLetter>>;
     /// Re-queues dead letters matching `filter`, due now. Returns how many.
@@ -695,16 +693,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn next_due(&self, sink: &str) -> StoreFuture<'_, Option<i64>> {
-        let sink = sink.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 0 AND sink = ?1",
-            )?
-            .query_row(params![sink], |row| row.get::<_, Option<i64>>(0))
-        })
-    }
-
     fn settle(&self, record_id: &str, sink: &str, outcome: Settle) -> StoreFuture<'_, ()> {
         let (record_id, sink) = (record_id.to_owned(), sink.to_owned());
         self.write(|reply| Write::Settle(record_id, sink, outcome, reply))
@@ -718,39 +706,17 @@ impl Store for SqliteStore {
                  FROM deliveries WHERE state = 2 AND (?1 IS NULL OR sink = ?1) AND (?2 IS NULL OR route = ?2)
                  AND (?3 IS NULL OR event_id = ?3) ORDER BY updated_at",
             )?;
-            let rows = statement.query_map(params![filter.sink, filter.route, filter.event], |row| {
-                Ok(DeadLetter {
-                    record_id: Some(row.get(0)?),
-                    event_id: row.get(1)?,
-                    sink: Some(row.get(2)?),
-                    route: Some(row.get(3)?),
-                    attempts: row.get(4)?,
-                    last_error: row.get(5)?,
-                    created_at_ms: row.get(6)?,
-                    updated_at_ms: row.get(7)?,
-                })
-            })?;
+            let rows = statement.query_map(params![filter.sink, filter.route, filter.event], dead_letter)?;
             for row in rows {
                 letters.push(row?);
             }
             if filter.sink.is_none() && filter.route.is_none() {
+                // Events whose routing gave up: no record, sink or route yet.
                 let mut statement = c.prepare_cached(
-                    "SELECT id, attempts, last_error, received_at, updated_at FROM events
+                    "SELECT NULL, id, NULL, NULL, attempts, last_error, received_at, updated_at FROM events
                      WHERE state = 2 AND (?1 IS NULL OR id = ?1) ORDER BY updated_at",
                 )?;
-                let rows = statement.query_map(params![filter.event], |row| {
-                    Ok(DeadLetter {
-                        record_id: None,
-                        event_id: row.get(0)?,
-                        sink: None,
-                        route: None,
-                        attempts: row.get(1)?,
-                        last_error: row.get(2)?,
-                        created_at_ms: row.get(3)?,
-                        updated_at_ms: row.get(4)?,
-                    })
-                })?;
-                for row in rows {
+                for row in statement.query_map(params![filter.event], dead_letter)? {
                     letters.push(row?);
                 }
             }
@@ -813,9 +779,19 @@ impl Store for SqliteStore {
     }
 }
 
-/// The duration until `at_ms`, zero if it has passed.
-pub fn until(at_ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0))
+/// A dead letter from a row of `record_id, event_id, sink, route, attempts,
+/// last_error, created_at, updated_at`.
+fn dead_letter(row: &rusqlite::Row<'_>) -> Result<DeadLetter, rusqlite::Error> {
+    Ok(DeadLetter {
+        record_id: row.get(0)?,
+        event_id: row.get(1)?,
+        sink: row.get(2)?,
+        route: row.get(3)?,
+        attempts: row.get(4)?,
+        last_error: row.get(5)?,
+        created_at_ms: row.get(6)?,
+        updated_at_ms: row.get(7)?,
+    })
 }
 
 #[cfg(test)]
@@ -978,8 +954,6 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(store.next_due("http").await.unwrap(), Some(later));
-        assert_eq!(store.next_due("file").await.unwrap(), None);
         let retried = store
             .due_deliveries("http", later, 10, vec![])
             .await
