@@ -180,9 +180,24 @@ impl App {
             self.retention,
             background.clone(),
         ));
-        let deadline = tokio::time::Instant::now() + self.drain;
+        // One deadline for everything, counted from the shutdown signal: the
+        // HTTP side and the background drain at the same time. Requests still
+        // in flight are journaled as usual; their routing resumes at the next
+        // start.
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn({
+            let (shutdown, background) = (shutdown.clone(), background.clone());
+            async move {
+                shutdown.cancelled().await;
+                background.cancel();
+                let _ = stopped_tx.send(tokio::time::Instant::now());
+            }
+        });
         server::serve(self.listener, self.endpoint, shutdown, self.drain).await;
-        background.cancel();
+        let deadline = stopped_rx
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now())
+            + self.drain;
         self.tracker.close();
         if tokio::time::timeout_at(deadline, self.tracker.wait())
             .await
