@@ -360,3 +360,130 @@ async fn replay_reroute_runs_an_old_event_through_a_route_added_later() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not in the journal"));
 }
+
+/// A small tmpfs, unmounted (lazily) on drop. Mounting needs root, which CI
+/// has; elsewhere the test that uses it says it was skipped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_500_and_loses_no_acknowledged_event() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let routes = format!(
+        "store: {{ path: {}/journal.db }}\nsinks:\n  audit: {{ type: jsonl, path: sinks/audit.jsonl }}\n\
+         routes:\n  - name: audit\n    when: {{ type: \"checkout.session.*\" }}\n    emit: event\n    to: [audit]\n",
+        disk.path().display()
+    );
+    let app = spawn_app(&routes).await;
+    // Leave the journal a little room only.
+    let ballast = disk.path().join("ballast");
+    let free = || fs_free(disk.path());
+    std::fs::write(
+        &ballast,
+        vec![0u8; free().saturating_sub(200 * 1024) as usize],
+    )
+    .unwrap();
+
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = None;
+    for n in 0..200 {
+        let mut event = session_event(
+            &format!("evt_full_{n}"),
+            "checkout.session.completed",
+            "cs_test_full",
+            "paid",
+        );
+        event["data"]["object"]["metadata"]["padding"] = json!("x".repeat(20_000));
+        let answer = app.send(&event).await;
+        match answer.status {
+            200 => {
+                acknowledged.insert(format!("evt_full_{n}:audit"));
+            }
+            500 => {
+                refused = Some(answer.body);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", answer.body),
+        }
+    }
+    let refused = refused.expect("the disk filled up");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be stored"),
+        "{refused}"
+    );
+    app.stderr.wait_for(WAIT, |l| {
+        l.contains("journal transaction failed").then_some(())
+    });
+
+    // Space comes back: new events are accepted, and none acknowledged before is lost.
+    std::fs::remove_file(&ballast).unwrap();
+    let mut event = session_event(
+        "evt_full_after",
+        "checkout.session.completed",
+        "cs_test_full",
+        "paid",
+    );
+    event["data"]["object"]["metadata"]["padding"] = json!("after");
+    let answer = app.send(&event).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    acknowledged.insert("evt_full_after:audit".to_owned());
+    let delivered = eventually(std::time::Duration::from_secs(20), || {
+        let got = ids(&read_jsonl(&app.path("sinks/audit.jsonl")));
+        acknowledged.is_subset(&got).then_some(got)
+    })
+    .await;
+    assert_eq!(
+        delivered.len(),
+        acknowledged.len(),
+        "and nothing that was refused"
+    );
+}
+
+/// Free bytes on the file system holding `path`.
+fn fs_free(path: &std::path::Path) -> u64 {
+    let output = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
