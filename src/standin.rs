@@ -47,6 +47,8 @@ struct State {
     /// `Bearer <key>`, compared byte for byte.
     authorization: String,
     sessions: RwLock<HashMap<String, Arc<Vec<Value>>>>,
+    /// Served for a session id that was never added, when set.
+    default_items: RwLock<Option<Arc<Vec<Value>>>>,
     fault: Mutex<Option<Fault>>,
     requests: AtomicU64,
     last_headers: Mutex<Option<HeaderMap>>,
@@ -68,6 +70,7 @@ impl StripeStandIn {
         let state = Arc::new(State {
             authorization: format!("Bearer {api_key}"),
             sessions: RwLock::default(),
+            default_items: RwLock::default(),
             fault: Mutex::default(),
             requests: AtomicU64::new(0),
             last_headers: Mutex::default(),
@@ -99,6 +102,17 @@ impl StripeStandIn {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         sessions.insert(session_id.to_owned(), Arc::new(line_items));
+    }
+
+    /// Serves `line_items` for every session id not added with
+    /// [`Self::add_session`], instead of answering 404. The benchmark uses it
+    /// so that it need not register each of its many sessions.
+    pub fn set_default_items(&self, line_items: Vec<Value>) {
+        *self
+            .state
+            .default_items
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(line_items));
     }
 
     /// The next `n` requests answer `status` with a Stripe error body.
@@ -267,7 +281,13 @@ fn line_items(state: &State, session_id: &str, query: &str) -> Response<Full<Byt
             .sessions
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        sessions.get(session_id).cloned()
+        sessions.get(session_id).cloned().or_else(|| {
+            state
+                .default_items
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        })
     };
     let Some(items) = items else {
         let message = format!("No such checkout.session: '{session_id}'");
@@ -771,6 +791,11 @@ mod tests {
         }
         assert_eq!(get(&base, path, KEY).await.0, 200);
         assert_eq!(standin.requests(), 7);
+
+        standin.set_default_items(items(3));
+        let (status, page) = get(&base, "/v1/checkout/sessions/cs_any/line_items", KEY).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["data"].as_array().map(Vec::len), Some(3));
         let headers = standin.last_headers().expect("a request was seen");
         assert_eq!(headers["authorization"], format!("Bearer {KEY}").as_str());
     }
