@@ -198,7 +198,7 @@ async fn webhook(
             &format!("Webhook signature verification failed: {e}"),
         );
     }
-    let event = match Event::parse(&body) {
+    let event = match Event::head(&body) {
         Ok(event) => event,
         Err(e) => {
             Counters::bump(&endpoint.counters.rejected);
