@@ -395,6 +395,11 @@ impl Worker {
             Result<(), crate::sinks::DeliveryError>,
             bool,
         )> = JoinSet::new();
+        // Outcomes being committed. Settling does not hold up the loop (a
+        // commit waits for the group's fsync); the rows stay busy until
+        // their outcome is stored, so no scan takes them twice.
+        let mut settling: HashSet<String> = HashSet::new();
+        let mut settles: JoinSet<String> = JoinSet::new();
         let mut scan_at = tokio::time::Instant::now();
         let mut first_scan = true;
         loop {
@@ -409,14 +414,27 @@ impl Worker {
                 () = shutdown.cancelled() => break,
                 Some(delivery) = rx.recv() => {
                     self.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    if !in_flight.contains(&delivery.record_id) {
+                    if !in_flight.contains(&delivery.record_id)
+                        && !settling.contains(&delivery.record_id)
+                    {
                         backlog.push_back(delivery);
                     }
                 }
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok((delivery, result, known)) = done {
                         in_flight.remove(&delivery.record_id);
-                        self.settle(delivery, result, known).await;
+                        settling.insert(delivery.record_id.clone());
+                        let outcome = self.outcome(&delivery, result, known);
+                        let store = self.store.clone();
+                        settles.spawn(async move {
+                            settle(&*store, &delivery, outcome).await;
+                            delivery.record_id
+                        });
+                    }
+                }
+                Some(settled) = settles.join_next(), if !settles.is_empty() => {
+                    if let Ok(record_id) = settled {
+                        settling.remove(&record_id);
                     }
                 }
                 () = self.wake.notified() => { scan_at = tokio::time::Instant::now(); }
@@ -429,7 +447,8 @@ impl Worker {
                     // After a restart nothing else holds fresh rows: ignore the lease.
                     let horizon = if first_scan { i64::MAX } else { store::now_ms() };
                     first_scan = false;
-                    let due = self.store.due_deliveries(&self.sink, horizon, free, in_flight.iter().cloned().collect()).await;
+                    let busy = in_flight.iter().chain(&settling).cloned().collect();
+                    let due = self.store.due_deliveries(&self.sink, horizon, free, busy).await;
                     match due {
                         Ok(due) => {
                             if due.len() == free {
@@ -447,9 +466,11 @@ impl Worker {
         // pending until settled.
         while let Some(done) = tasks.join_next().await {
             if let Ok((delivery, result, known)) = done {
-                self.settle(delivery, result, known).await;
+                let outcome = self.outcome(&delivery, result, known);
+                settle(&*self.store, &delivery, outcome).await;
             }
         }
+        while settles.join_next().await.is_some() {}
     }
 
     fn concurrency(&self) -> usize {
@@ -488,19 +509,20 @@ impl Worker {
         });
     }
 
-    async fn settle(
+    /// What to store for a finished attempt; logs once per outage.
+    fn outcome(
         &mut self,
-        delivery: PendingDelivery,
+        delivery: &PendingDelivery,
         result: Result<(), crate::sinks::DeliveryError>,
         known: bool,
-    ) {
+    ) -> Settle {
         let policy = self
             .live
             .load()
             .sink(&self.sink)
             .map(|s| s.config.delivery().retry)
             .unwrap_or(ROUTING_RETRY);
-        let outcome = match result {
+        match result {
             Ok(()) => {
                 if let Some(failures) = self.failing_since.take() {
                     tracing::info!(sink = %self.sink, failures, "sink recovered");
@@ -534,13 +556,16 @@ impl Worker {
                     }
                 }
             }
-        };
-        if let Err(e) = self
-            .store
-            .settle(&delivery.record_id, &delivery.sink, outcome)
-            .await
-        {
-            tracing::error!(sink = %self.sink, record_id = %delivery.record_id, error = %e, "cannot record the delivery outcome; it will be delivered again");
         }
+    }
+}
+
+/// Stores how a delivery attempt ended.
+async fn settle(store: &dyn Store, delivery: &PendingDelivery, outcome: Settle) {
+    if let Err(e) = store
+        .settle(&delivery.record_id, &delivery.sink, outcome)
+        .await
+    {
+        tracing::error!(sink = %delivery.sink, record_id = %delivery.record_id, error = %e, "cannot record the delivery outcome; it will be delivered again");
     }
 }
