@@ -588,7 +588,7 @@ fn refuse(write: Write, answers: &mut Answers) {
             run(answers, &mut skip, reply, || Ok(()));
         }
         Write::Replay(_, reply) | Write::Prune(_, reply) => {
-            run(answers, &mut skip, reply, || Ok(0))
+            run(answers, &mut skip, reply, || Ok(0));
         }
         Write::Reroute(_, reply) => run(answers, &mut skip, reply, || Ok(false)),
     }
