@@ -11,7 +11,6 @@ mod procs;
 mod services;
 mod tail;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -261,10 +260,9 @@ async fn run_scenario(
     )
     .await?;
     let tailed = tail.map(|t| t.finish(Duration::from_secs(180)));
-    let consumer_received = match &consumer {
-        Some(c) => Some(wait_for_count(c, n as u64, Duration::from_secs(120))),
-        None => None,
-    };
+    let consumer_received = consumer
+        .as_ref()
+        .map(|c| wait_for_count(c, n as u64, Duration::from_secs(120)));
     let loadgen_cpu = procs::usage("self")?.cpu_secs - loadgen_before;
     let outcome = Outcome {
         scenario,
@@ -360,9 +358,10 @@ fn report(o: &Outcome) {
         println!("HTTP consumer received: {n}");
     }
     println!(
-        "router: peak RSS {:.1} MiB, CPU {:.2} s",
+        "router: peak RSS {:.1} MiB, CPU {:.2} s ({:.0} µs per event)",
         o.router.peak_rss_kib as f64 / 1024.0,
-        o.router.cpu_secs
+        o.router.cpu_secs,
+        o.router.cpu_secs * 1e6 / o.events as f64
     );
     if let Some(u) = o.standin {
         println!("Stripe stand-in CPU: {:.2} s", u.cpu_secs);
@@ -379,7 +378,7 @@ fn summary(outcomes: &[Outcome], concurrency: usize) {
     }
     println!("\n### Summary ({concurrency} connections)\n");
     println!(
-        "| scenario | events | events/s | answer p50 / p99 / p99.9 / max (ms) | send→JSONL p50 / p99 / max (ms) | end-to-end records/s | statuses | router RSS peak | router CPU | stand-in CPU |"
+        "| scenario | events | events/s | answer p50 / p99 / p99.9 / max (ms) | send→JSONL p50 / p99 / max (ms) | end-to-end records/s | statuses | router RSS peak | router CPU (per event) | stand-in CPU |"
     );
     println!("|---|---:|---:|---|---|---:|---|---:|---:|---:|");
     for o in outcomes {
@@ -399,10 +398,14 @@ fn summary(outcomes: &[Outcome], concurrency: usize) {
             ),
             None => ("—".to_owned(), "—".to_owned()),
         };
-        let statuses: BTreeMap<u16, u64> = o.sent.statuses.clone();
-        let statuses: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+        let statuses: Vec<String> = o
+            .sent
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect();
         println!(
-            "| {} | {} | {rate:.0} | {:.2} / {:.2} / {:.2} / {:.1} | {e2e} | {e2e_rate} | {} | {:.1} MiB | {:.1} s | {} |",
+            "| {} | {} | {rate:.0} | {:.2} / {:.2} / {:.2} / {:.1} | {e2e} | {e2e_rate} | {} | {:.1} MiB | {:.1} s ({:.0} µs) | {} |",
             o.scenario.label(),
             o.events,
             ms(a.value_at_quantile(0.5)),
@@ -412,6 +415,7 @@ fn summary(outcomes: &[Outcome], concurrency: usize) {
             statuses.join(" "),
             o.router.peak_rss_kib as f64 / 1024.0,
             o.router.cpu_secs,
+            o.router.cpu_secs * 1e6 / o.events as f64,
             o.standin
                 .map_or("—".to_owned(), |u| format!("{:.1} s", u.cpu_secs)),
         );
