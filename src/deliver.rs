@@ -101,7 +101,11 @@ impl Engine {
 
     /// Journals a verified event durably, then queues it for routing.
     /// `Duplicate` events are not routed again.
-    pub async fn accept(&self, event: Event, body: bytes::Bytes) -> Result<Journaled, StoreError> {
+    pub async fn accept(
+        &self,
+        event: crate::event::Head,
+        body: bytes::Bytes,
+    ) -> Result<Journaled, StoreError> {
         let received_at_ms = store::now_ms();
         let journaled = self
             .store

@@ -22,7 +22,49 @@ pub enum EventError {
     NotAnEvent(String),
 }
 
+/// What the endpoint needs to journal a verified event: its id and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub id: String,
+    pub kind: String,
+}
+
 impl Event {
+    /// Accepts exactly the bodies [`Event::parse`] accepts, but on the
+    /// request path reads only the few fields it checks, skipping the rest
+    /// without building a tree: the whole event is parsed later, once, when
+    /// it is routed.
+    pub fn head(body: &[u8]) -> Result<Head, EventError> {
+        #[derive(serde::Deserialize)]
+        struct Fields<'a> {
+            #[serde(borrow)]
+            object: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow, rename = "type")]
+            kind: Option<std::borrow::Cow<'a, str>>,
+            created: Option<i64>,
+        }
+        // Anything unusual (a duplicate key, a wrong type) takes the full
+        // parse, which decides and says why.
+        if let Ok(f) = serde_json::from_slice::<Fields<'_>>(body)
+            && f.object.as_deref() == Some("event")
+            && f.created.is_some()
+            && let (Some(id), Some(kind)) = (f.id, f.kind)
+            && !id.is_empty()
+            && !kind.is_empty()
+        {
+            return Ok(Head {
+                id: id.into_owned(),
+                kind: kind.into_owned(),
+            });
+        }
+        Event::parse(body).map(|e| Head {
+            id: e.id,
+            kind: e.kind,
+        })
+    }
+
     pub fn parse(body: &[u8]) -> Result<Event, EventError> {
         let raw: Value =
             serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
@@ -96,6 +138,13 @@ mod tests {
             (Err(e), Err(fragment)) => assert!(e.to_string().contains(fragment), "{e}"),
             (got, want) => panic!("got {got:?}, want {want:?}"),
         }
+        // The request path's shortcut accepts and refuses the same bodies.
+        let head = Event::head(body.as_bytes());
+        let full = Event::parse(body.as_bytes()).map(|e| Head {
+            id: e.id,
+            kind: e.kind,
+        });
+        assert_eq!(head, full, "head and parse disagree on {body}");
     }
 
     #[test]
@@ -118,6 +167,26 @@ mod tests {
         check(
             r#"{"id":"evt_1","object":"event","type":"a"}"#,
             Err("`created`"),
+        );
+        check(
+            r#"{"id":"evt_\u0031","object":"event","type":"a","created":1,"data":{"x":[1,{}]}}"#,
+            Ok(("evt_1", "a")),
+        );
+        check(
+            r#"{"id":"evt_1","id":"evt_2","object":"event","type":"a","created":1}"#,
+            Ok(("evt_2", "a")),
+        );
+        check(
+            r#"{"id":"","object":"event","type":"a","created":1}"#,
+            Err("`id`"),
+        );
+        check(
+            r#"{"id":"e","object":"event","type":"a","created":1.5}"#,
+            Err("`created`"),
+        );
+        check(
+            r#"{"id":7,"object":"event","type":"a","created":1}"#,
+            Err("`id`"),
         );
     }
 }

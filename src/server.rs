@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -203,7 +203,7 @@ async fn webhook(
             }),
         );
     }
-    let event = match Event::parse(&body) {
+    let event = match Event::head(&body) {
         Ok(event) => event,
         Err(e) => {
             Counters::bump(&endpoint.counters.rejected);
@@ -283,11 +283,17 @@ async fn health(endpoint: &Endpoint) -> Response<Full<Bytes>> {
     )
 }
 
+/// The rest of the body is left unread, so the connection cannot carry
+/// another request: say so, or the client would reuse it.
 fn too_large(max: u64) -> Response<Full<Bytes>> {
-    message(
+    let mut response = message(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("Payload too large: the limit is {max} bytes (server.max_body)"),
-    )
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn message(status: StatusCode, text: &str) -> Response<Full<Bytes>> {

@@ -1,0 +1,485 @@
+//! `stripe-router-bench`: runs the release router under load and reports
+//! what it did: events/s, answer latency, send-to-JSONL latency, status
+//! codes, and the CPU time and peak memory of the router and its helpers.
+//!
+//! Each scenario gets a fresh folder with its own `routes.yaml`, journal and
+//! sink files, a fresh router process, and (when it needs them) a Stripe API
+//! stand-in and an HTTP consumer in their own processes.
+
+mod load;
+mod procs;
+mod services;
+mod tail;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+
+use load::Kind;
+use procs::{Process, Usage};
+
+/// The endpoint secret the router verifies with (a test value).
+pub const WEBHOOK_SECRET: &str = "whsec_benchmarkbenchmarkbenchmark00";
+const API_KEY: &str = "sk_test_benchmark0000000000000000";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stripe-router-bench",
+    about = "Load generator for stripe-router"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run scenarios against the router binary and print their figures.
+    ///
+    /// Example: cargo build --release && cargo run --release -p stripe-router-bench -- run
+    Run(RunArgs),
+    /// (started by `run`) The Stripe API stand-in: 3 line items for any session.
+    Standin {
+        #[arg(long)]
+        key: String,
+    },
+    /// (started by `run`) An HTTP consumer that answers 200 and counts.
+    Consumer,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenarios to run, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "a,a-nofsync,b,b-nofsync,c,d,e,reload"
+    )]
+    scenario: Vec<Scenario>,
+    /// Events per scenario (a, b, c).
+    #[arg(long, default_value_t = 30_000)]
+    events: usize,
+    /// Events of about 100 KB (d).
+    #[arg(long, default_value_t = 3_000)]
+    large_events: usize,
+    /// Events in the burst (e).
+    #[arg(long, default_value_t = 50_000)]
+    burst_events: usize,
+    /// Connections sending at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// The router binary under test.
+    #[arg(long, default_value = "target/release/stripe-router")]
+    router: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Events no route matches: verify, journal, answer.
+    A,
+    /// (a) with the journal's fsync off, to show what durability costs.
+    ANofsync,
+    /// Paid orders, 3 line items, enriched and written to JSONL.
+    B,
+    /// (b) with the journal's fsync off.
+    BNofsync,
+    /// (b) to JSONL plus an HTTP consumer.
+    C,
+    /// (b) with 100 KB events.
+    D,
+    /// A burst of paid orders as fast as possible; time to the last record.
+    E,
+    /// Start-up time and how soon a saved routes.yaml applies.
+    Reload,
+}
+
+impl Scenario {
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::A => "a: unmatched (verify, journal, answer)",
+            Scenario::ANofsync => "a: unmatched, fsync off",
+            Scenario::B => "b: orders -> JSONL",
+            Scenario::BNofsync => "b: orders -> JSONL, fsync off",
+            Scenario::C => "c: orders -> JSONL + HTTP",
+            Scenario::D => "d: 100 KB orders -> JSONL",
+            Scenario::E => "e: burst -> JSONL",
+            Scenario::Reload => "reload",
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Scenario::A | Scenario::ANofsync => Kind::Unmatched,
+            Scenario::D => Kind::LargeOrder,
+            _ => Kind::Order,
+        }
+    }
+
+    fn fsync(self) -> bool {
+        !matches!(self, Scenario::ANofsync | Scenario::BNofsync)
+    }
+
+    fn delivers(self) -> bool {
+        self.kind() != Kind::Unmatched
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Standin { key } => services::standin(&key),
+        Command::Consumer => services::consumer(),
+        Command::Run(args) => run(&args),
+    }
+}
+
+/// One scenario's figures.
+struct Outcome {
+    scenario: Scenario,
+    events: usize,
+    body_bytes: usize,
+    started: Duration,
+    sent: load::Sent,
+    tailed: Option<tail::Tailed>,
+    consumer_received: Option<u64>,
+    router: Usage,
+    standin: Option<Usage>,
+    consumer: Option<Usage>,
+    loadgen_cpu: f64,
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let router = std::fs::canonicalize(&args.router).with_context(|| {
+        format!(
+            "no router binary at {} (run `cargo build --release` first)",
+            args.router.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut outcomes = Vec::new();
+    for &scenario in &args.scenario {
+        if scenario == Scenario::Reload {
+            reload(&router)?;
+            continue;
+        }
+        let events = match scenario {
+            Scenario::D => args.large_events,
+            Scenario::E => args.burst_events,
+            _ => args.events,
+        };
+        let outcome =
+            runtime.block_on(run_scenario(&router, scenario, events, args.concurrency))?;
+        report(&outcome);
+        outcomes.push(outcome);
+    }
+    summary(&outcomes, args.concurrency);
+    Ok(())
+}
+
+fn routes_yaml(fsync: bool, consumer: Option<&Process>) -> String {
+    let (http_sink, to) = match consumer {
+        Some(c) => (
+            format!(
+                "  shipping: {{ type: http, url: \"http://{}/orders\" }}\n",
+                c.addr
+            ),
+            "[orders, shipping]",
+        ),
+        None => (String::new(), "[orders]"),
+    };
+    format!(
+        "store: {{ path: data/journal.db, fsync: {fsync} }}
+sinks:
+  orders: {{ type: jsonl, path: sinks/orders.jsonl }}
+{http_sink}routes:
+  - name: paid-orders
+    when:
+      type: [checkout.session.completed, checkout.session.async_payment_succeeded]
+      payment_status: paid
+    emit: order
+    to: {to}
+"
+    )
+}
+
+async fn run_scenario(
+    router_bin: &Path,
+    scenario: Scenario,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<Outcome> {
+    eprintln!(
+        "== {} ({n} events, {concurrency} connections)",
+        scenario.label()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("stripe-router-bench")
+        .tempdir()?;
+    let standin = procs::helper(&["standin", "--key", API_KEY])?;
+    let consumer = match scenario {
+        Scenario::C => Some(procs::helper(&["consumer"])?),
+        _ => None,
+    };
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        routes_yaml(scenario.fsync(), consumer.as_ref()),
+    )?;
+    let events = Arc::new(load::prepare(scenario.kind(), n));
+    let body_bytes = events.iter().map(|e| e.body.len()).sum::<usize>() / n.max(1);
+    let env = [
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("STRIPE_SECRET_API_KEY", API_KEY.to_owned()),
+        ("STRIPE_API_BASE", format!("http://{}", standin.addr)),
+    ];
+    let (router, started) = procs::router(router_bin, dir.path(), &env)?;
+
+    let loadgen_before = procs::usage("self")?.cpu_secs;
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let t0 = Instant::now();
+    let tail = scenario.delivers().then(|| {
+        tail::Tail::start(
+            dir.path().join("sinks/orders.jsonl"),
+            n,
+            sent_at.clone(),
+            t0,
+        )
+    });
+    let sent = load::send(
+        router.addr,
+        "/api/webhook",
+        events.clone(),
+        concurrency,
+        sent_at,
+        t0,
+    )
+    .await?;
+    let tailed = tail.map(|t| t.finish(Duration::from_secs(180)));
+    let consumer_received = consumer
+        .as_ref()
+        .map(|c| wait_for_count(c, n as u64, Duration::from_secs(120)));
+    let loadgen_cpu = procs::usage("self")?.cpu_secs - loadgen_before;
+    let outcome = Outcome {
+        scenario,
+        events: n,
+        body_bytes,
+        started,
+        sent,
+        tailed,
+        consumer_received,
+        router: router.usage(),
+        standin: scenario.delivers().then(|| standin.usage()),
+        consumer: consumer.as_ref().map(Process::usage),
+        loadgen_cpu,
+    };
+    let warnings = std::fs::read_to_string(dir.path().join("router.log")).unwrap_or_default();
+    if !warnings.trim().is_empty() {
+        let lines: Vec<&str> = warnings.lines().take(5).collect();
+        eprintln!("router log (first lines):\n{}", lines.join("\n"));
+    }
+    drop(router);
+    Ok(outcome)
+}
+
+fn wait_for_count(consumer: &Process, n: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let count = procs::http_get(consumer.addr, "/count")
+            .and_then(|(_, body)| body.trim().parse().ok())
+            .unwrap_or(0);
+        if count >= n || Instant::now() > deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+fn quantiles(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max())
+    )
+}
+
+fn report(o: &Outcome) {
+    let rate = o.events as f64 / o.sent.elapsed.as_secs_f64();
+    println!("\n### {}", o.scenario.label());
+    println!(
+        "events: {} of {} bytes (average), journal fsync {}",
+        o.events,
+        o.body_bytes,
+        if o.scenario.fsync() { "on" } else { "off" }
+    );
+    println!(
+        "router start to first /healthz answer: {:.1} ms",
+        o.started.as_secs_f64() * 1000.0
+    );
+    println!(
+        "sent in {:.2} s: {rate:.0} events/s",
+        o.sent.elapsed.as_secs_f64()
+    );
+    println!("answer latency: {}", quantiles(&o.sent.answers));
+    let statuses: Vec<String> = o
+        .sent
+        .statuses
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
+    println!(
+        "status codes: {} (transport errors: {})",
+        statuses.join(", "),
+        o.sent.errors
+    );
+    if let Some(t) = &o.tailed {
+        println!("records in JSONL: {} of {}", t.records, o.events);
+        println!("send to JSONL: {}", quantiles(&t.latency));
+        if let Some(last) = t.last_at {
+            println!(
+                "last record {:.2} s after the first send ({:.2} s after the last answer): {:.0} records/s end to end",
+                last.as_secs_f64(),
+                (last.saturating_sub(o.sent.elapsed)).as_secs_f64(),
+                o.events as f64 / last.as_secs_f64()
+            );
+        }
+    }
+    if let Some(n) = o.consumer_received {
+        println!("HTTP consumer received: {n}");
+    }
+    println!(
+        "router: peak RSS {:.1} MiB, CPU {:.2} s ({:.0} µs per event)",
+        o.router.peak_rss_kib as f64 / 1024.0,
+        o.router.cpu_secs,
+        o.router.cpu_secs * 1e6 / o.events as f64
+    );
+    if let Some(u) = o.standin {
+        println!("Stripe stand-in CPU: {:.2} s", u.cpu_secs);
+    }
+    if let Some(u) = o.consumer {
+        println!("HTTP consumer CPU: {:.2} s", u.cpu_secs);
+    }
+    println!("load generator CPU: {:.2} s", o.loadgen_cpu);
+}
+
+fn summary(outcomes: &[Outcome], concurrency: usize) {
+    if outcomes.is_empty() {
+        return;
+    }
+    println!("\n### Summary ({concurrency} connections)\n");
+    println!(
+        "| scenario | events | events/s | answer p50 / p99 / p99.9 / max (ms) | send→JSONL p50 / p99 / max (ms) | end-to-end records/s | statuses | router RSS peak | router CPU (per event) | stand-in CPU |"
+    );
+    println!("|---|---:|---:|---|---|---:|---|---:|---:|---:|");
+    for o in outcomes {
+        let a = &o.sent.answers;
+        let rate = o.events as f64 / o.sent.elapsed.as_secs_f64();
+        let (e2e, e2e_rate) = match &o.tailed {
+            Some(t) => (
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    ms(t.latency.value_at_quantile(0.5)),
+                    ms(t.latency.value_at_quantile(0.99)),
+                    ms(t.latency.max())
+                ),
+                t.last_at
+                    .map(|l| format!("{:.0}", o.events as f64 / l.as_secs_f64()))
+                    .unwrap_or_else(|| format!("incomplete ({})", t.records)),
+            ),
+            None => ("—".to_owned(), "—".to_owned()),
+        };
+        let statuses: Vec<String> = o
+            .sent
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect();
+        println!(
+            "| {} | {} | {rate:.0} | {:.2} / {:.2} / {:.2} / {:.1} | {e2e} | {e2e_rate} | {} | {:.1} MiB | {:.1} s ({:.0} µs) | {} |",
+            o.scenario.label(),
+            o.events,
+            ms(a.value_at_quantile(0.5)),
+            ms(a.value_at_quantile(0.99)),
+            ms(a.value_at_quantile(0.999)),
+            ms(a.max()),
+            statuses.join(" "),
+            o.router.peak_rss_kib as f64 / 1024.0,
+            o.router.cpu_secs,
+            o.router.cpu_secs * 1e6 / o.events as f64,
+            o.standin
+                .map_or("—".to_owned(), |u| format!("{:.1} s", u.cpu_secs)),
+        );
+    }
+}
+
+/// Starts a router, then saves an edited routes.yaml three times and times
+/// each until `/healthz` shows the new config version.
+fn reload(router_bin: &Path) -> anyhow::Result<()> {
+    println!("\n### reload");
+    let dir = tempfile::Builder::new()
+        .prefix("stripe-router-bench")
+        .tempdir()?;
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(&config, routes_yaml(true, None))?;
+    let env = [
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("STRIPE_SECRET_API_KEY", API_KEY.to_owned()),
+        ("STRIPE_API_BASE", "http://127.0.0.1:9".to_owned()),
+    ];
+    let mut starts = Vec::new();
+    for _ in 0..5 {
+        let (router, started) = procs::router(router_bin, dir.path(), &env)?;
+        starts.push(started.as_secs_f64() * 1000.0);
+        drop(router);
+    }
+    starts.sort_by(f64::total_cmp);
+    println!(
+        "start to first /healthz answer (5 starts): min {:.1} ms, median {:.1} ms, max {:.1} ms",
+        starts[0], starts[2], starts[4]
+    );
+    let (router, _) = procs::router(router_bin, dir.path(), &env)?;
+    // Let the watcher settle before the first edit.
+    std::thread::sleep(Duration::from_millis(300));
+    for edit in 1..=3u64 {
+        let text = format!(
+            "{}  - name: refunds-{edit}\n    when: {{ type: charge.refunded }}\n    emit: event\n    to: [orders]\n",
+            routes_yaml(true, None)
+        );
+        // Saved the way editors do: write aside, then rename over.
+        let aside = dir.path().join(".routes.yaml.tmp");
+        std::fs::write(&aside, text)?;
+        let saved = Instant::now();
+        std::fs::rename(&aside, &config)?;
+        let applied = loop {
+            let version = procs::http_get(router.addr, "/healthz")
+                .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                .and_then(|v| v["config"]["version"].as_u64());
+            if version == Some(edit + 1) {
+                break Some(saved.elapsed());
+            }
+            if saved.elapsed() > Duration::from_secs(10) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        match applied {
+            Some(d) => println!(
+                "saved routes.yaml applied after {:.0} ms",
+                d.as_secs_f64() * 1000.0
+            ),
+            None => println!("saved routes.yaml NOT applied within 10 s"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Follows a JSONL sink file the way `tail -F` would, and times each record
+//! from its event's send instant to the moment its line is read.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::load::{event_index, histogram};
+
+/// What the tail saw.
+pub struct Tailed {
+    /// Send-to-record latency, microseconds, one entry per distinct event.
+    pub latency: Histogram<u64>,
+    pub records: usize,
+    /// When the last expected record was read, after `t0`.
+    pub last_at: Option<Duration>,
+}
+
+pub struct Tail {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Tailed>,
+}
+
+impl Tail {
+    /// Starts following `path` (which may not exist yet) until `expect`
+    /// distinct events were seen or [`Tail::finish`] is called.
+    pub fn start(path: PathBuf, expect: usize, sent_at: Arc<Vec<AtomicU64>>, t0: Instant) -> Tail {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || follow(&path, expect, &sent_at, t0, &stop))
+        };
+        Tail { stop, thread }
+    }
+
+    /// Waits until every expected record arrived or `timeout` passed.
+    pub fn finish(self, timeout: Duration) -> Tailed {
+        let deadline = Instant::now() + timeout;
+        while !self.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_else(|_| Tailed {
+            latency: histogram(),
+            records: 0,
+            last_at: None,
+        })
+    }
+}
+
+const NEEDLE: &[u8] = b"\"event_id\":\"";
+
+fn follow(
+    path: &std::path::Path,
+    expect: usize,
+    sent_at: &[AtomicU64],
+    t0: Instant,
+    stop: &AtomicBool,
+) -> Tailed {
+    let mut tailed = Tailed {
+        latency: histogram(),
+        records: 0,
+        last_at: None,
+    };
+    let mut seen = vec![false; sent_at.len()];
+    let mut file: Option<File> = None;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    while tailed.records < expect && !stop.load(Ordering::Relaxed) {
+        if file.is_none() {
+            file = File::open(path).ok();
+        }
+        let n = file.as_mut().map_or(0, |f| f.read(&mut chunk).unwrap_or(0));
+        if n == 0 {
+            std::thread::sleep(Duration::from_micros(500));
+            continue;
+        }
+        let now = t0.elapsed();
+        pending.extend_from_slice(&chunk[..n]);
+        let mut consumed = 0;
+        while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
+            let line = &pending[consumed..consumed + end];
+            consumed += end + 1;
+            let Some(i) = find_index(line) else { continue };
+            if i >= seen.len() || seen[i] {
+                continue;
+            }
+            seen[i] = true;
+            tailed.records += 1;
+            let sent = sent_at[i].load(Ordering::Relaxed);
+            if sent > 0 {
+                let micros = now.as_nanos().saturating_sub(sent as u128) / 1000;
+                tailed.latency.saturating_record((micros as u64).max(1));
+            }
+            if tailed.records == expect {
+                tailed.last_at = Some(now);
+            }
+        }
+        pending.drain(..consumed);
+    }
+    tailed
+}
+
+fn find_index(line: &[u8]) -> Option<usize> {
+    let start = line.windows(NEEDLE.len()).position(|w| w == NEEDLE)? + NEEDLE.len();
+    let rest = &line[start..];
+    let end = rest.iter().position(|&b| b == b'"')?;
+    event_index(&rest[..end])
+}

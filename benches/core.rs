@@ -1,0 +1,140 @@
+//! Micro-benchmarks of the pure core, in time per operation: signature
+//! verification of a realistic event, matching one event against a
+//! 50-route table, and building and encoding an order record.
+//!
+//! Run with `cargo bench --bench core`. Figures vary by machine; compare
+//! runs on the same one.
+
+use std::path::Path;
+use std::time::Duration;
+
+use divan::{Bencher, black_box};
+use serde_json::Value;
+
+use stripe_router::config::Config;
+use stripe_router::env::Env;
+use stripe_router::event::Event;
+use stripe_router::record;
+use stripe_router::reload;
+use stripe_router::rules::When;
+use stripe_router::standin::{SessionEvent, checkout_session_event, line_item_fixture};
+use stripe_router::verify::{self, Secrets};
+
+const SECRET: &str = "whsec_benchmarkbenchmarkbenchmark00";
+const NOW: i64 = 1_721_954_100;
+
+fn main() {
+    divan::main();
+}
+
+/// A paid `checkout.session.completed`, pretty-printed as Stripe sends it.
+fn event_body() -> Vec<u8> {
+    let event = checkout_session_event(&SessionEvent {
+        created: NOW,
+        ..SessionEvent::default()
+    });
+    serde_json::to_vec_pretty(&event).expect("serializes")
+}
+
+#[divan::bench]
+fn verify_signature(bencher: Bencher) {
+    let body = event_body();
+    let header = verify::sign(&body, SECRET, NOW);
+    let secrets = Secrets::parse(SECRET).expect("a webhook secret");
+    let tolerance = Duration::from_secs(300);
+    bencher.bench(|| {
+        verify::verify(
+            black_box(&body),
+            black_box(&header),
+            &secrets,
+            NOW,
+            tolerance,
+        )
+    });
+}
+
+/// The request path's parse (id and type only) and the full parse routing does.
+#[divan::bench]
+fn parse_event_head(bencher: Bencher) {
+    let body = event_body();
+    bencher.bench(|| Event::head(black_box(&body)));
+}
+
+#[divan::bench]
+fn parse_event_full(bencher: Bencher) {
+    let body = event_body();
+    bencher.bench(|| Event::parse(black_box(&body)));
+}
+
+/// 50 routes of the kinds a shop writes: type globs, lists, dotted paths and
+/// operators; the benchmarked event matches a few of them.
+fn fifty_routes() -> Vec<When> {
+    let mut yaml = String::from("sinks:\n  out: { type: stdout }\nroutes:\n");
+    for i in 0..50 {
+        let when = match i % 5 {
+            0 => format!(
+                "{{ type: [checkout.session.completed, checkout.session.async_payment_succeeded], payment_status: paid, data.object.metadata.channel: shop-{i} }}"
+            ),
+            1 => format!(
+                "{{ type: \"charge.*\", data.object.amount: {{ gte: {} }} }}",
+                i * 100
+            ),
+            2 => format!(
+                "{{ type: \"checkout.session.*\", data.object.currency: [eur, gbp, c{i}] }}"
+            ),
+            3 => format!(
+                "{{ type: invoice.paid, livemode: true, data.object.customer: {{ exists: true }}, data.object.id: in_{i} }}"
+            ),
+            _ => format!(
+                "{{ type: \"*\", data.object.amount_total: {{ gte: {}, lt: 100000 }}, data.object.customer_details.address.country: {{ not: C{i} }} }}",
+                i * 10
+            ),
+        };
+        yaml.push_str(&format!(
+            "  - name: route-{i}\n    when: {when}\n    emit: event\n    to: [out]\n"
+        ));
+    }
+    let config =
+        Config::parse(&yaml, Path::new("routes.yaml"), &Env::empty()).expect("a valid config");
+    reload::compile(&config, false).expect("routes compile")
+}
+
+#[divan::bench]
+fn match_50_routes(bencher: Bencher) {
+    let routes = fifty_routes();
+    let event: Value = serde_json::from_slice(&event_body()).expect("JSON");
+    bencher.bench(|| {
+        routes
+            .iter()
+            .filter(|when| when.matches(black_box(&event)))
+            .count()
+    });
+}
+
+#[divan::bench]
+fn order_record_3_items(bencher: Bencher) {
+    let event = Event::parse(&event_body()).expect("an event");
+    let items: Vec<_> = (0..3)
+        .map(|i| {
+            record::line_item(&line_item_fixture(
+                &format!("li_{i:04}"),
+                &format!("prod_{i:04}"),
+                &format!("Product {i}"),
+                &format!("price_{i:04}"),
+                1000 + i,
+                2,
+                "usd",
+            ))
+        })
+        .collect();
+    bencher.bench(|| {
+        let order = record::order(
+            black_box(&event),
+            "paid-orders",
+            items.clone(),
+            "2026-11-29T01:30:00Z",
+        )
+        .expect("an order");
+        order.encode()
+    });
+}
