@@ -30,7 +30,7 @@ use crate::pipeline::Pipeline;
 use crate::reload::Live;
 use crate::sinks::{Encoded, RetryConfig};
 use crate::store::{
-    self, Journaled, NewEvent, PendingDelivery, PendingEvent, Settle, Store, StoreError,
+    self, Journaled, NewEvent, NewRecord, PendingDelivery, PendingEvent, Settle, Store, StoreError,
 };
 
 /// Rows one scan takes at most.
@@ -119,6 +119,7 @@ impl Engine {
         if journaled == Journaled::Inserted {
             let pending = PendingEvent {
                 id: event.id,
+                kind: event.kind,
                 body,
                 received_at_ms,
                 attempts: 0,
@@ -219,6 +220,12 @@ impl Router {
     }
 
     async fn route(&self, job: PendingEvent) {
+        let snapshot = self.live.load();
+        if !snapshot.wants_type(&job.kind) {
+            // No route can want this type: done, without parsing the body.
+            self.routed(&job, &job.kind, Vec::new()).await;
+            return;
+        }
         let event = match Event::parse(&job.body) {
             Ok(event) => event,
             Err(e) => {
@@ -242,47 +249,13 @@ impl Router {
         } else {
             Vec::new()
         };
-        let snapshot = self.live.load();
         let received_at = crate::record::received_at(job.received_at_ms);
         match self
             .pipeline
             .records(&snapshot, &event, &received_at, &existing)
             .await
         {
-            Ok(records) => {
-                let deliveries: Vec<PendingDelivery> = records
-                    .iter()
-                    .flat_map(|r| {
-                        r.sinks.iter().map(|sink| PendingDelivery {
-                            record_id: r.id.clone(),
-                            sink: sink.clone(),
-                            route: r.route.clone(),
-                            body: r.body.clone(),
-                            attempts: 0,
-                            created_at_ms: store::now_ms(),
-                        })
-                    })
-                    .collect();
-                let routes: Vec<String> = records.iter().map(|r| r.route.clone()).collect();
-                if let Err(e) = self.store.save_routed(&job.id, records).await {
-                    tracing::error!(event_id = %job.id, error = %e, "cannot store the event's records; retrying later");
-                    return;
-                }
-                if routes.is_empty() && !job.reroute {
-                    self.counts
-                        .unmatched
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!(event_id = %job.id, event_type = %event.kind, "no route matched");
-                } else {
-                    self.counts
-                        .routed
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!(event_id = %job.id, event_type = %event.kind, ?routes, "routed");
-                }
-                for delivery in deliveries {
-                    self.workers.dispatch(delivery);
-                }
-            }
+            Ok(records) => self.routed(&job, &event.kind, records).await,
             Err(e) => {
                 let age = Duration::from_millis(
                     u64::try_from(store::now_ms() - job.received_at_ms).unwrap_or(0),
@@ -303,6 +276,46 @@ impl Router {
                     tracing::error!(event_id = %job.id, error = %store_error, "cannot record the routing failure");
                 }
             }
+        }
+    }
+}
+
+impl Router {
+    /// Stores an event's records and hands their deliveries to the sink
+    /// workers.
+    async fn routed(&self, job: &PendingEvent, kind: &str, records: Vec<NewRecord>) {
+        let created_at_ms = store::now_ms();
+        let deliveries: Vec<PendingDelivery> = records
+            .iter()
+            .flat_map(|r| {
+                r.sinks.iter().map(|sink| PendingDelivery {
+                    record_id: r.id.clone(),
+                    sink: sink.clone(),
+                    route: r.route.clone(),
+                    body: r.body.clone(),
+                    attempts: 0,
+                    created_at_ms,
+                })
+            })
+            .collect();
+        let routes: Vec<String> = records.iter().map(|r| r.route.clone()).collect();
+        if let Err(e) = self.store.save_routed(&job.id, records).await {
+            tracing::error!(event_id = %job.id, error = %e, "cannot store the event's records; retrying later");
+            return;
+        }
+        if routes.is_empty() && !job.reroute {
+            self.counts
+                .unmatched
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(event_id = %job.id, event_type = %kind, "no route matched");
+        } else {
+            self.counts
+                .routed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(event_id = %job.id, event_type = %kind, ?routes, "routed");
+        }
+        for delivery in deliveries {
+            self.workers.dispatch(delivery);
         }
     }
 }

@@ -115,6 +115,11 @@ impl Snapshot {
         })
     }
 
+    /// Whether any route could want an event of type `kind`.
+    pub fn wants_type(&self, kind: &str) -> bool {
+        self.routes.iter().any(|r| r.when.admits_type(kind))
+    }
+
     /// The routes whose conditions `event` satisfies, in file order.
     pub fn matching<'a>(
         &'a self,

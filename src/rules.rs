@@ -91,6 +91,16 @@ impl When {
     }
 
     /// Whether `event` (a Stripe event object) satisfies every condition.
+    /// Whether an event of type `kind` can satisfy these conditions at all:
+    /// false only when a `type` condition rules it out. Lets the router skip
+    /// parsing an event that no route can want.
+    pub fn admits_type(&self, kind: &str) -> bool {
+        self.conditions.iter().all(|condition| match condition {
+            Condition::Type(globs) => globs.iter().any(|g| g.matches(kind)),
+            Condition::Path { .. } => true,
+        })
+    }
+
     pub fn matches(&self, event: &Value) -> bool {
         self.conditions.iter().all(|condition| match condition {
             Condition::Type(globs) => event
@@ -384,6 +394,30 @@ impl Glob {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod admits_type_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn admits_type_looks_only_at_type_conditions() {
+        let when = |conditions: Value| {
+            let pairs: Vec<(String, Value)> = conditions
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            When::compile(&pairs).unwrap()
+        };
+        let paid = when(json!({"type": ["checkout.session.*"], "payment_status": "paid"}));
+        assert!(paid.admits_type("checkout.session.completed"));
+        assert!(!paid.admits_type("payment_intent.succeeded"));
+        let any = when(json!({"data.object.currency": "eur"}));
+        assert!(any.admits_type("anything.at_all"));
     }
 }
 

@@ -73,6 +73,8 @@ pub enum Journaled {
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
     pub id: String,
+    /// The event's type, to skip parsing an event no route wants.
+    pub kind: String,
     pub body: Bytes,
     pub received_at_ms: i64,
     pub attempts: u32,
@@ -190,10 +192,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     type TEXT NOT NULL,
     received_at INTEGER NOT NULL,
-    body BLOB NOT NULL,
     state INTEGER NOT NULL DEFAULT 0,      -- 0 routing due, 1 routed, 2 dead
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL DEFAULT 0,
@@ -201,6 +203,16 @@ CREATE TABLE IF NOT EXISTS events (
     reroute INTEGER NOT NULL DEFAULT 0,
     updated_at INTEGER NOT NULL
 ) STRICT;
+-- The raw body apart from the row whose state changes: SQLite rewrites a
+-- whole row on UPDATE, and the body is most of it.
+CREATE TABLE IF NOT EXISTS event_bodies (
+    seq INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS event_bodies_follow AFTER DELETE ON events
+BEGIN
+    DELETE FROM event_bodies WHERE seq = OLD.seq;
+END;
 CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_routed ON events (updated_at) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS events_dead ON events (updated_at) WHERE state = 2;
@@ -412,22 +424,22 @@ fn execute(
         Write::Journal(event, reply) => run(answers, failure, reply, || {
             let inserted = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO events (id, type, received_at, body, next_attempt_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR IGNORE INTO events (id, type, received_at, next_attempt_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![
                     event.id,
                     event.kind,
                     event.received_at_ms,
-                    &event.body[..],
                     event.received_at_ms + LEASE_MS,
                     now
                 ])?;
-            Ok(if inserted == 1 {
-                Journaled::Inserted
-            } else {
-                Journaled::Duplicate
-            })
+            if inserted == 0 {
+                return Ok(Journaled::Duplicate);
+            }
+            tx.prepare_cached("INSERT INTO event_bodies (seq, body) VALUES (?1, ?2)")?
+                .execute(params![tx.last_insert_rowid(), &event.body[..]])?;
+            Ok(Journaled::Inserted)
         }),
         Write::Routed(event_id, records, reply) => run(answers, failure, reply, || {
             for record in &records {
@@ -609,8 +621,10 @@ impl Store for SqliteStore {
     fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>> {
         self.read(move |c| {
             let mut statement = c.prepare_cached(
-                "SELECT id, body, received_at, attempts, reroute FROM events
-                 WHERE state = 0 AND next_attempt_at <= ?1 ORDER BY next_attempt_at, received_at LIMIT ?2",
+                "SELECT e.id, b.body, e.received_at, e.attempts, e.reroute, e.type
+                 FROM events e JOIN event_bodies b ON b.seq = e.seq
+                 WHERE e.state = 0 AND e.next_attempt_at <= ?1
+                 ORDER BY e.next_attempt_at, e.received_at LIMIT ?2",
             )?;
             let rows = statement.query_map(params![now_ms, limit as i64], |row| {
                 Ok(PendingEvent {
@@ -619,6 +633,7 @@ impl Store for SqliteStore {
                     received_at_ms: row.get(2)?,
                     attempts: row.get(3)?,
                     reroute: row.get::<_, i64>(4)? != 0,
+                    kind: row.get(5)?,
                 })
             })?;
             rows.collect()
