@@ -31,6 +31,14 @@ pub enum StoreError {
     },
     #[error("journal database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the journal's folder {path}: {source}")]
+    Folder {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start a journal thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("journal writer has stopped")]
     Stopped,
     #[error("journal write failed, nothing of it was kept: {0}")]
@@ -277,6 +285,8 @@ pub struct SqliteStore {
     writes: mpsc::UnboundedSender<Write>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// The checkpoint thread runs while this lives.
+    _alive: Arc<()>,
 }
 
 impl SqliteStore {
@@ -289,39 +299,45 @@ impl SqliteStore {
             source,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                open_err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                    Some(format!("cannot create {}: {e}", parent.display())),
-                ))
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
+                path: parent.display().to_string(),
+                source,
             })?;
         }
-        let writer = Connection::open(path).map_err(open_err)?;
-        writer
-            .execute_batch(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 10000; {SCHEMA}",
-                if fsync { "FULL" } else { "OFF" }
-            ))
-            .map_err(open_err)?;
-        let reader = Connection::open(path).map_err(open_err)?;
-        reader
-            .execute_batch("PRAGMA busy_timeout = 10000;")
-            .map_err(open_err)?;
+        let connect = |pragmas: &str| -> Result<Connection, StoreError> {
+            let connection = Connection::open(path).map_err(open_err)?;
+            connection.execute_batch(pragmas).map_err(open_err)?;
+            Ok(connection)
+        };
+        // Checkpoints run on their own thread, so a commit never waits for
+        // one; the WAL file is cut back once checkpointed.
+        let writer = connect(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 10000;
+             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; {SCHEMA}",
+            if fsync { "FULL" } else { "OFF" }
+        ))?;
+        let reader = connect("PRAGMA busy_timeout = 10000;")?;
+        let checkpointer = connect("PRAGMA busy_timeout = 10000;")?;
 
         let (tx, rx) = mpsc::unbounded_channel();
-        std::thread::Builder::new()
-            .name("journal-writer".into())
-            .spawn(move || write_loop(writer, rx))
-            .map_err(|e| {
-                open_err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                    Some(format!("cannot start the writer thread: {e}")),
-                ))
-            })?;
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(work)
+                .map_err(StoreError::Thread)
+        };
+        spawn("journal-writer", Box::new(move || write_loop(writer, rx)))?;
+        let alive = Arc::new(());
+        let watched = Arc::downgrade(&alive);
+        spawn(
+            "journal-checkpoint",
+            Box::new(move || checkpoint_loop(checkpointer, watched)),
+        )?;
         Ok(SqliteStore {
             writes: tx,
             reader: Arc::new(Mutex::new(reader)),
             path: path.to_path_buf(),
+            _alive: alive,
         })
     }
 
@@ -354,6 +370,17 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Stopped)?
         })
+    }
+}
+
+/// Copies committed WAL frames into the database file, without blocking
+/// the writer (PASSIVE), a few times a second while the store lives.
+fn checkpoint_loop(connection: Connection, alive: std::sync::Weak<()>) {
+    while alive.upgrade().is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if let Err(e) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "journal checkpoint failed; the WAL file grows until one succeeds");
+        }
     }
 }
 
