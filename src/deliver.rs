@@ -292,7 +292,7 @@ impl Router {
                     record_id: r.id.clone(),
                     sink: sink.clone(),
                     route: r.route.clone(),
-                    body: r.body.clone(),
+                    body: Some(r.body.clone()),
                     attempts: 0,
                     created_at_ms,
                 })
@@ -332,7 +332,6 @@ struct Workers {
 struct WorkerHandle {
     queue: mpsc::UnboundedSender<PendingDelivery>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
-    wake: Arc<Notify>,
 }
 
 impl Workers {
@@ -341,14 +340,16 @@ impl Workers {
         let handle = running
             .entry(delivery.sink.clone())
             .or_insert_with(|| self.spawn(&delivery.sink));
-        if handle.queued.load(std::sync::atomic::Ordering::Relaxed) >= BACKLOG {
-            // The row is in the store; a scan delivers it.
-            handle.wake.notify_one();
-            return;
-        }
-        handle
+        let mut delivery = delivery;
+        if handle
             .queued
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            >= BACKLOG
+        {
+            // A long queue holds ids only; each body is read from the store
+            // when its turn comes, so memory stays bounded in a burst.
+            delivery.body = None;
+        }
         let _ = handle.queue.send(delivery);
     }
 
@@ -367,21 +368,15 @@ impl Workers {
     fn spawn(self: &Arc<Self>, sink: &str) -> WorkerHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let wake = Arc::new(Notify::new());
         let worker = Worker {
             sink: sink.to_owned(),
             store: self.store.clone(),
             live: self.live.clone(),
             queued: queued.clone(),
-            wake: wake.clone(),
             failing_since: None,
         };
         self.tracker.spawn(worker.run(rx, self.shutdown.clone()));
-        WorkerHandle {
-            queue: tx,
-            queued,
-            wake,
-        }
+        WorkerHandle { queue: tx, queued }
     }
 }
 
@@ -390,7 +385,6 @@ struct Worker {
     store: Arc<dyn Store>,
     live: Arc<Live>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
-    wake: Arc<Notify>,
     /// Failed attempts since the last success, for one log line per outage.
     failing_since: Option<u32>,
 }
@@ -411,23 +405,33 @@ impl Worker {
         shutdown: CancellationToken,
     ) {
         let mut backlog: VecDeque<PendingDelivery> = VecDeque::new();
+        // Rows attempted and not yet settled; `sending` counts those still
+        // talking to the sink, which is what `concurrency` limits.
         let mut in_flight: HashSet<String> = HashSet::new();
+        let sending = Arc::new(Sending::default());
         let mut tasks: JoinSet<Attempt> = JoinSet::new();
         let mut scan_at = tokio::time::Instant::now();
         let mut first_scan = true;
         loop {
             let limit = self.concurrency();
-            while in_flight.len() < limit {
+            while sending.count() < limit {
                 let Some(delivery) = backlog.pop_front() else {
                     break;
                 };
                 // A row can reach the backlog twice (fast path and scan).
                 if in_flight.insert(delivery.record_id.clone()) {
-                    tasks.spawn(attempt(self.store.clone(), self.live.clone(), delivery));
+                    sending.start();
+                    tasks.spawn(attempt(
+                        self.store.clone(),
+                        self.live.clone(),
+                        delivery,
+                        sending.clone(),
+                    ));
                 }
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                () = sending.freed.notified() => {}
                 Some(delivery) = rx.recv() => {
                     self.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     backlog.push_back(delivery);
@@ -438,10 +442,9 @@ impl Worker {
                         self.observe(done);
                     }
                 }
-                () = self.wake.notified() => { scan_at = tokio::time::Instant::now(); }
                 () = tokio::time::sleep_until(scan_at), if backlog.is_empty() => {
                     scan_at = tokio::time::Instant::now() + SCAN_EVERY;
-                    let free = limit.saturating_sub(in_flight.len());
+                    let free = limit.saturating_sub(sending.count());
                     if free == 0 {
                         continue;
                     }
@@ -499,23 +502,62 @@ impl Worker {
     }
 }
 
+/// How many attempts of one worker are talking to the sink right now.
+#[derive(Default)]
+struct Sending {
+    count: std::sync::atomic::AtomicUsize,
+    /// Wakes the worker when an attempt is done with the sink.
+    freed: Notify,
+}
+
+impl Sending {
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn start(&self) {
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn done(&self) {
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.freed.notify_one();
+    }
+}
+
 /// One delivery attempt, settled in the store before it counts as done:
 /// the row leaves the worker's in-flight set only once its outcome is
 /// committed, so no scan can take it twice. Settles from concurrent
 /// attempts share the writer's transactions.
-async fn attempt(store: Arc<dyn Store>, live: Arc<Live>, delivery: PendingDelivery) -> Attempt {
+async fn attempt(
+    store: Arc<dyn Store>,
+    live: Arc<Live>,
+    delivery: PendingDelivery,
+    sending: Arc<Sending>,
+) -> Attempt {
     let snapshot = live.load();
     let built = snapshot.sink(&delivery.sink);
     let policy = built.map_or(ROUTING_RETRY, |s| s.config.delivery().retry);
-    let (result, sink_known) = match built {
-        Some(built) => {
+    let body = match &delivery.body {
+        Some(body) => Ok(body.clone()),
+        None => store.record_body(&delivery.record_id).await.map_err(|e| {
+            crate::sinks::DeliveryError::retryable(format!(
+                "record not readable from the journal: {e}"
+            ))
+        }),
+    };
+    let (result, sink_known) = match (built, body) {
+        (_, Err(error)) => (Err(error), true),
+        (Some(built), Ok(body)) => {
             let encoded = Encoded {
                 id: delivery.record_id.clone(),
-                body: delivery.body.clone(),
+                body,
             };
             (built.sink.deliver(&encoded).await, true)
         }
-        None => (
+        (None, Ok(_)) => (
             Err(crate::sinks::DeliveryError {
                 retryable: true,
                 message: format!("sink `{}` is not in the current config", delivery.sink),
@@ -524,6 +566,7 @@ async fn attempt(store: Arc<dyn Store>, live: Arc<Live>, delivery: PendingDelive
         ),
     };
     drop(snapshot);
+    sending.done();
     let outcome = match &result {
         Ok(()) => Settle::Delivered,
         Err(error) => {

@@ -105,7 +105,9 @@ pub struct PendingDelivery {
     pub record_id: String,
     pub sink: String,
     pub route: String,
-    pub body: Bytes,
+    /// The record's bytes; `None` when they are to be read from the store
+    /// ([`Store::record_body`]) at delivery time.
+    pub body: Option<Bytes>,
     pub attempts: u32,
     pub created_at_ms: i64,
 }
@@ -161,6 +163,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn journal(&self, event: NewEvent) -> StoreFuture<'_, Journaled>;
     /// Events due for routing at `now_ms`, oldest first.
     fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>>;
+    /// A stored record's bytes.
+    fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes>;
     /// Ids of the records already built from an event.
     fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>>;
     /// Stores an event's records and queues their deliveries, and marks the
@@ -667,6 +671,15 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes> {
+        let record_id = record_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT body FROM records WHERE id = ?1")?
+                .query_row(params![record_id], |row| row.get::<_, Vec<u8>>(0))
+                .map(Bytes::from)
+        })
+    }
+
     fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>> {
         let event_id = event_id.to_owned();
         self.read(move |c| {
@@ -719,7 +732,7 @@ impl Store for SqliteStore {
                         record_id: row.get(0)?,
                         sink: row.get(1)?,
                         route: row.get(2)?,
-                        body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                        body: Some(Bytes::from(row.get::<_, Vec<u8>>(3)?)),
                         attempts: row.get(4)?,
                         created_at_ms: row.get(5)?,
                     })
