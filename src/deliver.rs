@@ -60,6 +60,7 @@ pub struct Counts {
 /// The handle the server uses: journal an event, then let it go.
 pub struct Engine {
     store: Arc<dyn Store>,
+    live: Arc<Live>,
     router: mpsc::Sender<PendingEvent>,
     pub counts: Arc<Counts>,
 }
@@ -86,7 +87,7 @@ impl Engine {
         workers.ensure_all();
         let router = Router {
             store: store.clone(),
-            live,
+            live: live.clone(),
             pipeline,
             workers,
             counts: counts.clone(),
@@ -94,19 +95,23 @@ impl Engine {
         tracker.spawn(router.run(rx, shutdown));
         Engine {
             store,
+            live,
             router: tx,
             counts,
         }
     }
 
     /// Journals a verified event durably, then queues it for routing.
-    /// `Duplicate` events are not routed again.
+    /// `Duplicate` events are not routed again. An event whose type no
+    /// current route admits is journaled as routed (to nothing) in the same
+    /// write: it needs no routing pass, and `replay --reroute` still has it.
     pub async fn accept(
         &self,
         event: crate::event::Head,
         body: bytes::Bytes,
     ) -> Result<Journaled, StoreError> {
         let received_at_ms = store::now_ms();
+        let wanted = self.live.load().wants_type(&event.kind);
         let journaled = self
             .store
             .journal(NewEvent {
@@ -114,9 +119,15 @@ impl Engine {
                 kind: event.kind.clone(),
                 received_at_ms,
                 body: body.clone(),
+                routed: !wanted,
             })
             .await?;
-        if journaled == Journaled::Inserted {
+        if journaled == Journaled::Inserted && !wanted {
+            self.counts
+                .unmatched
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(event_id = %event.id, event_type = %event.kind, "no route matched");
+        } else if journaled == Journaled::Inserted {
             let pending = PendingEvent {
                 id: event.id,
                 kind: event.kind,

@@ -66,6 +66,8 @@ pub struct NewEvent {
     pub received_at_ms: i64,
     /// The raw body as Stripe sent it.
     pub body: Bytes,
+    /// Already routed: no route wants it, so there is nothing to build.
+    pub routed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,13 +457,14 @@ fn execute(
         Write::Journal(event, reply) => run(answers, failure, reply, || {
             let inserted = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO events (id, type, received_at, next_attempt_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR IGNORE INTO events (id, type, received_at, state, next_attempt_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     event.id,
                     event.kind,
                     event.received_at_ms,
+                    i64::from(event.routed),
                     event.received_at_ms + LEASE_MS,
                     now
                 ])?;
@@ -865,6 +868,7 @@ mod tests {
             kind: "checkout.session.completed".to_owned(),
             received_at_ms: now_ms(),
             body: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
+            routed: false,
         }
     }
 
@@ -910,6 +914,22 @@ mod tests {
         assert_eq!(inserted, 100);
         let due = store.due_events(i64::MAX, 1000).await.unwrap();
         assert_eq!(due.len(), 101);
+    }
+
+    #[tokio::test]
+    async fn an_event_no_route_wants_is_journaled_routed_and_can_be_rerouted() {
+        let (_dir, store) = open();
+        let unwanted = NewEvent {
+            routed: true,
+            ..event("evt_unwanted")
+        };
+        assert_eq!(store.journal(unwanted).await.unwrap(), Journaled::Inserted);
+        assert!(store.due_events(i64::MAX, 10).await.unwrap().is_empty());
+        assert_eq!(store.depths().await.unwrap().events_pending, 0);
+        assert!(store.reroute("evt_unwanted").await.unwrap());
+        let due = store.due_events(now_ms(), 10).await.unwrap();
+        assert_eq!((due[0].id.as_str(), due[0].reroute), ("evt_unwanted", true));
+        assert_eq!(&due[0].body[..], br#"{"id":"evt_unwanted"}"#);
     }
 
     #[tokio::test]
