@@ -230,11 +230,15 @@ impl TestApp {
         Answer { status, body }
     }
 
-    /// Sends `event` signed as Stripe would, now.
-    pub async fn send(&self, event: &Value) -> Answer {
-        let body = pretty(event);
+    /// POSTs raw bytes signed with the router's secret, now.
+    pub async fn post_signed(&self, body: Vec<u8>) -> Answer {
         let signature = verify::sign(&body, SECRET, now());
         self.post(body, Some(signature)).await
+    }
+
+    /// Sends `event` signed as Stripe would, now.
+    pub async fn send(&self, event: &Value) -> Answer {
+        self.post_signed(pretty(event)).await
     }
 
     /// Waits until the JSONL file at `relative` has at least `n` records.

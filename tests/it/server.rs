@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{ROUTES, SECRET, WAIT, now, spawn_app};
+use crate::harness::{ROUTES, WAIT, spawn_app};
 
 #[tokio::test]
 async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
@@ -23,12 +23,7 @@ async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
 
     // Verified, but not an event object.
     let body = br#"{"id":"cs_123","object":"checkout.session"}"#.to_vec();
-    let answer = app
-        .post(
-            body.clone(),
-            Some(stripe_router::verify::sign(&body, SECRET, now())),
-        )
-        .await;
+    let answer = app.post_signed(body.clone()).await;
     assert_eq!(answer.status, 400);
     assert!(
         answer.body["message"]
@@ -39,12 +34,7 @@ async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
         answer.body
     );
     let body = b"definitely not json".to_vec();
-    let answer = app
-        .post(
-            body.clone(),
-            Some(stripe_router::verify::sign(&body, SECRET, now())),
-        )
-        .await;
+    let answer = app.post_signed(body.clone()).await;
     assert_eq!(answer.status, 400);
     assert!(
         answer.body["message"]
@@ -57,12 +47,7 @@ async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
 
     // Over max_body (2 MiB by default).
     let big = vec![b' '; 3 * 1024 * 1024];
-    let answer = app
-        .post(
-            big.clone(),
-            Some(stripe_router::verify::sign(&big, SECRET, now())),
-        )
-        .await;
+    let answer = app.post_signed(big.clone()).await;
     assert_eq!(answer.status, 413);
 
     let health = app.health().await;
@@ -76,12 +61,7 @@ async fn max_body_comes_from_the_config() {
     let routes = format!("server: {{ max_body: 1KiB }}\n{ROUTES}");
     let app = spawn_app(&routes).await;
     let body = vec![b' '; 2048];
-    let answer = app
-        .post(
-            body.clone(),
-            Some(stripe_router::verify::sign(&body, SECRET, now())),
-        )
-        .await;
+    let answer = app.post_signed(body.clone()).await;
     assert_eq!(answer.status, 413);
 }
 
