@@ -421,7 +421,13 @@ fn check(path: &std::path::Path, env: &Env) -> ExitCode {
     });
     match result {
         Ok(config) => {
-            eprintln!("{} is valid\n\n{}", path.display(), config.summary());
+            // The summary is the command's output; problems go to stderr.
+            let _ = writeln!(
+                std::io::stdout(),
+                "{} is valid\n\n{}",
+                path.display(),
+                config.summary()
+            );
             let route_warnings = event_types::route_warnings(&config)
                 .into_iter()
                 .map(|problem| problem.to_string());
