@@ -46,12 +46,18 @@ pub struct Consumer {
 
 impl Consumer {
     pub async fn start() -> Consumer {
-        Consumer::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind consumer");
+        Consumer::serve(listener)
     }
 
-    /// Starts on a given address (to bring a consumer "back up").
-    pub async fn start_on(addr: SocketAddr) -> Consumer {
-        let listener = TcpListener::bind(addr).await.expect("bind consumer");
+    /// Starts answering on `listener`: a consumer that was down (its port
+    /// held, nothing answering) comes back up, with no other process able to
+    /// take its port in between.
+    pub fn serve(listener: std::net::TcpListener) -> Consumer {
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let listener = TcpListener::from_std(listener).expect("tokio listener");
         let addr = listener.local_addr().expect("consumer address");
         let state = Arc::new(State::default());
         let task = tokio::spawn({

@@ -2,7 +2,6 @@
 //! every matched sink at least once, with a stable id; nothing routes twice.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -51,18 +50,39 @@ fn ids(records: &[serde_json::Value]) -> BTreeSet<String> {
         .collect()
 }
 
-/// A loopback address nothing listens on (yet).
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// A consumer that is down: connections to its port are closed at once,
+/// with nothing read or answered, until [`Down::up`] hands the same port to
+/// a real consumer (so no other process can take it in between).
+struct Down {
+    listener: std::net::TcpListener,
+    refusing: tokio::task::JoinHandle<()>,
+}
+
+impl Down {
+    fn start() -> (Down, String) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/orders", listener.local_addr().unwrap());
+        let refusing = listener.try_clone().unwrap();
+        refusing.set_nonblocking(true).unwrap();
+        let refusing = tokio::net::TcpListener::from_std(refusing).unwrap();
+        let refusing = tokio::spawn(async move {
+            while let Ok((stream, _)) = refusing.accept().await {
+                drop(stream);
+            }
+        });
+        (Down { listener, refusing }, url)
+    }
+
+    fn up(self) -> Consumer {
+        self.refusing.abort();
+        Consumer::serve(self.listener)
+    }
 }
 
 #[tokio::test]
 async fn a_consumer_that_is_down_gets_every_record_once_it_is_back() {
-    let addr = free_addr();
-    let app = spawn_durable(&format!("http://{addr}/orders")).await;
+    let (down, url) = Down::start();
+    let app = spawn_durable(&url).await;
     for n in 0..5 {
         assert_eq!(send_order(&app, n).await.status, 200);
     }
@@ -75,14 +95,18 @@ async fn a_consumer_that_is_down_gets_every_record_once_it_is_back() {
     app.stderr
         .wait_for(WAIT, |l| l.contains("sink is failing").then_some(()));
 
-    let consumer = Consumer::start_on(addr).await;
-    let received = consumer.wait_for(5, WAIT).await;
-    let received: Vec<_> = received.iter().map(|r| r.json()).collect();
-    assert_eq!(
-        ids(&received),
-        ids(&orders),
-        "each record, with the same id as in the file"
-    );
+    let consumer = down.up();
+    let received: Vec<_> = consumer
+        .wait_for(5, WAIT)
+        .await
+        .iter()
+        .map(|r| r.json())
+        .collect();
+    assert_eq!(ids(&received), ids(&orders), "each record once");
+    for record in &received {
+        let in_file = orders.iter().find(|o| o["id"] == record["id"]).unwrap();
+        assert_eq!(record, in_file, "the same record as in the file");
+    }
     app.stderr
         .wait_for(WAIT, |l| l.contains("sink recovered").then_some(()));
     let failing_lines = app
@@ -300,15 +324,15 @@ async fn an_unwritable_jsonl_target_recovers_without_losing_records() {
 
 #[tokio::test]
 async fn sigterm_with_a_consumer_down_keeps_deliveries_for_the_next_start() {
-    let addr = free_addr();
-    let mut app = spawn_durable(&format!("http://{addr}/orders")).await;
+    let (down, url) = Down::start();
+    let mut app = spawn_durable(&url).await;
     assert_eq!(send_order(&app, 1).await.status, 200);
     app.wait_health(|h| h["queues"]["sinks"]["shipping"]["pending"] == 1)
         .await;
     app.signal("TERM");
     assert_eq!(app.wait_exit(WAIT), Some(0));
 
-    let consumer = Consumer::start_on(addr).await;
+    let consumer = down.up();
     app.restart();
     let received = consumer.wait_for(1, WAIT).await;
     assert_eq!(
