@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{ROUTES, SECRET, WAIT, now, pretty, read_jsonl, spawn_app};
+use crate::harness::{ROUTES, SECRET, WAIT, eventually, now, pretty, read_jsonl, spawn_app};
 
 fn fixture(name: &str) -> Value {
     let path = format!(
@@ -246,6 +246,16 @@ async fn unsigned_and_forged_requests_are_refused_and_write_nothing() {
     assert!(app.consumer.received().is_empty());
     assert!(app.stdout.all().is_empty());
     assert_eq!(app.health().await["events"]["rejected"], 5);
+    // Each refusal is logged with its reason, and never with a secret.
+    let logs = eventually(WAIT, || {
+        let logs = app.stderr.all().join("\n");
+        (logs.matches("refused a request").count() == 5).then_some(logs)
+    })
+    .await;
+    assert!(
+        !logs.contains(SECRET) && !logs.contains("whsec_not_the_secret"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]
