@@ -157,10 +157,6 @@ impl App {
         &self.endpoint.path
     }
 
-    pub fn live(&self) -> Arc<Live> {
-        self.live.clone()
-    }
-
     /// Serves until `shutdown` is cancelled, then stops accepting, drains
     /// in-flight requests and background deliveries within
     /// `server.shutdown_timeout`. Whatever is not finished by then stays

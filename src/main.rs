@@ -374,6 +374,14 @@ fn unix_now() -> i64 {
 }
 
 fn serve(settings: Settings) -> ExitCode {
+    let files: Vec<_> = settings
+        .env
+        .files()
+        .map(|f| f.display().to_string())
+        .collect();
+    if !files.is_empty() {
+        tracing::info!(?files, "read environment files");
+    }
     runtime(async {
         let app = match App::build(settings).await {
             Ok(app) => app,
