@@ -64,7 +64,6 @@ pub enum StartError {
 pub struct App {
     listener: TcpListener,
     endpoint: Arc<Endpoint>,
-    live: Arc<Live>,
     store: Arc<dyn Store>,
     retention: Duration,
     drain: Duration,
@@ -129,14 +128,13 @@ impl App {
             engine,
             counters: Counters::default(),
         });
-        let watch = Watch::start(live.clone())
+        let watch = Watch::start(live)
             .map_err(|e| tracing::error!(error = %e, "cannot watch the config file"))
             .ok();
         Ok(App {
             watch,
             listener,
             endpoint,
-            live,
             store,
             retention: store_config.retention,
             drain: server_config.shutdown_timeout,
