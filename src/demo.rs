@@ -14,7 +14,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -30,8 +30,8 @@ use url::Url;
 use crate::app::{App, Settings};
 use crate::env::Env;
 use crate::record::Address;
-use crate::send;
 use crate::standin::{self, SessionEvent, StripeStandIn};
+use crate::{send, verify};
 
 const SECRET: &str = "whsec_demo_throwaway_secret_0000000000";
 const API_KEY: &str = "rk_test_51DemoThrowawayKey000000000000";
@@ -107,14 +107,14 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
          sinks/failed-payments.jsonl\n"
     )?;
 
-    let steps = story(&stripe, now());
+    let steps = story(&stripe, verify::unix_now());
     let client = reqwest::Client::new();
     let mut refused = Vec::new();
     writeln!(out, "Sent, signed as Stripe signs:")?;
     for (n, step) in steps.into_iter().enumerate() {
         let kind = step.event["type"].as_str().unwrap_or("?").to_owned();
         let body = serde_json::to_vec_pretty(&step.event)?;
-        let answer = send::post(&client, &webhook, body, step.secret, now()).await?;
+        let answer = send::post(&client, &webhook, body, step.secret, verify::unix_now()).await?;
         let text = match serde_json::from_str::<Value>(&answer.body) {
             Ok(_) if answer.status.is_success() => "received".to_owned(),
             Ok(json) => json["message"].as_str().unwrap_or_default().to_owned(),
@@ -372,13 +372,6 @@ async fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) ->
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The demo's "shipping service": answers 200 to every POST and keeps the

@@ -236,8 +236,13 @@ fn main() -> ExitCode {
         } => {
             let body = match (file, r#type) {
                 (Some(file), _) => send::from_file(&file, !keep_id),
-                (None, Some(kind)) => send::build(&kind, payment_status, items, unix_now())
-                    .map(|event| serde_json::to_vec_pretty(&event).unwrap_or_default()),
+                (None, Some(kind)) => send::build(
+                    &kind,
+                    payment_status,
+                    items,
+                    stripe_router::verify::unix_now(),
+                )
+                .map(|event| serde_json::to_vec_pretty(&event).unwrap_or_default()),
                 // clap requires one of them.
                 (None, None) => return ExitCode::FAILURE,
             };
@@ -329,7 +334,15 @@ fn send_event(
     runtime(async move {
         let mut out = std::io::stdout();
         let _ = writeln!(out, "POST {url}: {summary}");
-        match send::post(&reqwest::Client::new(), &url, body, &secret, unix_now()).await {
+        match send::post(
+            &reqwest::Client::new(),
+            &url,
+            body,
+            &secret,
+            stripe_router::verify::unix_now(),
+        )
+        .await
+        {
             Ok(answer) => {
                 let _ = writeln!(out, "HTTP {}\n{}", answer.status, answer.body);
                 if answer.status.is_success() {
@@ -364,13 +377,6 @@ async fn stripe_standin(listen: SocketAddr, key: String) -> ExitCode {
     let _ = tokio::signal::ctrl_c().await;
     standin.shutdown();
     ExitCode::SUCCESS
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn serve(settings: Settings) -> ExitCode {

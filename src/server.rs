@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -189,7 +189,7 @@ async fn webhook(
         &body,
         &signature,
         &endpoint.secrets,
-        unix_now(),
+        verify::unix_now(),
         endpoint.tolerance,
     ) {
         Counters::bump(&endpoint.counters.rejected);
@@ -307,11 +307,4 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

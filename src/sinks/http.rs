@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::alphabet;
@@ -293,9 +293,7 @@ fn shown_url(url: &Url) -> String {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(crate::verify::unix_now()).unwrap_or(0)
 }
 
 /// A Standard Webhooks signing key, from a `whsec_<base64>` secret.
