@@ -108,6 +108,47 @@ pub struct ServerConfig {
     /// How long a graceful shutdown may take before in-flight work is abandoned.
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Connections open at once; past it, new ones get `503` and are closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time to read a request's headers and its whole body.
+    #[serde(default = "default_read_timeout", with = "duration")]
+    pub read_timeout: Duration,
+    /// Bytes of request bodies held in memory at once, over all connections;
+    /// past it, requests get `503` with `Retry-After`.
+    #[serde(default = "default_body_buffer", with = "byte_size")]
+    pub body_buffer: u64,
+    /// Where operators read status: loopback only, `off` disables it.
+    #[serde(default)]
+    pub admin_listen: AdminListen,
+}
+
+/// `server.admin_listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    Off,
+    On(SocketAddr),
+}
+
+impl Default for AdminListen {
+    fn default() -> Self {
+        AdminListen::On(SocketAddr::from(([127, 0, 0, 1], 9464)))
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        if text == "off" {
+            return Ok(AdminListen::Off);
+        }
+        text.parse().map(AdminListen::On).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid address `{text}`: write `127.0.0.1:9464`, or `off` to disable the admin listener"
+            ))
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -118,12 +159,16 @@ impl Default for ServerConfig {
             tolerance: default_tolerance(),
             max_body: default_max_body(),
             shutdown_timeout: default_shutdown_timeout(),
+            max_connections: default_max_connections(),
+            read_timeout: default_read_timeout(),
+            body_buffer: default_body_buffer(),
+            admin_listen: AdminListen::default(),
         }
     }
 }
 
 /// How the Stripe API is called during enrichment.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StripeConfig {
     /// A pinned `Stripe-Version` header; the account's default when unset.
@@ -135,6 +180,28 @@ pub struct StripeConfig {
     /// Attempts per request, the first included.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Pages of line items read per session (100 items a page).
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+    /// Line items per session; past it the record is a dead letter.
+    #[serde(default = "default_max_line_items")]
+    pub max_line_items: u32,
+    /// Bytes of one Stripe API response.
+    #[serde(default = "default_max_response", with = "byte_size")]
+    pub max_response: u64,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        StripeConfig {
+            api_version: None,
+            timeout: None,
+            max_attempts: None,
+            max_pages: default_max_pages(),
+            max_line_items: default_max_line_items(),
+            max_response: default_max_response(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -171,6 +238,32 @@ fn default_max_body() -> u64 {
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(10)
+}
+/// Far above what Stripe opens to one endpoint, far below the open-file
+/// limit once it is raised.
+fn default_max_connections() -> usize {
+    1024
+}
+/// Stripe sends a whole event in milliseconds and waits at most 30 s for
+/// the answer; a client still sending after 10 s is not Stripe.
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+/// 32 bodies of the default 2 MiB `max_body`, being read at once.
+fn default_body_buffer() -> u64 {
+    64 * 1024 * 1024
+}
+/// A Checkout Session holds at most 100 line items: one page at 100 a page;
+/// 50 pages leave room for any future growth without looping forever.
+fn default_max_pages() -> u32 {
+    50
+}
+fn default_max_line_items() -> u32 {
+    1000
+}
+/// A page of 100 items with expanded products is a few hundred KB.
+fn default_max_response() -> u64 {
+    8 * 1024 * 1024
 }
 
 /// Durations written as `300s`, `1.5s`, `10m`, `72h`, `250ms`.
@@ -1517,10 +1610,17 @@ server:
   tolerance: 5m
   max_body: 512KiB
   shutdown_timeout: 30s
+  max_connections: 200
+  read_timeout: 5s
+  body_buffer: 16MiB
+  admin_listen: 127.0.0.1:0
 stripe:
   api_version: 2025-03-31.basil
   timeout: 20s
   max_attempts: 4
+  max_pages: 10
+  max_line_items: 500
+  max_response: 4MiB
 store:
   path: /var/lib/stripe-router/journal.db
   retention: 7d
@@ -1563,11 +1663,18 @@ routes:
                 tolerance: Duration::from_secs(300),
                 max_body: 512 * 1024,
                 shutdown_timeout: Duration::from_secs(30),
+                max_connections: 200,
+                read_timeout: Duration::from_secs(5),
+                body_buffer: 16 * 1024 * 1024,
+                admin_listen: AdminListen::On("127.0.0.1:0".parse().expect("address")),
             },
             stripe: StripeConfig {
                 api_version: Some("2025-03-31.basil".to_owned()),
                 timeout: Some(Duration::from_secs(20)),
                 max_attempts: Some(4),
+                max_pages: 10,
+                max_line_items: 500,
+                max_response: 4 * 1024 * 1024,
             },
             sinks: BTreeMap::from([
                 (

@@ -198,6 +198,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// False when the event id is not in the journal.
     fn reroute(&self, event_id: &str) -> StoreFuture<'_, bool>;
     fn depths(&self) -> StoreFuture<'_, Depths>;
+    /// Whether the journal takes writes now; the error says why not (a full
+    /// disk, a read-only folder, an I/O error). `/healthz` answers from it.
+    fn health(&self) -> StoreFuture<'_, ()>;
     /// Deletes delivered deliveries, and events and records with nothing
     /// left to deliver, last touched before `before_ms`: at most `limit`
     /// rows of each table, so one call never holds the writer for long.
@@ -830,6 +833,10 @@ impl Store for SqliteStore {
             }
             Ok(depths)
         })
+    }
+
+    fn health(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
     }
 
     fn prune(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, u64> {
