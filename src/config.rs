@@ -136,18 +136,34 @@ impl Default for AdminListen {
     }
 }
 
-impl<'de> Deserialize<'de> for AdminListen {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    /// An address on loopback, or `off`: the admin listener shows the
+    /// router's internals and has no authentication yet.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
         if text == "off" {
             return Ok(AdminListen::Off);
         }
-        text.parse().map(AdminListen::On).map_err(|_| {
-            de::Error::custom(format!(
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            format!(
                 "invalid address `{text}`: write `127.0.0.1:9464`, or `off` to disable the admin listener"
-            ))
-        })
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "`{text}` is not a loopback address: the admin listener has no authentication yet; write `127.0.0.1:{}`, or `off`",
+                addr.port()
+            ));
+        }
+        Ok(AdminListen::On(addr))
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
     }
 }
 
@@ -1717,7 +1733,7 @@ routes:
             routes: vec![
                 RouteConfig {
                     name: "paid-orders".to_owned(),
-                    place: "routes.yaml:30:5".to_owned(),
+                    place: "routes.yaml:37:5".to_owned(),
                     when: vec![
                         (
                             "type".to_owned(),
@@ -1747,7 +1763,7 @@ routes:
                 },
                 RouteConfig {
                     name: "everything".to_owned(),
-                    place: "routes.yaml:41:5".to_owned(),
+                    place: "routes.yaml:48:5".to_owned(),
                     when: vec![("type".to_owned(), json!("checkout.session.*"))],
                     emit: Emit::Event,
                     to: vec!["console".to_owned()],
