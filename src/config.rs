@@ -835,8 +835,46 @@ impl Checker<'_> {
             self.problem(path.referenced, message);
             path_ok = false;
         }
-        let server = self.section(node, "`server`")?;
-        path_ok.then_some(server)
+        let server: ServerConfig = self.section(node, "`server`")?;
+        // Bounds that would refuse every request are mistakes, said here so
+        // that `check` catches them.
+        let place = |key: &str| {
+            node.value
+                .get(key)
+                .map_or(node.referenced, |v| v.referenced)
+        };
+        let mut bounds_ok = true;
+        if server.max_connections == 0 {
+            self.problem(
+                place("max_connections"),
+                "`server.max_connections` must be at least 1 (default 1024)",
+            );
+            bounds_ok = false;
+        }
+        if server.read_timeout.is_zero() {
+            self.problem(
+                place("read_timeout"),
+                "`server.read_timeout` must be more than 0s (default 10s)",
+            );
+            bounds_ok = false;
+        }
+        if server.body_buffer < server.max_body {
+            let at = if node.value.get("body_buffer").is_some() {
+                place("body_buffer")
+            } else {
+                place("max_body")
+            };
+            self.problem(
+                at,
+                format!(
+                    "`server.body_buffer` ({} bytes) is less than `server.max_body` ({} bytes), so \
+                     the largest bodies could never be read: make body_buffer at least max_body",
+                    server.body_buffer, server.max_body
+                ),
+            );
+            bounds_ok = false;
+        }
+        (path_ok && bounds_ok).then_some(server)
     }
 
     /// A section that may be left out or empty (`server:`); its defaults then.
@@ -1939,6 +1977,42 @@ routes:
                     &["`emit` in route `r` must be `order` or `event`"],
                 ),
             ],
+        );
+        // Bounds that would refuse every request; an admin listener off loopback.
+        check_errors(
+            &format!(
+                "server:\n  max_connections: 0\n  read_timeout: 0s\n  max_body: 4MiB\n  body_buffer: 1MiB\n{VALID_TAIL}"
+            ),
+            &[
+                (
+                    "routes.yaml:2:20",
+                    &["`server.max_connections` must be at least 1"],
+                ),
+                (
+                    "routes.yaml:3:17",
+                    &["`server.read_timeout` must be more than 0s"],
+                ),
+                (
+                    "routes.yaml:5:16",
+                    &[
+                        "`server.body_buffer` (1048576 bytes) is less than `server.max_body` (4194304 bytes)",
+                    ],
+                ),
+            ],
+        );
+        check_errors(
+            &format!("server: {{ max_body: 100MiB }}\n{VALID_TAIL}"),
+            &[("routes.yaml:1:21", &["make body_buffer at least max_body"])],
+        );
+        check_errors(
+            &format!("server:\n  admin_listen: 0.0.0.0:9464\n{VALID_TAIL}"),
+            &[(
+                "routes.yaml:2:17",
+                &[
+                    "`0.0.0.0:9464` is not a loopback address",
+                    "`127.0.0.1:9464`, or `off`",
+                ],
+            )],
         );
         // Bad values in typed fields: every one, not only the first per section.
         check_errors(
