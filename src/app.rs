@@ -12,13 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{AdminListen, Config, ConfigError};
 use crate::deliver::Engine;
 use crate::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::env::Env;
 use crate::pipeline::Pipeline;
 use crate::reload::{Live, Snapshot, Watch};
-use crate::server::{self, Counters, Endpoint};
+use crate::server::limits::{self, BodyBuffer, Throttle};
+use crate::server::{self, Counters, Endpoint, Listeners};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::verify::{Secrets, SecretsError};
 
@@ -31,6 +32,8 @@ pub struct Settings {
     pub config_path: PathBuf,
     /// Overrides `server.listen`.
     pub listen: Option<SocketAddr>,
+    /// Overrides `server.admin_listen`.
+    pub admin_listen: Option<AdminListen>,
     pub env: Env,
 }
 
@@ -58,11 +61,29 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot listen on {addr} for the admin listener (server.admin_listen): {source}; choose another port, or `off`"
+    )]
+    AdminBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "server.admin_listen {addr} is not a loopback address: the admin listener shows the router's internals and has no authentication yet; use 127.0.0.1:PORT or [::1]:PORT, or `off`"
+    )]
+    AdminNotLoopback { addr: SocketAddr },
+    #[error(
+        "the open-file limit ({limit}) leaves no room for connections: raise it (`ulimit -n`, systemd's LimitNOFILE) to at least 1024"
+    )]
+    OpenFiles { limit: u64 },
 }
 
 /// A router that is built and bound, not yet serving.
 pub struct App {
     listener: TcpListener,
+    admin: Option<TcpListener>,
+    max_connections: usize,
     endpoint: Arc<Endpoint>,
     store: Arc<dyn Store>,
     retention: Duration,
@@ -78,6 +99,7 @@ impl App {
         let Settings {
             config_path,
             listen,
+            admin_listen,
             env,
         } = settings;
         let config = Config::load(&config_path, &env).map_err(|error| StartError::Config {
@@ -102,9 +124,27 @@ impl App {
             }
         })?;
         let addr = listen.unwrap_or(server_config.listen);
+        let admin_addr = match admin_listen.unwrap_or(server_config.admin_listen) {
+            AdminListen::Off => None,
+            AdminListen::On(addr) if !addr.ip().is_loopback() => {
+                return Err(StartError::AdminNotLoopback { addr });
+            }
+            AdminListen::On(addr) => Some(addr),
+        };
+        let open_files = limits::raise_open_files();
+        let max_connections = limits::connection_cap(server_config.max_connections, open_files)
+            .map_err(|limit| StartError::OpenFiles { limit })?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let admin = match admin_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::AdminBind { addr, source })?,
+            ),
+            None => None,
+        };
 
         let store_path = store_config.path_in(&base_dir);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path, store_config.fsync)?);
@@ -123,10 +163,13 @@ impl App {
             path: server_config.path.clone(),
             max_body: server_config.max_body,
             tolerance: server_config.tolerance,
+            read_timeout: server_config.read_timeout,
+            body_buffer: BodyBuffer::new(server_config.body_buffer),
             secrets,
             live: live.clone(),
             engine,
             counters: Counters::default(),
+            refusals: Throttle::new("refused requests", server::REFUSAL_LOGS_PER_SEC),
         });
         let watch = Watch::start(live)
             .map_err(|e| tracing::error!(error = %e, "cannot watch the config file"))
@@ -134,6 +177,8 @@ impl App {
         Ok(App {
             watch,
             listener,
+            admin,
+            max_connections,
             endpoint,
             store,
             retention: store_config.retention,
@@ -148,6 +193,11 @@ impl App {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The admin listener's bound address, unless it is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The webhook path, e.g. `/api/webhook`.
@@ -187,7 +237,12 @@ impl App {
                 let _ = stopped_tx.send(tokio::time::Instant::now());
             }
         });
-        server::serve(self.listener, self.endpoint, shutdown, self.drain).await;
+        let listeners = Listeners {
+            webhook: self.listener,
+            max_connections: self.max_connections,
+            admin: self.admin,
+        };
+        server::serve(listeners, self.endpoint, shutdown, self.drain).await;
         let deadline = stopped_rx
             .await
             .unwrap_or_else(|_| tokio::time::Instant::now())

@@ -136,18 +136,34 @@ impl Default for AdminListen {
     }
 }
 
-impl<'de> Deserialize<'de> for AdminListen {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    /// An address on loopback, or `off`: the admin listener shows the
+    /// router's internals and has no authentication yet.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
         if text == "off" {
             return Ok(AdminListen::Off);
         }
-        text.parse().map(AdminListen::On).map_err(|_| {
-            de::Error::custom(format!(
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            format!(
                 "invalid address `{text}`: write `127.0.0.1:9464`, or `off` to disable the admin listener"
-            ))
-        })
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "`{text}` is not a loopback address: the admin listener has no authentication yet; write `127.0.0.1:{}`, or `off`",
+                addr.port()
+            ));
+        }
+        Ok(AdminListen::On(addr))
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
     }
 }
 
@@ -819,8 +835,46 @@ impl Checker<'_> {
             self.problem(path.referenced, message);
             path_ok = false;
         }
-        let server = self.section(node, "`server`")?;
-        path_ok.then_some(server)
+        let server: ServerConfig = self.section(node, "`server`")?;
+        // Bounds that would refuse every request are mistakes, said here so
+        // that `check` catches them.
+        let place = |key: &str| {
+            node.value
+                .get(key)
+                .map_or(node.referenced, |v| v.referenced)
+        };
+        let mut bounds_ok = true;
+        if server.max_connections == 0 {
+            self.problem(
+                place("max_connections"),
+                "`server.max_connections` must be at least 1 (default 1024)",
+            );
+            bounds_ok = false;
+        }
+        if server.read_timeout.is_zero() {
+            self.problem(
+                place("read_timeout"),
+                "`server.read_timeout` must be more than 0s (default 10s)",
+            );
+            bounds_ok = false;
+        }
+        if server.body_buffer < server.max_body {
+            let at = if node.value.get("body_buffer").is_some() {
+                place("body_buffer")
+            } else {
+                place("max_body")
+            };
+            self.problem(
+                at,
+                format!(
+                    "`server.body_buffer` ({} bytes) is less than `server.max_body` ({} bytes), so \
+                     the largest bodies could never be read: make body_buffer at least max_body",
+                    server.body_buffer, server.max_body
+                ),
+            );
+            bounds_ok = false;
+        }
+        (path_ok && bounds_ok).then_some(server)
     }
 
     /// A section that may be left out or empty (`server:`); its defaults then.
@@ -1717,7 +1771,7 @@ routes:
             routes: vec![
                 RouteConfig {
                     name: "paid-orders".to_owned(),
-                    place: "routes.yaml:30:5".to_owned(),
+                    place: "routes.yaml:37:5".to_owned(),
                     when: vec![
                         (
                             "type".to_owned(),
@@ -1747,7 +1801,7 @@ routes:
                 },
                 RouteConfig {
                     name: "everything".to_owned(),
-                    place: "routes.yaml:41:5".to_owned(),
+                    place: "routes.yaml:48:5".to_owned(),
                     when: vec![("type".to_owned(), json!("checkout.session.*"))],
                     emit: Emit::Event,
                     to: vec!["console".to_owned()],
@@ -1923,6 +1977,42 @@ routes:
                     &["`emit` in route `r` must be `order` or `event`"],
                 ),
             ],
+        );
+        // Bounds that would refuse every request; an admin listener off loopback.
+        check_errors(
+            &format!(
+                "server:\n  max_connections: 0\n  read_timeout: 0s\n  max_body: 4MiB\n  body_buffer: 1MiB\n{VALID_TAIL}"
+            ),
+            &[
+                (
+                    "routes.yaml:2:20",
+                    &["`server.max_connections` must be at least 1"],
+                ),
+                (
+                    "routes.yaml:3:17",
+                    &["`server.read_timeout` must be more than 0s"],
+                ),
+                (
+                    "routes.yaml:5:16",
+                    &[
+                        "`server.body_buffer` (1048576 bytes) is less than `server.max_body` (4194304 bytes)",
+                    ],
+                ),
+            ],
+        );
+        check_errors(
+            &format!("server: {{ max_body: 100MiB }}\n{VALID_TAIL}"),
+            &[("routes.yaml:1:21", &["make body_buffer at least max_body"])],
+        );
+        check_errors(
+            &format!("server:\n  admin_listen: 0.0.0.0:9464\n{VALID_TAIL}"),
+            &[(
+                "routes.yaml:2:17",
+                &[
+                    "`0.0.0.0:9464` is not a loopback address",
+                    "`127.0.0.1:9464`, or `off`",
+                ],
+            )],
         );
         // Bad values in typed fields: every one, not only the first per section.
         check_errors(

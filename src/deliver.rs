@@ -240,12 +240,17 @@ impl Router {
         let event = match Event::parse(&job.body) {
             Ok(event) => event,
             Err(e) => {
-                // Verified and parsed once already; only a changed store could
-                // get here. Keep it as a dead letter rather than lose it.
-                let _ = self
+                // The door parsed it under the same rules before answering
+                // 200; only a body journaled by an older version (or a changed
+                // store) gets here. Keep it as a dead letter rather than lose it.
+                tracing::error!(event_id = %job.id, error = %e, "journaled event cannot be parsed; kept as a dead letter (see `stripe-router deadletters`)");
+                if let Err(store_error) = self
                     .store
                     .event_failed(&job.id, e.to_string(), 0, true)
-                    .await;
+                    .await
+                {
+                    tracing::error!(event_id = %job.id, error = %store_error, "cannot record the routing failure");
+                }
                 return;
             }
         };

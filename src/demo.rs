@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::app::{App, Settings};
+use crate::config::AdminListen;
 use crate::env::Env;
 use crate::record::Address;
 use crate::standin::{self, SessionEvent, StripeStandIn};
@@ -88,6 +89,8 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let app = App::build(Settings {
         config_path,
         listen: Some(localhost),
+        // Nothing reads it, and a router may already hold its port.
+        admin_listen: Some(AdminListen::Off),
         env,
     })
     .await?;

@@ -17,6 +17,14 @@ const WHICH_SECRET: &str = "the `stripe listen` secret differs from the Dashboar
                             `stripe listen --print-secret`, or copy the endpoint's signing \
                             secret from the Dashboard, into STRIPE_WEBHOOK_SECRET";
 
+/// The largest body whose refusal is diagnosed. Diagnosing a body that
+/// matches no secret parses it, re-serialises it and hashes it again: about
+/// 20 times what verifying it costs, which anyone can make the router pay
+/// with forged requests. Real Stripe events are a few KiB (the fixtures of
+/// Checkout Session events are under 5 KiB), so 64 KiB keeps the hint for
+/// every real mistake while a forged 2 MiB body costs what a verified one does.
+pub const HINT_MAX_BODY: usize = 64 * 1024;
+
 /// What most likely caused `error` and what to do about it.
 pub fn refusal_hint(
     error: &SignatureError,
@@ -33,6 +41,15 @@ pub fn refusal_hint(
              scheme Stripe signs with: the request did not come from Stripe"
             .to_owned(),
         SignatureError::NoMatchingSignature { secrets: count } => {
+            if body.len() > HINT_MAX_BODY {
+                return format!(
+                    "the body ({} bytes) matches none of the {count} configured secret(s); \
+                     bodies over {} KiB are not examined further: the request did not come \
+                     from Stripe, or {WHICH_SECRET}",
+                    body.len(),
+                    HINT_MAX_BODY / 1024
+                );
+            }
             if !looks_like_event(body) {
                 return format!(
                     "the body is not a Stripe event and matches none of the {count} configured \
@@ -192,6 +209,20 @@ mod tests {
             &verify::sign(b"hi", SECRET, T),
             SECRET,
             &["not a Stripe event"],
+        );
+        // A large body is not parsed again: the hint says so.
+        let mut big = event();
+        big["data"] = serde_json::json!({ "pad": "x".repeat(HINT_MAX_BODY) });
+        let big = serde_json::to_vec(&big).expect("serializes");
+        check(
+            &big,
+            &verify::sign(
+                &serde_json::to_vec_pretty(&event()).expect("serializes"),
+                SECRET,
+                T,
+            ),
+            SECRET,
+            &["not examined further", "--print-secret"],
         );
         check(&pretty, "t=1", SECRET, &["no `v1` signature"]);
         check(

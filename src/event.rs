@@ -3,6 +3,13 @@
 
 use serde_json::Value;
 
+/// How deeply arrays and objects may nest in an event. Real Stripe events
+/// nest 4 to 7 levels (an event, its `data.object`, an address or a list of
+/// items inside it); 64 leaves room for any expansion Stripe adds while
+/// staying far below serde_json's own recursion limit (128), so the door and
+/// routing refuse exactly the same bodies, for the same reason.
+pub const MAX_DEPTH: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct Event {
     pub id: String,
@@ -20,6 +27,10 @@ pub enum EventError {
     NotJson(String),
     #[error("body is not a Stripe event object: {0}")]
     NotAnEvent(String),
+    #[error(
+        "body nests arrays and objects more than {MAX_DEPTH} levels deep; Stripe events nest fewer than 10"
+    )]
+    TooDeep,
 }
 
 /// What the endpoint needs to journal a verified event: its id and type.
@@ -35,6 +46,7 @@ impl Event {
     /// without building a tree: the whole event is parsed later, once, when
     /// it is routed.
     pub fn head(body: &[u8]) -> Result<Head, EventError> {
+        check_depth(body)?;
         #[derive(serde::Deserialize)]
         struct Fields<'a> {
             #[serde(borrow)]
@@ -59,13 +71,19 @@ impl Event {
                 kind: kind.into_owned(),
             });
         }
-        Event::parse(body).map(|e| Head {
+        Event::parse_checked(body).map(|e| Head {
             id: e.id,
             kind: e.kind,
         })
     }
 
     pub fn parse(body: &[u8]) -> Result<Event, EventError> {
+        check_depth(body)?;
+        Event::parse_checked(body)
+    }
+
+    /// [`Event::parse`] of a body whose depth was checked.
+    fn parse_checked(body: &[u8]) -> Result<Event, EventError> {
         let raw: Value =
             serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
         let Some(object) = raw.as_object() else {
@@ -114,6 +132,38 @@ impl Event {
     pub fn object(&self) -> Option<&Value> {
         self.raw.get("data")?.get("object")
     }
+}
+
+/// Refuses a body whose arrays and objects nest deeper than [`MAX_DEPTH`],
+/// by counting brackets outside strings: one pass, no allocation, and it
+/// needs no valid JSON (the parse that follows judges that).
+fn check_depth(body: &[u8]) -> Result<(), EventError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(EventError::TooDeep);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -188,5 +238,32 @@ mod tests {
             r#"{"id":7,"object":"event","type":"a","created":1}"#,
             Err("`id`"),
         );
+    }
+
+    /// An event whose `data.object` holds `levels` nested arrays, with
+    /// brackets inside strings that do not count.
+    fn nested(levels: usize) -> String {
+        format!(
+            r#"{{"id":"evt_1","object":"event","type":"a","created":1,"data":{{"object":{}"x\"[{{"{}}}}}"#,
+            "[".repeat(levels),
+            "]".repeat(levels)
+        )
+    }
+
+    #[test]
+    fn depth_is_bounded_the_same_at_the_door_and_in_routing() {
+        // The event and `data` are two levels, `data.object` the array.
+        let deepest = nested(MAX_DEPTH - 2);
+        check(&deepest, Ok(("evt_1", "a")));
+        let deeper = nested(MAX_DEPTH - 1);
+        check(&deeper, Err("more than 64 levels"));
+        // Far past serde_json's own limit: the same refusal, the same words.
+        check(&nested(500), Err("more than 64 levels"));
+        // Brackets inside strings, escaped quotes included, are text.
+        let text = format!(
+            r#"{{"id":"evt_1","object":"event","type":"a","created":1,"s":"\"{}"}}"#,
+            "[{".repeat(200)
+        );
+        check(&text, Ok(("evt_1", "a")));
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use stripe_router::app::{App, Settings};
-use stripe_router::config::Config;
+use stripe_router::config::{AdminListen, Config};
 use stripe_router::env::Env;
 use stripe_router::send::{self, PaymentStatus};
 use stripe_router::standin::StripeStandIn;
@@ -42,6 +42,10 @@ enum Command {
         /// Listen address; overrides `server.listen` (default 127.0.0.1:3000).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// The admin listener's address on loopback, or `off`; overrides
+        /// `server.admin_listen` (default 127.0.0.1:9464).
+        #[arg(long)]
+        admin_listen: Option<AdminListen>,
     },
     /// List dead letters: deliveries (or enrichments) that gave up.
     ///
@@ -219,9 +223,14 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { config, listen } => serve(Settings {
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => serve(Settings {
             config_path: config,
             listen,
+            admin_listen,
             env,
         }),
         Command::Check { config } => check(&config, &env),
@@ -401,6 +410,9 @@ fn serve(settings: Settings) -> ExitCode {
             app.local_addr(),
             app.webhook_path()
         );
+        if let Some(admin) = app.admin_addr() {
+            tracing::info!("admin listener on http://{admin}");
+        }
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         app.run(shutdown).await;

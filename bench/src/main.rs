@@ -461,7 +461,9 @@ fn reload(router_bin: &Path) -> anyhow::Result<()> {
         let saved = Instant::now();
         std::fs::rename(&aside, &config)?;
         let applied = loop {
-            let version = procs::http_get(router.addr, "/healthz")
+            let version = router
+                .admin
+                .and_then(|admin| procs::http_get(admin, "/healthz"))
                 .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
                 .and_then(|v| v["config"]["version"].as_u64());
             if version == Some(edit + 1) {

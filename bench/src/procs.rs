@@ -62,6 +62,8 @@ fn clock_ticks() -> u64 {
 pub struct Process {
     child: Child,
     pub addr: SocketAddr,
+    /// The router's admin listener (where `/healthz` has the details).
+    pub admin: Option<SocketAddr>,
 }
 
 impl Process {
@@ -94,7 +96,11 @@ pub fn helper(args: &[&str]) -> anyhow::Result<Process> {
         .trim()
         .parse()
         .with_context(|| format!("helper {args:?} printed {line:?}, not its address"))?;
-    Ok(Process { child, addr })
+    Ok(Process {
+        child,
+        addr,
+        admin: None,
+    })
 }
 
 /// A free loopback port (closed again; a small race is acceptable here).
@@ -112,13 +118,17 @@ pub fn router(
     dir: &Path,
     env: &[(&str, String)],
 ) -> anyhow::Result<(Process, Duration)> {
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    // Its own port, so a router already running on this machine (holding
+    // the default 9464) never makes the run fail.
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let log = std::fs::File::create(dir.join("router.log"))?;
     let started = Instant::now();
     let child = Command::new(bin)
         .args(["serve", "--config", "routes.yaml", "--listen"])
         .arg(addr.to_string())
+        .arg("--admin-listen")
+        .arg(admin.to_string())
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -130,7 +140,11 @@ pub fn router(
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    let mut process = Process { child, addr };
+    let mut process = Process {
+        child,
+        addr,
+        admin: Some(admin),
+    };
     loop {
         if http_get(addr, "/healthz").is_some_and(|(status, _)| status == 200) {
             return Ok((process, started.elapsed()));

@@ -275,6 +275,7 @@ routes:
             "STRIPE_WEBHOOK_SECRET".into(),
             format!(" whsec_other , {SECRET} "),
         )],
+        wrapper: Vec::new(),
     })
     .await;
     let mut intent = fixture("event_payment_intent.succeeded.json");

@@ -63,6 +63,8 @@ impl Lines {
 pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The admin listener, where `/healthz` has the details.
+    pub admin: SocketAddr,
     pub stripe: StripeStandIn,
     pub consumer: Consumer,
     pub stdout: Lines,
@@ -70,6 +72,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The environment the router runs with.
     pub env: Vec<(String, String)>,
+    wrapper: Vec<String>,
     child: Child,
 }
 
@@ -78,6 +81,8 @@ pub struct Options {
     /// routes.yaml; `{consumer}` is replaced by the consumer's URL.
     pub routes: String,
     pub env: Vec<(String, String)>,
+    /// A command that runs the router, e.g. `prlimit --nofile=256:256`.
+    pub wrapper: Vec<String>,
 }
 
 impl Options {
@@ -88,6 +93,7 @@ impl Options {
                 ("STRIPE_WEBHOOK_SECRET".into(), SECRET.into()),
                 ("STRIPE_SECRET_API_KEY".into(), API_KEY.into()),
             ],
+            wrapper: Vec::new(),
         }
     }
 }
@@ -132,10 +138,13 @@ pub async fn spawn_with(options: Options) -> TestApp {
         ("STRIPE_API_BASE".to_owned(), stripe.url().to_string()),
     ];
     env.extend(options.env);
-    let (child, addr, stdout, stderr) = start_router(dir.path(), &env);
+    let wrapper = options.wrapper;
+    let (child, [addr, admin], stdout, stderr) = start_router(dir.path(), &env, &wrapper);
     TestApp {
         dir,
         addr,
+        admin,
+        wrapper,
         stripe,
         consumer,
         stdout,
@@ -146,14 +155,30 @@ pub async fn spawn_with(options: Options) -> TestApp {
     }
 }
 
-/// Starts `stripe-router serve` in `dir` and waits until it listens.
-fn start_router(dir: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Lines, Lines) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
+/// Starts `stripe-router serve` in `dir` (through `wrapper`, if any) and
+/// waits until it listens; returns its webhook and admin addresses.
+fn start_router(
+    dir: &Path,
+    env: &[(String, String)],
+    wrapper: &[String],
+) -> (Child, [SocketAddr; 2], Lines, Lines) {
+    let router = env!("CARGO_BIN_EXE_stripe-router");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(router);
+            command
+        }
+        None => Command::new(router),
+    };
+    let mut child = command
         .args([
             "serve",
             "--config",
             "routes.yaml",
             "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
             "127.0.0.1:0",
         ])
         .current_dir(dir)
@@ -166,11 +191,15 @@ fn start_router(dir: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Lin
         .expect("start stripe-router");
     let stdout = Lines::follow(child.stdout.take().unwrap());
     let stderr = Lines::follow(child.stderr.take().unwrap());
-    let addr = stderr.wait_for(WAIT, |line| {
-        let rest = line.split("listening on http://").nth(1)?;
-        rest.split('/').next()?.parse::<SocketAddr>().ok()
-    });
-    (child, addr, stdout, stderr)
+    let address_after = |marker: &'static str| {
+        move |line: &str| {
+            let rest = line.split(marker).nth(1)?;
+            rest.split('/').next()?.trim().parse::<SocketAddr>().ok()
+        }
+    };
+    let addr = stderr.wait_for(WAIT, address_after("listening on http://"));
+    let admin = stderr.wait_for(WAIT, address_after("admin listener on http://"));
+    (child, [addr, admin], stdout, stderr)
 }
 
 pub fn now() -> i64 {
@@ -202,8 +231,10 @@ impl TestApp {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr, stdout, stderr) = start_router(self.dir.path(), &self.env);
-        (self.child, self.addr, self.stdout, self.stderr) = (child, addr, stdout, stderr);
+        let (child, [addr, admin], stdout, stderr) =
+            start_router(self.dir.path(), &self.env, &self.wrapper);
+        (self.child, self.addr, self.admin) = (child, addr, admin);
+        (self.stdout, self.stderr) = (stdout, stderr);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -250,7 +281,7 @@ impl TestApp {
         .await
     }
 
-    /// Waits until `/healthz` satisfies `accept`, returning it.
+    /// Waits until the admin `/healthz` satisfies `accept`, returning it.
     pub async fn wait_health(&self, accept: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -285,9 +316,10 @@ impl TestApp {
         stdout
     }
 
+    /// The admin listener's `/healthz`, with the details.
     pub async fn health(&self) -> Value {
         self.http
-            .get(self.url("/healthz"))
+            .get(format!("http://{}/healthz", self.admin))
             .send()
             .await
             .unwrap()
