@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use stripe_router::app::{App, Settings};
-use stripe_router::config::Config;
+use stripe_router::config::{Config, redact_url};
 use stripe_router::env::Env;
 use stripe_router::send::{self, PaymentStatus};
 use stripe_router::standin::StripeStandIn;
@@ -207,9 +207,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok(), level))
         .init();
     let env = match Env::load(std::path::Path::new(".")) {
         Ok(env) => env,
@@ -288,6 +286,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// `RUST_LOG`, or `default` when it is unset or invalid. The file watcher
+/// (`notify`) logs every event in the config's folder at trace level: with
+/// the log written into that folder, each line would be an event and then
+/// another line, forever. So its trace lines show only when `RUST_LOG`
+/// names it.
+fn log_filter(rust_log: Option<String>, default: &str) -> tracing_subscriber::EnvFilter {
+    let directives = match rust_log {
+        Some(text) if text.contains("notify") => text,
+        Some(text) if !text.trim().is_empty() => format!("{text},notify=info"),
+        _ => default.to_owned(),
+    };
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
 /// Runs `task` on a fresh multi-threaded runtime.
 fn runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
@@ -333,7 +346,7 @@ fn send_event(
         .unwrap_or_default();
     runtime(async move {
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "POST {url}: {summary}");
+        let _ = writeln!(out, "POST {}: {summary}", redact_url(&url));
         match send::post(
             &reqwest::Client::new(),
             &url,
