@@ -400,31 +400,39 @@ impl Config {
     /// Reads and parses the file at `path`; `path` as given names the file in
     /// error places (`x/routes.yaml:12:5`).
     pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
-        let place = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            let message = match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    "the config file does not exist: create it, or pass another with --config"
-                        .to_owned()
-                }
-                std::io::ErrorKind::InvalidData => {
-                    "the config file is not UTF-8 text: save it as UTF-8".to_owned()
-                }
-                _ => format!("cannot read the config file: {e}"),
-            };
-            ConfigError::one(place, message)
-        })?;
+        let text = read(path)?;
         Config::parse(&text, path, env)
     }
 
     /// Parses config text; `file` names it in error places and its folder is
     /// the base for relative paths. `env` answers `${VAR}`.
     pub fn parse(text: &str, file: &Path, env: &Env) -> Result<Config, ConfigError> {
+        Config::parse_with(text, file, env, UnsetVars::Refused)
+    }
+
+    /// [`Config::load`], with `${VAR}`s naming unset variables allowed or not.
+    pub fn load_with(path: &Path, env: &Env, unset: UnsetVars) -> Result<Config, ConfigError> {
+        let text = read(path)?;
+        Config::parse_with(&text, path, env, unset)
+    }
+
+    /// [`Config::parse`], with `${VAR}`s naming unset variables allowed or
+    /// not. Allowed (`check --no-env`), such a variable reads as empty text
+    /// and the value that holds it is not judged: the config is only fit to
+    /// be checked, not to be served.
+    pub fn parse_with(
+        text: &str,
+        file: &Path,
+        env: &Env,
+        unset: UnsetVars,
+    ) -> Result<Config, ConfigError> {
         let mut checker = Checker {
             file: file.display().to_string(),
             text,
             problems: Vec::new(),
             expanded: Vec::new(),
+            unset,
+            unresolved: Vec::new(),
         };
         let config = checker.config(env);
         let base_dir = match file.parent() {
@@ -544,6 +552,34 @@ fn compact(value: &serde_json::Value) -> String {
     }
 }
 
+/// The config file's text, or why it cannot be read.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    let place = path.display().to_string();
+    std::fs::read_to_string(path).map_err(|e| {
+        let message = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "the config file does not exist: create it, or pass another with --config"
+                    .to_owned()
+            }
+            std::io::ErrorKind::InvalidData => {
+                "the config file is not UTF-8 text: save it as UTF-8".to_owned()
+            }
+            _ => format!("cannot read the config file: {e}"),
+        };
+        ConfigError::one(place, message)
+    })
+}
+
+/// How `${VAR}` naming an unset variable is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsetVars {
+    /// An error naming it: what `serve` needs.
+    Refused,
+    /// Read as empty text, its value not judged: `check --no-env`, as a CI
+    /// job without the secrets runs it.
+    Allowed,
+}
+
 const TOP_LEVEL_KEYS: &str = "server, stripe, store, sinks, routes";
 const ROUTE_KEYS: &str = "`name`, `when`, `emit`, `to`";
 
@@ -567,6 +603,11 @@ struct Checker<'a> {
     /// `(value, as written)` for every scalar that `${VAR}` changed, so that
     /// no problem message repeats an interpolated secret.
     expanded: Vec<(String, String)>,
+    unset: UnsetVars,
+    /// Scalars holding an unset variable: later problems placed there are
+    /// about the empty text standing in for it, not the file; the unset
+    /// variable is the problem (or, allowed, none).
+    unresolved: Vec<Pos>,
 }
 
 impl<'a> Checker<'a> {
@@ -581,6 +622,10 @@ impl<'a> Checker<'a> {
 
     fn problem(&mut self, at: impl Into<Pos>, message: impl Into<String>) {
         let at = at.into();
+        // A value that holds an unset variable is not judged.
+        if self.unresolved.contains(&at) {
+            return;
+        }
         let mut message = message.into();
         for (value, written) in &self.expanded {
             if !value.is_empty() && message.contains(value.as_str()) {
@@ -762,10 +807,13 @@ impl<'a> Checker<'a> {
         match &mut node.value {
             Node::Str(text) if text.contains('$') => {
                 let raw = self.raw(node.referenced);
-                let (value, missing) = expand(text, env);
+                let (value, missing, unresolved) = expand(text, env, self.unset);
                 for (name, problem) in missing {
                     let at = self.locate_in_raw(node.referenced, raw, &format!("${{{name}"));
                     self.problem(at, problem);
+                }
+                if unresolved {
+                    self.unresolved.push(node.referenced.into());
                 }
                 if value != *text {
                     self.expanded
@@ -1288,11 +1336,13 @@ fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
     rest.split_once(end).map(|(inside, _)| inside)
 }
 
-/// Expands `${NAME}` and `$${`; returns the value and, for each unset or
-/// malformed reference, its name and a problem message.
-fn expand(text: &str, env: &Env) -> (String, Vec<(String, String)>) {
+/// Expands `${NAME}` and `$${`; returns the value, for each malformed
+/// reference (and unset one, unless `unset` allows them) its name and a
+/// problem message, and whether an unset variable was left empty.
+fn expand(text: &str, env: &Env, unset: UnsetVars) -> (String, Vec<(String, String)>, bool) {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
+    let mut unresolved = false;
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
         out.push_str(&rest[..dollar]);
@@ -1321,10 +1371,15 @@ fn expand(text: &str, env: &Env) -> (String, Vec<(String, String)>) {
                     format!("`${{{name}}}` is not a variable name: use letters, digits and `_`, or write `$${{` for a literal `${{`"),
                 )),
                 Some(value) => out.push_str(&value),
-                None => problems.push((
-                    name.to_owned(),
-                    format!("${{{name}}} is not set: export it or put it in .env"),
-                )),
+                None => {
+                    unresolved = true;
+                    if unset == UnsetVars::Refused {
+                        problems.push((
+                            name.to_owned(),
+                            format!("${{{name}}} is not set: export it or put it in .env"),
+                        ));
+                    }
+                }
             }
             rest = tail;
         } else {
@@ -1333,7 +1388,7 @@ fn expand(text: &str, env: &Env) -> (String, Vec<(String, String)>) {
         }
     }
     out.push_str(rest);
-    (out, problems)
+    (out, problems, unresolved)
 }
 
 /// A YAML value with the place of every node, so that each part of the file

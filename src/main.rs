@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use stripe_router::app::{App, Settings};
-use stripe_router::config::{Config, redact_url};
+use stripe_router::config::{Config, UnsetVars, redact_url};
 use stripe_router::env::Env;
 use stripe_router::send::{self, PaymentStatus};
 use stripe_router::standin::StripeStandIn;
 use stripe_router::store::{Filter, SqliteStore, Store};
-use stripe_router::{deadletters, demo, diagnose, event_types, reload};
+use stripe_router::{app, deadletters, demo, diagnose, event_types, reload};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -79,13 +79,18 @@ enum Command {
     },
     /// Validate a routes file without serving: every error, with its place.
     ///
-    /// Also warns, without failing, about routes that can never fire (an
-    /// event type Stripe does not send) and about the Stripe variables.
+    /// Refuses what `serve` would refuse with the same environment,
+    /// including the Stripe variables. Also warns, without failing, about
+    /// routes that can never fire (an event type Stripe does not send).
     ///
     /// Example: stripe-router check --config routes.yaml
     Check {
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
+        /// Validate the file alone, as a CI job without secrets would:
+        /// unset `${VAR}`s and missing Stripe variables are not errors.
+        #[arg(long)]
+        no_env: bool,
     },
     /// Send a signed test event to a running router: an offline `stripe trigger`.
     ///
@@ -222,7 +227,7 @@ fn main() -> ExitCode {
             listen,
             env,
         }),
-        Command::Check { config } => check(&config, &env),
+        Command::Check { config, no_env } => check(&config, &env, no_env),
         Command::Send {
             r#type,
             to,
@@ -438,16 +443,52 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn check(path: &std::path::Path, env: &Env) -> ExitCode {
-    let orders_enabled = env
-        .get("STRIPE_SECRET_API_KEY")
-        .is_some_and(|k| !k.trim().is_empty());
-    let result = Config::load(path, env).and_then(|config| {
-        reload::compile(&config, orders_enabled)?;
-        Ok(config)
-    });
-    match result {
-        Ok(config) => {
+/// `check`: the config's problems and, unless `no_env`, what `serve` would
+/// refuse in the environment, by the same functions `serve` uses. Warnings
+/// are printed whether or not there are errors.
+fn check(path: &std::path::Path, env: &Env, no_env: bool) -> ExitCode {
+    let unset = if no_env {
+        UnsetVars::Allowed
+    } else {
+        UnsetVars::Refused
+    };
+    let orders_enabled = no_env
+        || env
+            .get("STRIPE_SECRET_API_KEY")
+            .is_some_and(|k| !k.trim().is_empty());
+    let mut problems: Vec<String> = Vec::new();
+    let config = Config::load_with(path, env, unset)
+        .map_err(|error| problems.extend(error.problems.iter().map(ToString::to_string)))
+        .ok();
+    if let Some(config) = &config
+        && let Err(error) = reload::compile(config, orders_enabled)
+    {
+        problems.extend(error.problems.iter().map(ToString::to_string));
+    }
+    let config_problems = problems.len();
+    let mut warnings: Vec<String> = config
+        .as_ref()
+        .map(|c| {
+            event_types::route_warnings(c)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let stripe = config
+        .as_ref()
+        .map(|c| c.stripe.clone())
+        .unwrap_or_default();
+    match app::stripe_environment(env, &stripe) {
+        Ok(_) => warnings.extend(diagnose::environment(env)),
+        // Left out, a CI job without secrets: what serve would refuse is
+        // only a warning.
+        Err(_) if no_env => warnings.extend(diagnose::environment(env)),
+        Err(e) => problems.push(format!("environment: {e}")),
+    }
+
+    match &config {
+        Some(config) if problems.is_empty() => {
             // The summary is the command's output; problems go to stderr.
             let _ = writeln!(
                 std::io::stdout(),
@@ -455,29 +496,33 @@ fn check(path: &std::path::Path, env: &Env) -> ExitCode {
                 path.display(),
                 config.summary()
             );
-            let route_warnings = event_types::route_warnings(&config)
-                .into_iter()
-                .map(|problem| problem.to_string());
-            let warnings: Vec<String> = route_warnings.chain(diagnose::environment(env)).collect();
-            if !warnings.is_empty() {
-                eprintln!("warnings ({}):", warnings.len());
-                for warning in &warnings {
-                    eprintln!("  warning: {warning}");
-                }
-            }
-            ExitCode::SUCCESS
         }
-        Err(error) => {
+        _ => {
+            let verdict = if config_problems > 0 {
+                "is not valid"
+            } else {
+                "is valid, but serve would not start with this environment"
+            };
             eprintln!(
-                "{} is not valid ({} problems):",
+                "{} {verdict} ({} problems):",
                 path.display(),
-                error.problems.len()
+                problems.len()
             );
-            for problem in &error.problems {
+            for problem in &problems {
                 eprintln!("  {problem}");
             }
-            ExitCode::FAILURE
         }
+    }
+    if !warnings.is_empty() {
+        eprintln!("warnings ({}):", warnings.len());
+        for warning in &warnings {
+            eprintln!("  warning: {warning}");
+        }
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -69,7 +69,8 @@ pub enum SendError {
          verifies with, whsec_..."
     )]
     NoSecret,
-    #[error("STRIPE_WEBHOOK_SECRET: {0}")]
+    /// Its messages name the variable.
+    #[error(transparent)]
     Secret(#[from] SecretsError),
     #[error("cannot tell where to send from {path} (pass --to URL instead):\n{error}")]
     Config { path: String, error: ConfigError },

@@ -25,14 +25,22 @@ fn events_app() -> Options {
     }
 }
 
+/// `stripe-router args...` in `dir`, with only `env` (and `PATH`).
+fn command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    command
+}
+
 /// Runs `stripe-router args...` in the app's folder with its environment.
 fn run(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args(args)
-        .current_dir(app.dir.path())
-        .env_clear()
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+    command(app.dir.path(), &app.env, args)
         .output()
         .expect("run stripe-router")
 }
@@ -146,19 +154,18 @@ async fn credentials_in_sink_urls_never_show_in_logs_healthz_or_check() {
     assert_no_leak(&everything_shown(&app).await);
 }
 
-/// Runs `serve` on the app's folder until it exits (it must refuse to
-/// start) and returns what it printed.
-fn serve_refuses(app: &TestApp, config: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
-        .current_dir(app.dir.path())
-        .env_clear()
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start stripe-router serve");
+/// Runs `serve` in `dir` until it exits (it must refuse to start) and
+/// returns what it printed.
+fn serve_refuses(dir: &Path, env: &[(String, String)], config: &str) -> String {
+    let mut child = command(
+        dir,
+        env,
+        &["serve", "--config", config, "--listen", "127.0.0.1:0"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start stripe-router serve");
     let deadline = Instant::now() + WAIT;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -201,7 +208,7 @@ async fn check_and_serve_refuse_the_same_values_with_their_place() {
         std::fs::write(app.path(file), routes).unwrap();
         let check = run(&app, &["check", "--config", file]);
         assert_eq!(check.status.code(), Some(1), "{}", text(&check));
-        let refused = serve_refuses(&app, file);
+        let refused = serve_refuses(app.dir.path(), &app.env, file);
         for shown in [text(&check), refused] {
             assert!(shown.contains(expected), "`{expected}` not in:\n{shown}");
             for secret in [
@@ -213,6 +220,92 @@ async fn check_and_serve_refuse_the_same_values_with_their_place() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn check_refuses_the_environment_serve_refuses_unless_told_to_leave_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "{EVENTS}  - name: web\n    when: {{}}\n    emit: event\n    to: [web]\n"
+    )
+    .replace(
+        "sinks:\n",
+        "sinks:\n  web: { type: http, url: \"${SHIP_URL}\", signing_secret: \"${SHIP_SECRET}\" }\n",
+    );
+    std::fs::write(dir.path().join("routes.yaml"), routes).unwrap();
+    let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let check = |env: &[(String, String)], args: &[&str]| {
+        command(dir.path(), env, &[&["check"], args].concat())
+            .output()
+            .expect("run check")
+    };
+
+    // No variables at all: serve refuses, so check does, with the places.
+    let output = check(&[], &[]);
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    for expected in [
+        "routes.yaml:2:28: ${SHIP_URL} is not set",
+        "routes.yaml:2:59: ${SHIP_SECRET} is not set",
+        "environment: STRIPE_WEBHOOK_SECRET is not set",
+    ] {
+        assert!(shown.contains(expected), "`{expected}` not in:\n{shown}");
+    }
+    let refused = serve_refuses(dir.path(), &[], "routes.yaml");
+    assert!(
+        refused.contains("routes.yaml:2:28: ${SHIP_URL} is not set"),
+        "{refused}"
+    );
+
+    // A CI job without secrets checks the file alone.
+    let output = check(&[], &["--no-env"]);
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("routes.yaml is valid"), "{shown}");
+    assert!(
+        shown.contains("warning: STRIPE_WEBHOOK_SECRET is not set"),
+        "{shown}"
+    );
+
+    // Every variable set, but an API key where the webhook secret goes.
+    let env = [
+        var(
+            "SHIP_URL",
+            "https://user:pw_leak_3@shipping.example/x?token=tok_leak_4",
+        ),
+        var("SHIP_SECRET", "whsec_c2hpcHBpbmdfc2VjcmV0"),
+        var("STRIPE_WEBHOOK_SECRET", "sk_test_51NotAWebhookSecretAtAll"),
+    ];
+    let output = check(&env, &[]);
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("environment: STRIPE_WEBHOOK_SECRET holds an API key (sk_test_...)"),
+        "{shown}"
+    );
+    let refused = serve_refuses(dir.path(), &env, "routes.yaml");
+    assert!(
+        refused.contains("holds an API key (sk_test_...)"),
+        "{refused}"
+    );
+    for shown in [shown, refused] {
+        assert_no_leak(&shown);
+        assert!(!shown.contains("51NotAWebhookSecretAtAll"), "{shown}");
+    }
+
+    // And with the right secret, both accept it.
+    let env = [
+        env[0].clone(),
+        env[1].clone(),
+        var("STRIPE_WEBHOOK_SECRET", SECRET),
+    ];
+    let output = check(&env, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("https://<redacted>@shipping.example/x?<redacted> (signed)"),
+        "{}",
+        text(&output)
+    );
 }
 
 /// Rewrites routes.yaml every 100 ms, each time with a different route
