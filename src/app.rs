@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-use crate::config::{AdminListen, Config, ConfigError};
+use crate::config::{AdminListen, Config, ConfigError, StripeConfig};
 use crate::deliver::Engine;
 use crate::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::env::Env;
@@ -45,12 +45,14 @@ pub enum StartError {
         "STRIPE_WEBHOOK_SECRET is not set: set it to the endpoint signing secret (whsec_...), from `stripe listen --print-secret` or the Dashboard's webhook endpoint page"
     )]
     NoWebhookSecret,
-    #[error("STRIPE_WEBHOOK_SECRET: {0}")]
+    /// Its messages name the variable.
+    #[error(transparent)]
     WebhookSecret(#[from] SecretsError),
     #[error("STRIPE_SECRET_API_KEY: {0}")]
     ApiKey(#[from] ApiKeyError),
-    #[error("STRIPE_API_BASE `{value}` is not a URL: {reason}")]
-    ApiBase { value: String, reason: String },
+    /// The value is not repeated: a URL may hold credentials.
+    #[error("STRIPE_API_BASE is not a URL ({reason}): write e.g. `https://api.stripe.com`")]
+    ApiBase { reason: String },
     #[error("the Stripe API client cannot start: {0}")]
     StripeClient(String),
     #[error(transparent)]
@@ -107,11 +109,7 @@ impl App {
             error,
         })?;
 
-        let secrets = match env.get("STRIPE_WEBHOOK_SECRET") {
-            Some(value) => Secrets::parse(&value)?,
-            None => return Err(StartError::NoWebhookSecret),
-        };
-        let stripe = stripe_api(&env, &config)?;
+        let (secrets, stripe) = stripe_environment(&env, &config.stripe)?;
         let orders_enabled = stripe.is_some();
 
         let server_config = config.server.clone();
@@ -294,8 +292,22 @@ async fn prune(store: Arc<dyn Store>, retention: Duration, shutdown: Cancellatio
     }
 }
 
+/// What `serve` takes from the environment: the webhook secrets and, when
+/// `STRIPE_SECRET_API_KEY` is set, the Stripe API client. `check` calls it
+/// too, so both refuse the same environment.
+pub fn stripe_environment(
+    env: &Env,
+    config: &StripeConfig,
+) -> Result<(Secrets, Option<StripeApi>), StartError> {
+    let secrets = match env.get("STRIPE_WEBHOOK_SECRET") {
+        Some(value) => Secrets::parse(&value)?,
+        None => return Err(StartError::NoWebhookSecret),
+    };
+    Ok((secrets, stripe_api(env, config)?))
+}
+
 /// The Stripe API client, when `STRIPE_SECRET_API_KEY` is set.
-fn stripe_api(env: &Env, config: &Config) -> Result<Option<StripeApi>, StartError> {
+fn stripe_api(env: &Env, config: &StripeConfig) -> Result<Option<StripeApi>, StartError> {
     let Some(key) = env
         .get("STRIPE_SECRET_API_KEY")
         .filter(|k| !k.trim().is_empty())
@@ -307,10 +319,9 @@ fn stripe_api(env: &Env, config: &Config) -> Result<Option<StripeApi>, StartErro
         .get("STRIPE_API_BASE")
         .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
     let base = Url::parse(base_text.trim()).map_err(|e| StartError::ApiBase {
-        value: base_text.clone(),
         reason: e.to_string(),
     })?;
-    StripeApi::new(base, key, &config.stripe)
+    StripeApi::new(base, key, config)
         .map(Some)
         .map_err(|e| StartError::StripeClient(e.to_string()))
 }

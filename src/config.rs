@@ -188,7 +188,7 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct StripeConfig {
     /// A pinned `Stripe-Version` header; the account's default when unset.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "api_version")]
     pub api_version: Option<String>,
     /// Per-request timeout.
     #[serde(default, with = "opt_duration")]
@@ -280,6 +280,21 @@ fn default_max_line_items() -> u32 {
 /// A page of 100 items with expanded products is a few hundred KB.
 fn default_max_response() -> u64 {
     8 * 1024 * 1024
+}
+
+/// `stripe.api_version`: sent as the `Stripe-Version` header, so it must be
+/// one (the client refuses to start otherwise).
+fn api_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(version) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    match reqwest::header::HeaderValue::from_str(&version) {
+        Ok(_) => Ok(Some(version)),
+        Err(_) => Err(de::Error::custom(format!(
+            "`{version}` is not a Stripe API version: write one as the Dashboard shows it, \
+             e.g. `2024-06-20`, or leave it out for the account's default"
+        ))),
+    }
 }
 
 /// Durations written as `300s`, `1.5s`, `10m`, `72h`, `250ms`.
@@ -401,31 +416,39 @@ impl Config {
     /// Reads and parses the file at `path`; `path` as given names the file in
     /// error places (`x/routes.yaml:12:5`).
     pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
-        let place = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            let message = match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    "the config file does not exist: create it, or pass another with --config"
-                        .to_owned()
-                }
-                std::io::ErrorKind::InvalidData => {
-                    "the config file is not UTF-8 text: save it as UTF-8".to_owned()
-                }
-                _ => format!("cannot read the config file: {e}"),
-            };
-            ConfigError::one(place, message)
-        })?;
+        let text = read(path)?;
         Config::parse(&text, path, env)
     }
 
     /// Parses config text; `file` names it in error places and its folder is
     /// the base for relative paths. `env` answers `${VAR}`.
     pub fn parse(text: &str, file: &Path, env: &Env) -> Result<Config, ConfigError> {
+        Config::parse_with(text, file, env, UnsetVars::Refused)
+    }
+
+    /// [`Config::load`], with `${VAR}`s naming unset variables allowed or not.
+    pub fn load_with(path: &Path, env: &Env, unset: UnsetVars) -> Result<Config, ConfigError> {
+        let text = read(path)?;
+        Config::parse_with(&text, path, env, unset)
+    }
+
+    /// [`Config::parse`], with `${VAR}`s naming unset variables allowed or
+    /// not. Allowed (`check --no-env`), such a variable reads as empty text
+    /// and the value that holds it is not judged: the config is only fit to
+    /// be checked, not to be served.
+    pub fn parse_with(
+        text: &str,
+        file: &Path,
+        env: &Env,
+        unset: UnsetVars,
+    ) -> Result<Config, ConfigError> {
         let mut checker = Checker {
             file: file.display().to_string(),
             text,
             problems: Vec::new(),
             expanded: Vec::new(),
+            unset,
+            unresolved: Vec::new(),
         };
         let config = checker.config(env);
         let base_dir = match file.parent() {
@@ -469,7 +492,7 @@ impl Config {
                     } else {
                         ""
                     };
-                    format!("http    {}{signed}", public_url(&c.url))
+                    format!("http    {}{signed}", redact_url(&c.url))
                 }
                 SinkConfig::Stdout(_) => "stdout".to_owned(),
             };
@@ -499,15 +522,30 @@ impl Config {
     }
 }
 
-/// A URL fit to print: no user, password or query (any may hold a token).
-fn public_url(url: &url::Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    if url.query().is_some() {
-        url.set_query(Some("…"));
+/// What [`redact_url`] shows in place of a URL's credentials.
+pub const REDACTED: &str = "<redacted>";
+
+/// A URL fit to show in logs, errors, `check` output and HTTP answers: its
+/// user, password and query may each hold a token, so they are replaced by
+/// [`REDACTED`] (which still says that one is set); the fragment, never
+/// sent, is dropped. The one URL redactor: every message that names a URL
+/// shows it through this.
+pub fn redact_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    // Only fails for URLs that cannot have userinfo, which then have none.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let mut text = shown.to_string();
+    if !url.username().is_empty() || url.password().is_some() {
+        text = text.replacen("://", &format!("://{REDACTED}@"), 1);
     }
-    url.to_string()
+    if url.query().is_some() {
+        text.push('?');
+        text.push_str(REDACTED);
+    }
+    text
 }
 
 /// A `when` value as written in flow YAML: `paid`, `[a, b]`, `{gte: 100}`.
@@ -528,6 +566,34 @@ fn compact(value: &serde_json::Value) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// The config file's text, or why it cannot be read.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    let place = path.display().to_string();
+    std::fs::read_to_string(path).map_err(|e| {
+        let message = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "the config file does not exist: create it, or pass another with --config"
+                    .to_owned()
+            }
+            std::io::ErrorKind::InvalidData => {
+                "the config file is not UTF-8 text: save it as UTF-8".to_owned()
+            }
+            _ => format!("cannot read the config file: {e}"),
+        };
+        ConfigError::one(place, message)
+    })
+}
+
+/// How `${VAR}` naming an unset variable is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsetVars {
+    /// An error naming it: what `serve` needs.
+    Refused,
+    /// Read as empty text, its value not judged: `check --no-env`, as a CI
+    /// job without the secrets runs it.
+    Allowed,
 }
 
 const TOP_LEVEL_KEYS: &str = "server, stripe, store, sinks, routes";
@@ -553,6 +619,11 @@ struct Checker<'a> {
     /// `(value, as written)` for every scalar that `${VAR}` changed, so that
     /// no problem message repeats an interpolated secret.
     expanded: Vec<(String, String)>,
+    unset: UnsetVars,
+    /// Scalars holding an unset variable: later problems placed there are
+    /// about the empty text standing in for it, not the file; the unset
+    /// variable is the problem (or, allowed, none).
+    unresolved: Vec<Pos>,
 }
 
 impl<'a> Checker<'a> {
@@ -567,6 +638,10 @@ impl<'a> Checker<'a> {
 
     fn problem(&mut self, at: impl Into<Pos>, message: impl Into<String>) {
         let at = at.into();
+        // A value that holds an unset variable is not judged.
+        if self.unresolved.contains(&at) {
+            return;
+        }
         let mut message = message.into();
         for (value, written) in &self.expanded {
             if !value.is_empty() && message.contains(value.as_str()) {
@@ -748,10 +823,13 @@ impl<'a> Checker<'a> {
         match &mut node.value {
             Node::Str(text) if text.contains('$') => {
                 let raw = self.raw(node.referenced);
-                let (value, missing) = expand(text, env);
+                let (value, missing, unresolved) = expand(text, env, self.unset);
                 for (name, problem) in missing {
                     let at = self.locate_in_raw(node.referenced, raw, &format!("${{{name}"));
                     self.problem(at, problem);
+                }
+                if unresolved {
+                    self.unresolved.push(node.referenced.into());
                 }
                 if value != *text {
                     self.expanded
@@ -906,13 +984,30 @@ impl Checker<'_> {
         let mut errors: Vec<DeError> = Vec::new();
         if let Node::Map(entries) = &node.value {
             let tag = tag.and_then(|t| entries.iter().find(|(k, _)| k.value.as_str() == Some(t)));
+            // What the tag alone says (a missing field, an unknown type):
+            // any other error of a probe is about the probe's one field.
+            let tag_alone = tag.and_then(|t| {
+                let alone = Spanned::new(Node::Map(vec![t.clone()]), node.referenced, node.defined);
+                T::deserialize(De(&alone)).err().map(|e| e.message)
+            });
             for entry in entries {
                 if tag.is_some_and(|t| std::ptr::eq(t, entry)) {
                     continue;
                 }
                 let alone = Node::Map(tag.into_iter().chain([entry]).cloned().collect());
                 let probe = Spanned::new(alone, node.referenced, node.defined);
-                if let Err(e) = T::deserialize(De(&probe)) {
+                if let Err(mut e) = T::deserialize(De(&probe)) {
+                    // Internally tagged enums (sinks) buffer their input, so
+                    // their errors come back without a place; the probe
+                    // gives it, and messages need not repeat the value
+                    // (which may be a secret) to be placed.
+                    if tag.is_some()
+                        && e.at.is_none()
+                        && !e.message.starts_with("unknown field")
+                        && tag_alone.as_deref() != Some(e.message.as_str())
+                    {
+                        e.at = Some(entry.1.referenced);
+                    }
                     let known = errors
                         .iter()
                         .any(|k| k.message == e.message && k.at == e.at);
@@ -953,6 +1048,9 @@ impl Checker<'_> {
                 continue; // reported as a duplicate
             }
             defined.push(name.to_owned());
+            if let Some(problem) = name_problem("sink", name) {
+                self.problem(key.referenced, problem);
+            }
             let what = format!("sink `{name}`");
             if !matches!(value.value, Node::Map(_)) {
                 self.problem(
@@ -1027,7 +1125,12 @@ impl Checker<'_> {
             return None;
         };
         let name = match item.value.get("name").map(|n| (n, &n.value)) {
-            Some((_, Node::Str(name))) if !name.trim().is_empty() => Some(name.clone()),
+            Some((node, Node::Str(name))) if !name.trim().is_empty() => {
+                if let Some(problem) = name_problem("route", name) {
+                    self.problem(node.referenced, problem);
+                }
+                Some(name.clone())
+            }
             Some((node, _)) => {
                 self.problem(
                     node.referenced,
@@ -1254,17 +1357,46 @@ impl Checker<'_> {
     }
 }
 
+/// Why `name` cannot name a route or sink, with a name that can. Names go
+/// into record ids (`<event id>:<route>`), sent as Standard Webhooks message
+/// ids and HTTP header values, which allow no `.`, `:` or spaces.
+fn name_problem(kind: &str, name: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.chars().all(allowed) {
+        return None;
+    }
+    let mut suggested = String::with_capacity(name.len());
+    for c in name.chars() {
+        if allowed(c) {
+            suggested.push(c);
+        } else if !suggested.ends_with('-') {
+            suggested.push('-');
+        }
+    }
+    let suggested = match suggested.trim_matches('-') {
+        "" => kind,
+        trimmed => trimmed,
+    };
+    Some(format!(
+        "{kind} name `{name}` may only hold ASCII letters, digits, `-` and `_` (it becomes part of \
+         record ids, which consumers receive as Standard Webhooks message ids): rename it, e.g. \
+         `{suggested}`"
+    ))
+}
+
 /// The text between `start` and the next `end` in `text`.
 fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
     let (_, rest) = text.split_once(start)?;
     rest.split_once(end).map(|(inside, _)| inside)
 }
 
-/// Expands `${NAME}` and `$${`; returns the value and, for each unset or
-/// malformed reference, its name and a problem message.
-fn expand(text: &str, env: &Env) -> (String, Vec<(String, String)>) {
+/// Expands `${NAME}` and `$${`; returns the value, for each malformed
+/// reference (and unset one, unless `unset` allows them) its name and a
+/// problem message, and whether an unset variable was left empty.
+fn expand(text: &str, env: &Env, unset: UnsetVars) -> (String, Vec<(String, String)>, bool) {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
+    let mut unresolved = false;
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
         out.push_str(&rest[..dollar]);
@@ -1293,10 +1425,15 @@ fn expand(text: &str, env: &Env) -> (String, Vec<(String, String)>) {
                     format!("`${{{name}}}` is not a variable name: use letters, digits and `_`, or write `$${{` for a literal `${{`"),
                 )),
                 Some(value) => out.push_str(&value),
-                None => problems.push((
-                    name.to_owned(),
-                    format!("${{{name}}} is not set: export it or put it in .env"),
-                )),
+                None => {
+                    unresolved = true;
+                    if unset == UnsetVars::Refused {
+                        problems.push((
+                            name.to_owned(),
+                            format!("${{{name}}} is not set: export it or put it in .env"),
+                        ));
+                    }
+                }
             }
             rest = tail;
         } else {
@@ -1305,7 +1442,7 @@ fn expand(text: &str, env: &Env) -> (String, Vec<(String, String)>) {
         }
     }
     out.push_str(rest);
-    (out, problems)
+    (out, problems, unresolved)
 }
 
 /// A YAML value with the place of every node, so that each part of the file
@@ -2058,16 +2195,19 @@ routes:
             "sinks:\n  web:\n    type: http\n    url: ftp//x\n    timeout: soon\n    headers: { X-Count: 5 }\n  c: { path: x }\n  d: 5\n  e: { type: jsonl }\nroutes: []\n",
             &[
                 (
-                    "routes.yaml:3:5",
-                    &["sink `web`", "expected a string (put the value in quotes)"],
-                ),
-                (
                     "routes.yaml:4:10",
                     &["invalid `url` in sink `web`", "relative URL without a base"],
                 ),
                 (
                     "routes.yaml:5:14",
                     &["invalid `timeout` in sink `web`", "invalid duration `soon`"],
+                ),
+                (
+                    "routes.yaml:6:14",
+                    &[
+                        "invalid `headers` in sink `web`",
+                        "expected a string (put the value in quotes)",
+                    ],
                 ),
                 (
                     "routes.yaml:7:6",
@@ -2168,7 +2308,120 @@ routes:
         let error = Config::parse(text, Path::new("routes.yaml"), &env).expect_err("bad url");
         let rendered = error.to_string();
         assert!(!rendered.contains("supersecret"), "{rendered}");
-        assert!(rendered.contains("${TOKEN}"), "{rendered}");
+        assert!(
+            rendered.starts_with("routes.yaml:2:27: invalid `url`"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn values_serve_would_refuse_are_refused_with_their_place() {
+        check_errors(
+            "stripe: { api_version: \"2024\\u0001\" }\nsinks:\n  web:\n    type: http\n    url: ftp://x/y\n    signing_secret: whsec_not base64!\n    timeout: 0s\n    headers: { Host: x }\n  bare:\n    type: http\n    url: http://x/\n    signing_secret: C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n  file: { type: jsonl, path: sinks/ }\nroutes: []\n",
+            &[
+                (
+                    "routes.yaml:1:24",
+                    &["invalid `api_version` in `stripe`", "`2024-06-20`"],
+                ),
+                (
+                    "routes.yaml:5:10",
+                    &[
+                        "invalid `url` in sink `web`",
+                        "scheme `ftp`",
+                        "http or https",
+                    ],
+                ),
+                (
+                    "routes.yaml:6:21",
+                    &[
+                        "invalid `signing_secret` in sink `web`",
+                        "`whsec_` followed by",
+                    ],
+                ),
+                (
+                    "routes.yaml:7:14",
+                    &["invalid `timeout` in sink `web`", "more than zero"],
+                ),
+                (
+                    "routes.yaml:8:14",
+                    &[
+                        "invalid `headers` in sink `web`",
+                        "`Host` is set by the sink",
+                    ],
+                ),
+                (
+                    "routes.yaml:12:21",
+                    &["invalid `signing_secret` in sink `bare`", "`whsec_`"],
+                ),
+                (
+                    "routes.yaml:13:30",
+                    &["invalid `path` in sink `file`", "names a folder"],
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn route_and_sink_names_fit_in_record_ids() {
+        check_errors(
+            "sinks:\n  a.b: { type: stdout }\n  \"ship to: us\": { type: stdout }\n  ok_name-2: { type: stdout }\nroutes:\n  - name: paid.orders\n    when: {}\n    emit: event\n    to: [a.b, \"ship to: us\", ok_name-2]\n  - name: \"..\"\n    when: {}\n    emit: event\n    to: ok_name-2\n",
+            &[
+                (
+                    "routes.yaml:2:3",
+                    &["sink name `a.b` may only hold", "e.g. `a-b`"],
+                ),
+                (
+                    "routes.yaml:3:3",
+                    &["sink name `ship to: us`", "e.g. `ship-to-us`"],
+                ),
+                (
+                    "routes.yaml:6:11",
+                    &[
+                        "route name `paid.orders` may only hold ASCII letters, digits, `-` and `_`",
+                        "e.g. `paid-orders`",
+                    ],
+                ),
+                ("routes.yaml:10:11", &["route name `..`", "e.g. `route`"]),
+            ],
+        );
+    }
+
+    #[test]
+    fn problems_never_repeat_a_secret_written_in_the_file() {
+        let text = "sinks:\n  a: { type: http, url: \"http://user:hunter2secret@host:99999/x?token=tok_leak\" }\n  b: { type: http, url: \"http://x/\", signing_secret: \"whsec_sup3r secret\", headers: { X-Key: \"sk_live_leak\\nx\" } }\n  c: { type: http, url: \"https://u:pw@ho st/?token=tok_leak\" }\nroutes: []\n";
+        let error = Config::parse(text, Path::new("routes.yaml"), &Env::empty())
+            .expect_err("every sink is broken");
+        let rendered = error.to_string();
+        assert_eq!(error.problems.len(), 4, "{rendered}");
+        for secret in ["hunter2secret", "tok_leak", "sup3r", "sk_live_leak", "pw@"] {
+            assert!(!rendered.contains(secret), "`{secret}` in\n{rendered}");
+        }
+    }
+
+    #[test]
+    fn redact_url_hides_userinfo_and_query() {
+        #[track_caller]
+        fn check(url: &str, shown: &str) {
+            assert_eq!(redact_url(&url::Url::parse(url).unwrap()), shown);
+        }
+        check(
+            "http://127.0.0.1:4000/orders",
+            "http://127.0.0.1:4000/orders",
+        );
+        check(
+            "https://user:pw@example.com/hook?token=abc#frag",
+            "https://<redacted>@example.com/hook?<redacted>",
+        );
+        check(
+            "https://tok_123@example.com/",
+            "https://<redacted>@example.com/",
+        );
+        check("https://:pw@example.com", "https://<redacted>@example.com/");
+        check(
+            "http://user:pa ss@host/x?",
+            "http://<redacted>@host/x?<redacted>",
+        );
+        check("http://host/x#token=abc", "http://host/x");
     }
 
     #[test]
@@ -2217,7 +2470,7 @@ routes:
         for expected in [
             "listen: 127.0.0.1:3000, webhook path: /api/webhook",
             "orders   jsonl   ./sinks/orders.jsonl",
-            "web      http    https://example.com/hook?%E2%80%A6 (signed)",
+            "web      http    https://<redacted>@example.com/hook?<redacted> (signed)",
             "console  stdout",
             "paid  when {type: [a, b], data.object.amount_total: {gte: 100}}  emit order -> orders, web",
         ] {

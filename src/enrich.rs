@@ -134,7 +134,7 @@ pub struct EnrichError {
 /// The client could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("the stripe api base `{0}` must be an http or https URL")]
+    #[error("the stripe api base `{}` must be an http or https URL", crate::config::redact_url(.0))]
     Base(Url),
     #[error("stripe.api_version `{0}` is not a valid header value")]
     ApiVersion(String),

@@ -37,6 +37,8 @@ pub mod env;
 pub mod event;
 pub mod event_types;
 pub mod pipeline;
+#[cfg(test)]
+mod proptests;
 pub mod record;
 pub mod reload;
 pub mod rules;

@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use stripe_router::app::{App, Settings};
-use stripe_router::config::{AdminListen, Config};
+use stripe_router::config::{AdminListen, Config, UnsetVars, redact_url};
 use stripe_router::env::Env;
 use stripe_router::send::{self, PaymentStatus};
 use stripe_router::standin::StripeStandIn;
 use stripe_router::store::{Filter, SqliteStore, Store};
-use stripe_router::{deadletters, demo, diagnose, event_types, reload};
+use stripe_router::{app, deadletters, demo, diagnose, event_types, reload};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,13 +83,18 @@ enum Command {
     },
     /// Validate a routes file without serving: every error, with its place.
     ///
-    /// Also warns, without failing, about routes that can never fire (an
-    /// event type Stripe does not send) and about the Stripe variables.
+    /// Refuses what `serve` would refuse with the same environment,
+    /// including the Stripe variables. Also warns, without failing, about
+    /// routes that can never fire (an event type Stripe does not send).
     ///
     /// Example: stripe-router check --config routes.yaml
     Check {
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
+        /// Validate the file alone, as a CI job without secrets would:
+        /// unset `${VAR}`s and missing Stripe variables are not errors.
+        #[arg(long)]
+        no_env: bool,
     },
     /// Send a signed test event to a running router: an offline `stripe trigger`.
     ///
@@ -211,9 +216,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok(), level))
         .init();
     let env = match Env::load(std::path::Path::new(".")) {
         Ok(env) => env,
@@ -233,7 +236,7 @@ fn main() -> ExitCode {
             admin_listen,
             env,
         }),
-        Command::Check { config } => check(&config, &env),
+        Command::Check { config, no_env } => check(&config, &env, no_env),
         Command::Send {
             r#type,
             to,
@@ -297,6 +300,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// `RUST_LOG`, or `default` when it is unset or invalid. The file watcher
+/// (`notify`) logs every event in the config's folder at trace level: with
+/// the log written into that folder, each line would be an event and then
+/// another line, forever. So its trace lines show only when `RUST_LOG`
+/// names it.
+fn log_filter(rust_log: Option<String>, default: &str) -> tracing_subscriber::EnvFilter {
+    let directives = match rust_log {
+        Some(text) if text.contains("notify") => text,
+        Some(text) if !text.trim().is_empty() => format!("{text},notify=info"),
+        _ => default.to_owned(),
+    };
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
 /// Runs `task` on a fresh multi-threaded runtime.
 fn runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
@@ -342,7 +360,7 @@ fn send_event(
         .unwrap_or_default();
     runtime(async move {
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "POST {url}: {summary}");
+        let _ = writeln!(out, "POST {}: {summary}", redact_url(&url));
         match send::post(
             &reqwest::Client::new(),
             &url,
@@ -437,16 +455,52 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn check(path: &std::path::Path, env: &Env) -> ExitCode {
-    let orders_enabled = env
-        .get("STRIPE_SECRET_API_KEY")
-        .is_some_and(|k| !k.trim().is_empty());
-    let result = Config::load(path, env).and_then(|config| {
-        reload::compile(&config, orders_enabled)?;
-        Ok(config)
-    });
-    match result {
-        Ok(config) => {
+/// `check`: the config's problems and, unless `no_env`, what `serve` would
+/// refuse in the environment, by the same functions `serve` uses. Warnings
+/// are printed whether or not there are errors.
+fn check(path: &std::path::Path, env: &Env, no_env: bool) -> ExitCode {
+    let unset = if no_env {
+        UnsetVars::Allowed
+    } else {
+        UnsetVars::Refused
+    };
+    let orders_enabled = no_env
+        || env
+            .get("STRIPE_SECRET_API_KEY")
+            .is_some_and(|k| !k.trim().is_empty());
+    let mut problems: Vec<String> = Vec::new();
+    let config = Config::load_with(path, env, unset)
+        .map_err(|error| problems.extend(error.problems.iter().map(ToString::to_string)))
+        .ok();
+    if let Some(config) = &config
+        && let Err(error) = reload::compile(config, orders_enabled)
+    {
+        problems.extend(error.problems.iter().map(ToString::to_string));
+    }
+    let config_problems = problems.len();
+    let mut warnings: Vec<String> = config
+        .as_ref()
+        .map(|c| {
+            event_types::route_warnings(c)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let stripe = config
+        .as_ref()
+        .map(|c| c.stripe.clone())
+        .unwrap_or_default();
+    match app::stripe_environment(env, &stripe) {
+        Ok(_) => warnings.extend(diagnose::environment(env)),
+        // Left out, a CI job without secrets: what serve would refuse is
+        // only a warning.
+        Err(_) if no_env => warnings.extend(diagnose::environment(env)),
+        Err(e) => problems.push(format!("environment: {e}")),
+    }
+
+    match &config {
+        Some(config) if problems.is_empty() => {
             // The summary is the command's output; problems go to stderr.
             let _ = writeln!(
                 std::io::stdout(),
@@ -454,29 +508,33 @@ fn check(path: &std::path::Path, env: &Env) -> ExitCode {
                 path.display(),
                 config.summary()
             );
-            let route_warnings = event_types::route_warnings(&config)
-                .into_iter()
-                .map(|problem| problem.to_string());
-            let warnings: Vec<String> = route_warnings.chain(diagnose::environment(env)).collect();
-            if !warnings.is_empty() {
-                eprintln!("warnings ({}):", warnings.len());
-                for warning in &warnings {
-                    eprintln!("  warning: {warning}");
-                }
-            }
-            ExitCode::SUCCESS
         }
-        Err(error) => {
+        _ => {
+            let verdict = if config_problems > 0 {
+                "is not valid"
+            } else {
+                "is valid, but serve would not start with this environment"
+            };
             eprintln!(
-                "{} is not valid ({} problems):",
+                "{} {verdict} ({} problems):",
                 path.display(),
-                error.problems.len()
+                problems.len()
             );
-            for problem in &error.problems {
+            for problem in &problems {
                 eprintln!("  {problem}");
             }
-            ExitCode::FAILURE
         }
+    }
+    if !warnings.is_empty() {
+        eprintln!("warnings ({}):", warnings.len());
+        for warning in &warnings {
+            eprintln!("  warning: {warning}");
+        }
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -517,4 +575,36 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[track_caller]
+    fn check(rust_log: Option<&str>, expected: &[&str], absent: &[&str]) {
+        let filter = log_filter(rust_log.map(str::to_owned), "info").to_string();
+        for directive in expected {
+            assert!(
+                filter.contains(directive),
+                "`{directive}` not in `{filter}`"
+            );
+        }
+        for directive in absent {
+            assert!(!filter.contains(directive), "`{directive}` in `{filter}`");
+        }
+    }
+
+    #[test]
+    fn the_file_watcher_logs_below_trace_unless_named() {
+        check(Some("trace"), &["trace", "notify=info"], &[]);
+        check(Some("info,stripe_router=debug"), &["notify=info"], &[]);
+        check(
+            Some("trace,notify=trace"),
+            &["notify=trace"],
+            &["notify=info"],
+        );
+        check(None, &["info"], &["notify"]);
+        check(Some("not a [filter"), &["info"], &["notify"]);
+    }
 }

@@ -286,6 +286,10 @@ impl Live {
 /// How long the file must stay quiet after a change before it is read:
 /// editors save in several steps (truncate, write, rename).
 const DEBOUNCE: Duration = Duration::from_millis(250);
+/// How long after the first change of a burst the file is read even if it
+/// keeps changing: a file rewritten every 100 ms is never quiet for
+/// [`DEBOUNCE`], and SPEC §8 applies a change within 2 s.
+const MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// The config file's watcher and `SIGHUP` handler, registered before the
 /// server announces it listens, so that no edit made after that is missed.
@@ -309,9 +313,12 @@ impl Watch {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let (tx, changes) = mpsc::channel::<()>(16);
+        let (tx, changes) = mpsc::channel::<()>(1);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Events about other files in the folder (a log written
+                // there, say) stop here, before anything is logged: logging
+                // them would write to that log, and so on forever.
                 let relevant = match &event {
                     Ok(event) => {
                         !event.kind.is_access()
@@ -339,30 +346,41 @@ impl Watch {
         })
     }
 
-    /// Reloads on every debounced change and every `SIGHUP` until `shutdown`.
+    /// Reloads on every change once the file has been quiet for
+    /// [`DEBOUNCE`], or [`MAX_DELAY`] after the first change of a burst
+    /// even if it keeps changing; on `SIGHUP`, at once. Until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        use tokio::time::Instant;
+        // The first and the latest change not yet read.
+        let mut pending: Option<(Instant, Instant)> = None;
         loop {
+            let due = pending.map(|(first, last)| (last + DEBOUNCE).min(first + MAX_DELAY));
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(()) = self.changes.recv() => {
-                    // Debounce: wait until the folder has been quiet for a while.
-                    loop {
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            more = tokio::time::timeout(DEBOUNCE, self.changes.recv()) => match more {
-                                Ok(Some(())) => continue,
-                                _ => break,
-                            },
-                        }
-                    }
+                    let now = Instant::now();
+                    pending = Some((pending.map_or(now, |(first, _)| first), now));
+                }
+                () = sleep_until(due) => {
+                    pending = None;
                     let _ = self.live.reload().await;
                 }
                 Some(()) = recv_hangup(&mut self.hangup) => {
                     tracing::info!("SIGHUP received, reloading config");
+                    // This reload reads whatever change was pending.
+                    pending = None;
                     let _ = self.live.reload().await;
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `due`, or forever when nothing is due.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 

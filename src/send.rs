@@ -69,11 +69,12 @@ pub enum SendError {
          verifies with, whsec_..."
     )]
     NoSecret,
-    #[error("STRIPE_WEBHOOK_SECRET: {0}")]
+    /// Its messages name the variable.
+    #[error(transparent)]
     Secret(#[from] SecretsError),
     #[error("cannot tell where to send from {path} (pass --to URL instead):\n{error}")]
     Config { path: String, error: ConfigError },
-    #[error("cannot POST to {url}: {source}")]
+    #[error("cannot POST to {}: {source}", crate::config::redact_url(.url))]
     Request { url: Url, source: reqwest::Error },
 }
 
@@ -217,9 +218,10 @@ pub async fn post(
     now: i64,
 ) -> Result<Answer, SendError> {
     let signature = verify::sign(&body, secret, now);
-    let failed = |source| SendError::Request {
+    // reqwest's message repeats the whole URL; the error shows it redacted.
+    let failed = |source: reqwest::Error| SendError::Request {
         url: url.clone(),
-        source,
+        source: source.without_url(),
     };
     let response = client
         .post(url.clone())

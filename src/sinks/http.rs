@@ -27,6 +27,7 @@ use sha2::Sha256;
 use url::Url;
 
 use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink};
+use crate::config::{REDACTED, redact_url};
 
 /// Per-request limit when `timeout` is not set: connect, send and answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,20 +49,23 @@ const RESERVED_HEADERS: &[&str] = &[
     "webhook-timestamp",
     "webhook-signature",
 ];
-const REDACTED: &str = "<redacted>";
 
+/// Every value [`HttpSink::build`] would refuse is refused here already, by
+/// the same functions, so `check` refuses what `serve` cannot start with.
+/// No error repeats the value: URLs, headers and secrets may hold tokens.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    #[serde(deserialize_with = "parse_url")]
     pub url: Url,
     /// Extra request headers; values may be credentials and are never shown.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "parse_headers")]
     pub headers: BTreeMap<String, String>,
     /// `whsec_<base64>`; the decoded bytes are the HMAC key.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "parse_signing_secret")]
     pub signing_secret: Option<String>,
     /// Per-request limit, connect to answer; [`DEFAULT_TIMEOUT`] when unset.
-    #[serde(default, with = "crate::config::opt_duration")]
+    #[serde(default, deserialize_with = "parse_timeout")]
     pub timeout: Option<Duration>,
     /// Retry schedule for this sink's deliveries.
     #[serde(default)]
@@ -79,7 +83,7 @@ impl fmt::Debug for HttpConfig {
             .map(|name| (name.as_str(), REDACTED))
             .collect();
         f.debug_struct("HttpConfig")
-            .field("url", &shown_url(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("headers", &headers)
             .field(
                 "signing_secret",
@@ -99,6 +103,8 @@ pub struct HttpSink {
     shown_url: String,
     headers: HeaderMap,
     signing_key: Option<SigningKey>,
+    /// What each request carries that a consumer's error answer might echo.
+    sent_secrets: Vec<String>,
 }
 
 impl fmt::Debug for HttpSink {
@@ -112,42 +118,91 @@ impl fmt::Debug for HttpSink {
     }
 }
 
+/// The URL of a sink: http or https.
+fn check_url(url: &Url) -> Result<(), String> {
+    if matches!(url.scheme(), "http" | "https") {
+        Ok(())
+    } else {
+        Err(format!(
+            "url scheme `{}` is not supported (use http or https)",
+            url.scheme()
+        ))
+    }
+}
+
+fn check_timeout(timeout: Duration) -> Result<(), String> {
+    if timeout.is_zero() {
+        Err("timeout must be more than zero".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// The configured headers as they are sent; values are marked sensitive
+/// (never logged by the HTTP stack).
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("header name `{name}` is not a valid HTTP header name"))?;
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            return Err(format!(
+                "header `{name}` is set by the sink and cannot be configured"
+            ));
+        }
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
+            format!("the value of header `{name}` is not a valid header value (visible ASCII only)")
+        })?;
+        value.set_sensitive(true);
+        map.insert(header, value);
+    }
+    Ok(map)
+}
+
+fn parse_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Url, D::Error> {
+    let text = String::deserialize(d)?;
+    let url =
+        Url::parse(text.trim()).map_err(|e| serde::de::Error::custom(format!("not a URL: {e}")))?;
+    check_url(&url).map_err(serde::de::Error::custom)?;
+    Ok(url)
+}
+
+fn parse_headers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let headers = BTreeMap::deserialize(d)?;
+    header_map(&headers).map_err(serde::de::Error::custom)?;
+    Ok(headers)
+}
+
+fn parse_signing_secret<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let secret = Option::<String>::deserialize(d)?;
+    if let Some(secret) = &secret {
+        SigningKey::parse(secret).map_err(serde::de::Error::custom)?;
+    }
+    Ok(secret)
+}
+
+fn parse_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let timeout = crate::config::opt_duration::deserialize(d)?;
+    if let Some(timeout) = timeout {
+        check_timeout(timeout).map_err(serde::de::Error::custom)?;
+    }
+    Ok(timeout)
+}
+
 impl HttpSink {
     /// Checks everything a request will need, so a bad secret or header fails
     /// at build rather than on each delivery.
     pub fn build(config: &HttpConfig) -> Result<HttpSink, BuildError> {
-        let shown = shown_url(&config.url);
+        let shown = redact_url(&config.url);
         let fail = |why: String| BuildError(format!("http sink {shown}: {why}"));
-        if !matches!(config.url.scheme(), "http" | "https") {
-            return Err(fail(format!(
-                "url scheme `{}` is not supported (use http or https)",
-                config.url.scheme()
-            )));
-        }
+        check_url(&config.url).map_err(fail)?;
         let timeout = config.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.is_zero() {
-            return Err(fail("timeout must be more than zero".into()));
-        }
-        let mut headers = HeaderMap::with_capacity(config.headers.len());
-        for (name, value) in &config.headers {
-            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                fail(format!(
-                    "header name `{name}` is not a valid HTTP header name"
-                ))
-            })?;
-            if RESERVED_HEADERS.contains(&header.as_str()) {
-                return Err(fail(format!(
-                    "header `{name}` is set by the sink and cannot be configured"
-                )));
-            }
-            let mut value = HeaderValue::from_str(value).map_err(|_| {
-                fail(format!(
-                    "the value of header `{name}` is not a valid header value (visible ASCII only)"
-                ))
-            })?;
-            value.set_sensitive(true);
-            headers.insert(header, value);
-        }
+        check_timeout(timeout).map_err(fail)?;
+        let headers = header_map(&config.headers).map_err(fail)?;
         let signing_key = match &config.signing_secret {
             None => None,
             Some(secret) => Some(SigningKey::parse(secret).map_err(|e| fail(e.to_string()))?),
@@ -170,6 +225,7 @@ impl HttpSink {
             shown_url: shown,
             headers,
             signing_key,
+            sent_secrets: sent_secrets(&config.url, &config.headers),
         })
     }
 
@@ -198,11 +254,15 @@ impl HttpSink {
         };
         let body = read_prefix(response, EXCERPT_BYTES).await;
         let excerpt = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_BYTES)]);
-        let excerpt = excerpt.trim();
+        // A consumer's error page may echo the request: its URL, headers.
+        let mut excerpt = excerpt.trim().to_owned();
+        for secret in &self.sent_secrets {
+            excerpt = excerpt.replace(secret.as_str(), REDACTED);
+        }
         let mut message = format!("http sink POST {}: answered {status}{hint}", self.shown_url);
         if !excerpt.is_empty() {
             message.push_str(": ");
-            message.push_str(excerpt);
+            message.push_str(&excerpt);
         }
         DeliveryError {
             retryable: is_retryable(status),
@@ -280,16 +340,36 @@ fn error_chain(e: &reqwest::Error) -> String {
     text
 }
 
-/// The URL as shown in messages and `Debug`: userinfo, query and fragment may
-/// hold credentials, so they are dropped.
-fn shown_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Only fails for URLs that cannot have userinfo, which then have none.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
+/// The URL's user, password and query (whole and each value), the Basic
+/// credentials built from them, and the header values: what a request
+/// carries that holds tokens. Longest first, so a part never shows through
+/// the redaction of a whole; pieces under 4 characters protect nothing and
+/// would mangle the text.
+fn sent_secrets(url: &Url, headers: &BTreeMap<String, String>) -> Vec<String> {
+    let decode = |raw: &str| -> String {
+        url::form_urlencoded::parse(format!("x={}", raw.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    let (user, password) = (url.username(), url.password().unwrap_or(""));
+    let mut secrets = vec![
+        user.to_owned(),
+        decode(user),
+        password.to_owned(),
+        decode(password),
+        url.query().unwrap_or("").to_owned(),
+    ];
+    if !user.is_empty() || !password.is_empty() {
+        let basic = format!("{}:{}", decode(user), decode(password));
+        secrets.push(base64::engine::general_purpose::STANDARD.encode(basic));
+    }
+    secrets.extend(url.query_pairs().map(|(_, value)| value.into_owned()));
+    secrets.extend(headers.values().cloned());
+    secrets.retain(|s| s.chars().count() >= 4);
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+    secrets
 }
 
 fn unix_now() -> u64 {
@@ -616,6 +696,44 @@ mod tests {
         let sink = HttpSink::build(&config(&format!("http://{addr}/"))).unwrap();
         let err = sink.deliver(&record()).await.unwrap_err();
         assert!(err.message.len() < 400, "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn errors_never_repeat_what_the_request_carried() {
+        // An error page that echoes the request: the URL's password and
+        // token, the Basic credentials built from them, a header value.
+        let (addr, _) = serve(
+            401,
+            "denied /hook?token=tok_s3cr3t&x=1 as dXNlcjpodW50ZXIy (user:hunter2) with Bearer hdr_s3cr3t",
+        )
+        .await;
+        let mut c = config(&format!(
+            "http://user:hunter2@{addr}/hook?token=tok_s3cr3t&x=1"
+        ));
+        c.headers
+            .insert("authorization".into(), "Bearer hdr_s3cr3t".into());
+        let err = HttpSink::build(&c)
+            .unwrap()
+            .deliver(&record())
+            .await
+            .unwrap_err();
+        for secret in ["hunter2", "tok_s3cr3t", "dXNlcjpodW50ZXIy", "hdr_s3cr3t"] {
+            assert!(!err.message.contains(secret), "{}", err.message);
+        }
+        assert!(err.message.contains("answered 401"), "{}", err.message);
+        assert!(err.message.contains("denied /hook"), "{}", err.message);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let c = config(&format!("http://user:hunter2@{addr}/hook?token=tok_s3cr3t"));
+        let err = HttpSink::build(&c)
+            .unwrap()
+            .deliver(&record())
+            .await
+            .unwrap_err();
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        assert!(!err.message.contains("tok_s3cr3t"), "{}", err.message);
     }
 
     #[tokio::test]

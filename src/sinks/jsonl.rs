@@ -30,6 +30,7 @@ use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink};
 pub struct JsonlConfig {
     /// The file to append to; relative paths resolve against the config
     /// file's folder.
+    #[serde(deserialize_with = "parse_path")]
     pub path: PathBuf,
     /// Retry schedule for this sink's deliveries.
     #[serde(default)]
@@ -37,6 +38,20 @@ pub struct JsonlConfig {
     /// Deliveries in flight at once (default 16).
     #[serde(default)]
     pub concurrency: Option<usize>,
+}
+
+/// A path that can name a file: a folder cannot be appended to, so `check`
+/// refuses it as `serve` would.
+fn parse_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let text = String::deserialize(d)?;
+    let names_folder =
+        text.trim().is_empty() || text.ends_with('/') || Path::new(&text).file_name().is_none();
+    if names_folder {
+        return Err(serde::de::Error::custom(format!(
+            "`{text}` names a folder, not a file: write e.g. `sinks/orders.jsonl`"
+        )));
+    }
+    Ok(PathBuf::from(text))
 }
 
 #[derive(Debug)]

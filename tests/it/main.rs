@@ -8,6 +8,7 @@ mod harness;
 
 mod durable;
 mod flow;
+mod limits_config;
 mod limits_door;
 mod reload;
 mod server;
