@@ -2,13 +2,20 @@
 //! Stripe API's pages, items and bytes; a stdout reader that stopped
 //! reading; and the files the JSONL sink leaves on disk.
 
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use stripe_router::standin::{Misbehaviour, catalogue_items};
 
 use crate::flow::{line_items, session_event};
-use crate::harness::{TestApp, WAIT, read_jsonl, spawn_app};
+use crate::harness::{
+    Lines, SECRET, TestApp, WAIT, eventually, now, pretty, read_jsonl, spawn_app,
+};
 
 /// Polls `deadletters --json` until it lists `n` dead letters.
 async fn wait_dead_letters(app: &TestApp, n: usize) -> Vec<Value> {
@@ -126,4 +133,159 @@ async fn a_stripe_api_past_its_bounds_makes_dead_letters_saying_which_bound() {
     // one for the real session.
     assert_eq!(app.stripe.requests(), 3 + 3 + 1 + 1 + 1);
     assert_eq!(read_jsonl(&app.path("sinks/orders.jsonl")).len(), 1);
+}
+
+/// Starts `stripe-router serve` in `dir` with its stdout going to `stdout`;
+/// returns it once it listens, with its stderr followed.
+fn serve(dir: &Path, stdout: Stdio) -> (Child, SocketAddr, Lines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
+        .args([
+            "serve",
+            "--config",
+            "routes.yaml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info,stripe_router=debug")
+        .env("STRIPE_WEBHOOK_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stripe-router");
+    let stderr = Lines::follow(child.stderr.take().expect("piped stderr"));
+    let addr = stderr.wait_for(WAIT, |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split('/').next()?.parse::<SocketAddr>().ok()
+    });
+    (child, addr, stderr)
+}
+
+/// The `id` of a record line.
+fn record_id(line: &str) -> Option<String> {
+    let record: Value = serde_json::from_str(line).ok()?;
+    record["id"].as_str().map(str::to_owned)
+}
+
+/// Whether a thread of process `pid` is blocked writing to a full pipe, or
+/// `None` where the kernel does not say (`wchan` hidden).
+fn blocked_on_a_pipe(pid: u32) -> Option<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut known = false;
+    for task in tasks.flatten() {
+        let wchan = std::fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+        if wchan.contains("pipe_write") {
+            return Some(true);
+        }
+        known |= !wchan.is_empty() && wchan != "0";
+    }
+    known.then_some(false)
+}
+
+const STDOUT_ROUTES: &str = r#"
+server: { shutdown_timeout: 2s }
+sinks:
+  console: { type: stdout }
+routes:
+  - name: everything
+    when: { type: "*" }
+    emit: event
+    to: console
+"#;
+
+#[tokio::test]
+async fn sigterm_exits_within_the_shutdown_timeout_while_stdout_is_not_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("routes.yaml"), STDOUT_ROUTES).expect("write routes.yaml");
+    // The reader stops reading: its end of the pipe stays open, unread.
+    let (mut child, addr, stderr) = serve(dir.path(), Stdio::piped());
+    let unread = child.stdout.take().expect("piped stdout");
+
+    // 8 records of 20 KB: more than a pipe holds (64 KiB on Linux).
+    let http = reqwest::Client::new();
+    let mut sent = BTreeSet::new();
+    for n in 0..8 {
+        let id = format!("evt_stuck_{n}");
+        let mut event = session_event(&id, "checkout.session.completed", "cs_test_stuck", "paid");
+        event["data"]["object"]["metadata"] = json!({ "pad": "x".repeat(20_000) });
+        let body = pretty(&event);
+        let signature = stripe_router::verify::sign(&body, SECRET, now());
+        let answer = http
+            .post(format!("http://{addr}/api/webhook"))
+            .header("Stripe-Signature", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("webhook request");
+        assert_eq!(answer.status(), 200);
+        sent.insert(format!("{id}:everything"));
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match blocked_on_a_pipe(child.id()) {
+            Some(true) => break,
+            None => {
+                eprintln!("wchan is hidden here: cannot see the stdout write block; going on");
+                stderr.wait_for(WAIT, |l| l.contains("evt_stuck_7").then_some(()));
+                break;
+            }
+            Some(false) => {
+                assert!(Instant::now() < deadline, "the stdout write never blocked");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // shutdown_timeout (2 s) + 1 s, and 1 s more for a loaded machine; today's
+    // main never exits at all.
+    let limit = Duration::from_secs(4);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if signalled.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running {limit:?} after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    eprintln!("exited with {code:?} {took:?} after SIGTERM");
+    assert_eq!(code, Some(0), "a clean stop after SIGTERM");
+
+    // What reached the reader before the stop, whole lines only.
+    let mut first = Vec::new();
+    let mut unread = unread;
+    unread.read_to_end(&mut first).expect("read the pipe");
+    let seen: BTreeSet<String> = String::from_utf8_lossy(&first)
+        .split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .filter_map(record_id)
+        .collect();
+    assert!(seen.len() < sent.len(), "some records were still pending");
+
+    // The rest stayed pending in the journal: a restart delivers them.
+    let (mut child, _, _) = serve(dir.path(), Stdio::piped());
+    let stdout = Lines::follow(child.stdout.take().expect("piped stdout"));
+    eventually(WAIT, || {
+        let again: BTreeSet<String> = stdout
+            .all()
+            .iter()
+            .filter_map(|line| record_id(line))
+            .collect();
+        (seen.union(&again).cloned().collect::<BTreeSet<_>>() == sent).then_some(())
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
 }
