@@ -1640,7 +1640,7 @@ store:
   retention: 7d
   fsync: false
 sinks:
-  orders: { type: jsonl, path: sinks/orders.jsonl, concurrency: 2 }
+  orders: { type: jsonl, path: sinks/orders.jsonl, concurrency: 2, mode: "0640" }
   shipping:
     type: http
     url: http://127.0.0.1:4000/orders
@@ -1697,6 +1697,7 @@ routes:
                         path: PathBuf::from("sinks/orders.jsonl"),
                         retry: RetryConfig::default(),
                         concurrency: Some(2),
+                        mode: crate::sinks::jsonl::FileMode::parse("0640").ok(),
                     }),
                 ),
                 (
