@@ -16,6 +16,7 @@ use crate::flow::{line_items, session_event};
 use crate::harness::{
     Lines, SECRET, TestApp, WAIT, eventually, now, pretty, read_jsonl, spawn_app,
 };
+use std::os::unix::fs::PermissionsExt;
 
 /// Polls `deadletters --json` until it lists `n` dead letters.
 async fn wait_dead_letters(app: &TestApp, n: usize) -> Vec<Value> {
@@ -288,4 +289,179 @@ async fn sigterm_exits_within_the_shutdown_timeout_while_stdout_is_not_read() {
     .await;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+const FILE_ROUTES: &str = r#"
+sinks:
+  private: { type: jsonl, path: sinks/orders.jsonl }
+  shared: { type: jsonl, path: team/exports/orders.jsonl, mode: "0640" }
+routes:
+  - name: everything
+    when: { type: "*" }
+    emit: event
+    to: [private, shared]
+"#;
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[tokio::test]
+async fn jsonl_files_and_their_folders_are_private_unless_a_mode_says() {
+    let app = spawn_app(FILE_ROUTES).await;
+    let event = session_event(
+        "evt_modes",
+        "checkout.session.completed",
+        "cs_test_modes",
+        "paid",
+    );
+    assert_eq!(app.send(&event).await.status, 200);
+    app.wait_lines("sinks/orders.jsonl", 1).await;
+    app.wait_lines("team/exports/orders.jsonl", 1).await;
+
+    assert_eq!(mode_of(&app.path("sinks/orders.jsonl")), 0o600);
+    assert_eq!(mode_of(&app.path("sinks")), 0o700);
+    assert_eq!(mode_of(&app.path("team/exports/orders.jsonl")), 0o640);
+    assert_eq!(mode_of(&app.path("team/exports")), 0o750);
+    assert_eq!(mode_of(&app.path("team")), 0o750);
+}
+
+/// A tmpfs of its own, unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// `None`, saying why, where this process may not mount (not root).
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::piped())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Tmpfs(dir)),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs to fill (needs root, as in CI): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount (needs root, as in CI): {e}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Writes a file until the tmpfs is full.
+    fn fill(&self) {
+        let mut filler = std::fs::File::create(self.path().join("filler")).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).expect("remove the filler");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+const FULL_JOURNAL_ROUTES: &str = r#"
+store: { path: "{journal}/journal.db" }
+sinks:
+  orders: { type: jsonl, path: sinks/orders.jsonl, retry: { initial: 50ms, max: 100ms } }
+routes:
+  - name: everything
+    when: { type: "*" }
+    emit: event
+    to: orders
+"#;
+
+#[tokio::test]
+async fn a_journal_that_cannot_record_a_jsonl_delivery_never_makes_a_second_line() {
+    let Some(journal) = Tmpfs::mount("4m") else {
+        return;
+    };
+    let routes = FULL_JOURNAL_ROUTES.replace("{journal}", &journal.path().display().to_string());
+    let mut app = spawn_app(&routes).await;
+    // The file's place is taken: deliveries fail and are retried, each
+    // outcome recorded while the journal still has room.
+    let file = app.path("sinks/orders.jsonl");
+    std::fs::remove_file(&file).expect("the sink created its file");
+    std::fs::create_dir(&file).expect("a folder in its place");
+    let ids: BTreeSet<String> = (0..3).map(|n| format!("evt_full_{n}:everything")).collect();
+    for n in 0..3 {
+        let id = format!("evt_full_{n}");
+        let event = session_event(&id, "checkout.session.completed", "cs_test_full", "paid");
+        assert_eq!(app.send(&event).await.status, 200);
+    }
+    app.stderr
+        .wait_for(WAIT, |l| l.contains("sink is failing").then_some(()));
+
+    // Now the journal cannot record anything: its volume is full, and a
+    // reader holds its WAL so it cannot start over at its beginning.
+    let reader = rusqlite::Connection::open(journal.path().join("journal.db")).expect("open");
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
+        .expect("a read transaction");
+    journal.fill();
+    std::fs::remove_dir(&file).expect("the file's place is free again");
+
+    // Every record reaches the file, and its delivery is retried again and
+    // again since the journal cannot record it.
+    let failed = |l: &String| l.contains("cannot record the delivery outcome");
+    eventually(Duration::from_secs(30), || {
+        let lines = app.stderr.all();
+        let retried = ids.iter().all(|id| {
+            lines
+                .iter()
+                .filter(|l| failed(l) && l.contains(id.as_str()))
+                .count()
+                >= 3
+        });
+        retried.then_some(())
+    })
+    .await;
+    let written: Vec<String> = read_jsonl(&file)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        written.len(),
+        ids.len(),
+        "one line per record id: {written:?}"
+    );
+    assert_eq!(written.iter().cloned().collect::<BTreeSet<_>>(), ids);
+
+    // Room again: the deliveries are recorded, nothing more is written, not
+    // after a restart either.
+    drop(reader);
+    journal.free();
+    app.wait_health(|h| h["queues"]["sinks"].get("orders").is_none())
+        .await;
+    app.restart();
+    let event = session_event(
+        "evt_after",
+        "checkout.session.completed",
+        "cs_test_full",
+        "paid",
+    );
+    assert_eq!(app.send(&event).await.status, 200);
+    let records = app.wait_lines("sinks/orders.jsonl", ids.len() + 1).await;
+    assert_eq!(records.len(), ids.len() + 1, "{records:?}");
+    assert_eq!(records.last().unwrap()["id"], "evt_after:everything");
 }
