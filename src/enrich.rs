@@ -6,6 +6,11 @@
 //! Stripe documents as transient: connection errors, timeouts, 409, 429 and
 //! 5xx, and whatever `Stripe-Should-Retry` says. The API key never appears in
 //! logs, `Debug` output or errors: only its [`ApiKey::hint`].
+//!
+//! Whatever answers at the API base is trusted for nothing: one session's
+//! pages (`stripe.max_pages`), items (`stripe.max_line_items`) and bytes
+//! (`stripe.max_response`, all pages together, read as a stream) are
+//! bounded, and passing a bound is a permanent [`EnrichErrorKind::OverLimit`].
 
 use std::time::Duration;
 
