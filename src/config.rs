@@ -202,7 +202,8 @@ pub struct StripeConfig {
     /// Line items per session; past it the record is a dead letter.
     #[serde(default = "default_max_line_items")]
     pub max_line_items: u32,
-    /// Bytes of one Stripe API response.
+    /// Bytes of the Stripe API's answers for one session's line items, all
+    /// pages together (so also of one answer).
     #[serde(default = "default_max_response", with = "byte_size")]
     pub max_response: u64,
 }
@@ -277,7 +278,9 @@ fn default_max_pages() -> u32 {
 fn default_max_line_items() -> u32 {
     1000
 }
-/// A page of 100 items with expanded products is a few hundred KB.
+/// A page of 100 items with expanded products is a few hundred KB (about
+/// 2 KB an item, pretty-printed), so even `max_line_items` of them fit in
+/// a quarter of it.
 fn default_max_response() -> u64 {
     8 * 1024 * 1024
 }
@@ -369,6 +372,17 @@ pub mod byte_size {
             _ => return None,
         };
         n.checked_mul(mult)
+    }
+
+    /// A size as it would be written in the config: `8MiB`, `64KiB`, `1000`.
+    pub fn show(n: u64) -> String {
+        match n {
+            0 => "0".to_owned(),
+            n if n % (1024 * 1024 * 1024) == 0 => format!("{}GiB", n / (1024 * 1024 * 1024)),
+            n if n % (1024 * 1024) == 0 => format!("{}MiB", n / (1024 * 1024)),
+            n if n % 1024 == 0 => format!("{}KiB", n / 1024),
+            n => n.to_string(),
+        }
     }
 }
 
@@ -1817,7 +1831,7 @@ store:
   retention: 7d
   fsync: false
 sinks:
-  orders: { type: jsonl, path: sinks/orders.jsonl, concurrency: 2 }
+  orders: { type: jsonl, path: sinks/orders.jsonl, concurrency: 2, mode: "0640" }
   shipping:
     type: http
     url: http://127.0.0.1:4000/orders
@@ -1874,6 +1888,7 @@ routes:
                         path: PathBuf::from("sinks/orders.jsonl"),
                         retry: RetryConfig::default(),
                         concurrency: Some(2),
+                        mode: crate::sinks::jsonl::FileMode::parse("0640").ok(),
                     }),
                 ),
                 (

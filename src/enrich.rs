@@ -6,6 +6,11 @@
 //! Stripe documents as transient: connection errors, timeouts, 409, 429 and
 //! 5xx, and whatever `Stripe-Should-Retry` says. The API key never appears in
 //! logs, `Debug` output or errors: only its [`ApiKey::hint`].
+//!
+//! Whatever answers at the API base is trusted for nothing: one session's
+//! pages (`stripe.max_pages`), items (`stripe.max_line_items`) and bytes
+//! (`stripe.max_response`, all pages together, read as a stream) are
+//! bounded, and passing a bound is a permanent [`EnrichErrorKind::OverLimit`].
 
 use std::time::Duration;
 
@@ -21,6 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 /// Stripe's maximum page size for list endpoints.
 const PAGE_SIZE: &str = "100";
+/// Bytes of an error answer read for its message; Stripe's are under 1 KB.
+const ERROR_BODY_BYTES: u64 = 64 * 1024;
 const ACCESS_NEEDED: &str =
     "a restricted key needs read access to Checkout Sessions, prices and products";
 
@@ -119,6 +126,9 @@ pub enum EnrichErrorKind {
     Unavailable,
     /// A 2xx answer that is not a line items list.
     BadResponse,
+    /// The answers pass a bound of `stripe:` (pages, items or bytes): a
+    /// session Stripe could not have made, so trying again cannot help.
+    OverLimit,
 }
 
 /// Line items could not be fetched.
@@ -185,6 +195,19 @@ pub struct StripeApi {
     timeout: Duration,
     max_attempts: u32,
     backoff: Backoff,
+    limits: Limits,
+}
+
+/// `stripe.max_pages`, `stripe.max_line_items`, `stripe.max_response`: what
+/// one session's line items may take, so an API (or whatever answers at
+/// `STRIPE_API_BASE`) that never stops can never hold the router.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    pages: u32,
+    items: u32,
+    /// Bytes of all the session's answers together, so also of one answer
+    /// and of the record built from them.
+    bytes: u64,
 }
 
 impl StripeApi {
@@ -217,6 +240,11 @@ impl StripeApi {
             timeout,
             max_attempts: config.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1),
             backoff: Backoff::default(),
+            limits: Limits {
+                pages: config.max_pages.max(1),
+                items: config.max_line_items,
+                bytes: config.max_response,
+            },
         })
     }
 
@@ -256,6 +284,8 @@ impl StripeApi {
 
         let mut items = Vec::new();
         let mut starting_after: Option<String> = None;
+        let mut pages = 0;
+        let mut bytes_left = self.limits.bytes;
         loop {
             let mut page_url = url.clone();
             {
@@ -267,13 +297,30 @@ impl StripeApi {
                     query.append_pair("starting_after", after);
                 }
             }
-            let page = self.get(&page_url, session_id, livemode).await?;
+            let (page, size) = self
+                .get(&page_url, session_id, livemode, bytes_left)
+                .await?;
+            bytes_left = bytes_left.saturating_sub(size);
+            pages += 1;
             let Some(data) = page.get("data").and_then(Value::as_array) else {
                 return Err(bad_response(session_id, "the answer has no `data` list"));
             };
+            let limit = self.limits.items;
+            if items.len() + data.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+                return Err(over_limit(
+                    session_id,
+                    format!("more than stripe.max_line_items ({limit}) items"),
+                ));
+            }
             items.extend(data.iter().map(record::line_item));
             if page.get("has_more").and_then(Value::as_bool) != Some(true) {
                 break;
+            }
+            if pages >= self.limits.pages {
+                return Err(over_limit(
+                    session_id,
+                    format!("more than stripe.max_pages ({pages}) pages"),
+                ));
             }
             // A page that says there is more must move the cursor forward,
             // or we would ask for it forever.
@@ -301,11 +348,18 @@ impl StripeApi {
         Ok(items)
     }
 
-    /// One GET with retries: the parsed 2xx body, or why not.
-    async fn get(&self, url: &Url, session_id: &str, livemode: bool) -> Result<Value, EnrichError> {
+    /// One GET with retries: the parsed 2xx body and its size in bytes, at
+    /// most `max_bytes`, or why not.
+    async fn get(
+        &self,
+        url: &Url,
+        session_id: &str,
+        livemode: bool,
+        max_bytes: u64,
+    ) -> Result<(Value, u64), EnrichError> {
         let mut attempt = 1;
         loop {
-            let failure = match self.attempt(url, session_id, livemode).await {
+            let failure = match self.attempt(url, session_id, livemode, max_bytes).await {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
@@ -337,7 +391,13 @@ impl StripeApi {
         }
     }
 
-    async fn attempt(&self, url: &Url, session_id: &str, livemode: bool) -> Result<Value, Failure> {
+    async fn attempt(
+        &self,
+        url: &Url,
+        session_id: &str,
+        livemode: bool,
+        max_bytes: u64,
+    ) -> Result<(Value, u64), Failure> {
         let mut request = self.client.get(url.clone()).bearer_auth(&self.key.0);
         if let Some(version) = &self.api_version {
             request = request.header("stripe-version", version);
@@ -355,7 +415,16 @@ impl StripeApi {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.bytes().await.map_err(|e| self.transport(e))?;
+        // An error's message is all we read of it: Stripe's are a few hundred
+        // bytes.
+        let max_bytes = if status.is_success() {
+            max_bytes
+        } else {
+            max_bytes.min(ERROR_BODY_BYTES)
+        };
+        let body = read_at_most(response, max_bytes)
+            .await
+            .map_err(|e| self.transport(e))?;
         tracing::debug!(
             session = session_id,
             status = status.as_u16(),
@@ -363,13 +432,30 @@ impl StripeApi {
         );
 
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| Failure {
-                kind: EnrichErrorKind::BadResponse,
-                retry: false,
-                retry_after: None,
-                message: format!("line items of `{session_id}`: the answer is not JSON: {e}"),
-            });
+            let Some(body) = body else {
+                let limit = crate::config::byte_size::show(self.limits.bytes);
+                let error = over_limit(
+                    session_id,
+                    format!("the answers are larger than stripe.max_response ({limit})"),
+                );
+                return Err(Failure {
+                    kind: error.kind,
+                    retry: false,
+                    retry_after: None,
+                    message: error.message,
+                });
+            };
+            let size = body.len() as u64;
+            return serde_json::from_slice(&body)
+                .map(|page| (page, size))
+                .map_err(|e| Failure {
+                    kind: EnrichErrorKind::BadResponse,
+                    retry: false,
+                    retry_after: None,
+                    message: format!("line items of `{session_id}`: the answer is not JSON: {e}"),
+                });
         }
+        let body = body.unwrap_or_default();
         let stripe_says = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| v.get("error")?.get("message")?.as_str().map(str::to_owned))
@@ -471,6 +557,42 @@ struct Failure {
     message: String,
 }
 
+/// The body, or `None` as soon as it is known to be longer than `limit`
+/// bytes: from `Content-Length` before reading anything, else while
+/// reading, so no more than `limit` bytes (plus one chunk) are ever held.
+async fn read_at_most(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// Past a bound: permanent, so the route's record becomes a dead letter
+/// that says which bound and how to raise it.
+fn over_limit(session_id: &str, what: String) -> EnrichError {
+    EnrichError {
+        kind: EnrichErrorKind::OverLimit,
+        retryable: false,
+        message: format!(
+            "line items of `{session_id}`: {what}; no real Checkout Session comes near it \
+             (raise it under `stripe:` in routes.yaml if this one is genuine)"
+        ),
+    }
+}
+
 fn bad_response(session_id: &str, why: &str) -> EnrichError {
     EnrichError {
         kind: EnrichErrorKind::BadResponse,
@@ -482,7 +604,7 @@ fn bad_response(session_id: &str, why: &str) -> EnrichError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::standin::{StripeStandIn, line_item_fixture};
+    use crate::standin::{Misbehaviour, StripeStandIn, line_item_fixture};
 
     const KEY: &str = "rk_test_51PgafyB7WZ01zgkWstandinKeya1b2";
     const SESSION: &str = "cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY";
@@ -752,6 +874,76 @@ mod tests {
                 .contains("gave up after 2 attempts: cannot connect"),
             "{err}"
         );
+    }
+
+    /// Fetches `SESSION` under `config` and checks that a bound stopped it,
+    /// after `requests` requests, with a message naming `key`.
+    #[track_caller]
+    fn check_bound(
+        standin: &StripeStandIn,
+        config: StripeConfig,
+        key: &'static str,
+        requests: u64,
+    ) -> impl Future<Output = ()> {
+        let caller = std::panic::Location::caller();
+        let before = standin.requests();
+        let api = api(standin.url(), KEY, &config);
+        async move {
+            let err = api
+                .line_items(SESSION, false)
+                .await
+                .expect_err("a bound stops it");
+            assert_eq!(
+                (err.kind, err.retryable),
+                (EnrichErrorKind::OverLimit, false),
+                "{caller}: {err}"
+            );
+            assert!(err.message.contains(key), "{caller}: {err}");
+            assert!(err.message.contains(SESSION), "{caller}: {err}");
+            assert_eq!(standin.requests() - before, requests, "{caller}: requests");
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_items_and_bytes_are_bounded() {
+        let standin = standin(12).await;
+        let items = |n| StripeConfig {
+            max_line_items: n,
+            ..StripeConfig::default()
+        };
+        check_bound(&standin, items(11), "stripe.max_line_items (11)", 1).await;
+        let twelve = api(standin.url(), KEY, &items(12));
+        let ok = twelve.line_items(SESSION, false).await;
+        assert_eq!(ok.expect("12 items are allowed").len(), 12);
+
+        standin.misbehave(SESSION, Misbehaviour::EndlessPages { per_page: 1 });
+        let pages = StripeConfig {
+            max_pages: 3,
+            ..StripeConfig::default()
+        };
+        check_bound(&standin, pages, "stripe.max_pages (3)", 3).await;
+        standin.misbehave(SESSION, Misbehaviour::EndlessPages { per_page: 100 });
+        check_bound(&standin, items(250), "stripe.max_line_items (250)", 3).await;
+
+        let bytes = StripeConfig {
+            max_response: 64 * 1024,
+            ..StripeConfig::default()
+        };
+        for announced in [true, false] {
+            let how = Misbehaviour::Huge {
+                bytes: 10 * 1024 * 1024,
+                announced,
+            };
+            standin.misbehave(SESSION, how);
+            check_bound(&standin, bytes.clone(), "stripe.max_response (64KiB)", 1).await;
+        }
+        // All pages together: 3 pages of 100 items are past 64 KiB.
+        standin.misbehave(SESSION, Misbehaviour::EndlessPages { per_page: 100 });
+        let bytes = StripeConfig {
+            max_response: 256 * 1024,
+            ..StripeConfig::default()
+        };
+        check_bound(&standin, bytes, "stripe.max_response (256KiB)", 2).await;
     }
 
     #[test]

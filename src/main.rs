@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -315,13 +316,24 @@ fn log_filter(rust_log: Option<String>, default: &str) -> tracing_subscriber::En
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
 }
 
-/// Runs `task` on a fresh multi-threaded runtime.
+/// How long the runtime waits, once `task` is done, for blocking work still
+/// running. `serve` has already spent `server.shutdown_timeout` draining;
+/// what is left may never end (a stdout write to a reader that stopped
+/// reading), and its rows stay pending in the journal.
+const ABANDON_AFTER: Duration = Duration::from_millis(250);
+
+/// Runs `task` on a fresh multi-threaded runtime, then leaves whatever
+/// blocking work is still running behind, so the process always exits.
 fn runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(task),
+        Ok(rt) => {
+            let code = rt.block_on(task);
+            rt.shutdown_timeout(ABANDON_AFTER);
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             ExitCode::FAILURE

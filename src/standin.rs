@@ -9,17 +9,23 @@
 //!
 //! It is a real hyper server on a loopback port, kept light: a request takes
 //! one read lock and serializes one page.
+//!
+//! For tests of the client's bounds it can also misbehave for a session
+//! ([`Misbehaviour`]): pages that never end, an answer of any size (sent
+//! without holding it in memory, announced or chunked). A session with many
+//! items is just [`StripeStandIn::add_session`] with many items.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -47,11 +53,24 @@ struct State {
     /// `Bearer <key>`, compared byte for byte.
     authorization: String,
     sessions: RwLock<HashMap<String, Arc<Vec<Value>>>>,
+    misbehaving: RwLock<HashMap<String, Misbehaviour>>,
     fault: Mutex<Option<Fault>>,
     requests: AtomicU64,
     last_headers: Mutex<Option<HeaderMap>>,
     /// Serve [`catalogue_items`] for unknown sessions whose id names a count.
     catalogue: AtomicBool,
+}
+
+/// How the stand-in misbehaves for a session, in Stripe's shapes over real
+/// HTTP: what a broken or hostile API at `STRIPE_API_BASE` could send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Every page says `has_more: true` and holds `per_page` new items (at
+    /// most the request's `limit`), so the cursor always moves on.
+    EndlessPages { per_page: usize },
+    /// One page of one item whose `description` makes the body `bytes`
+    /// long. `announced`: with a `Content-Length`; otherwise chunked.
+    Huge { bytes: u64, announced: bool },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +89,7 @@ impl StripeStandIn {
         let state = Arc::new(State {
             authorization: format!("Bearer {api_key}"),
             sessions: RwLock::default(),
+            misbehaving: RwLock::default(),
             fault: Mutex::default(),
             requests: AtomicU64::new(0),
             last_headers: Mutex::default(),
@@ -102,6 +122,15 @@ impl StripeStandIn {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         sessions.insert(session_id.to_owned(), Arc::new(line_items));
+    }
+
+    /// From now on, answers for `session_id` misbehave as `how` says.
+    pub fn misbehave(&self, session_id: &str, how: Misbehaviour) {
+        self.state
+            .misbehaving
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session_id.to_owned(), how);
     }
 
     /// Catalogue mode, for offline work with `stripe-router send`: a session
@@ -188,7 +217,7 @@ async fn accept(listener: TcpListener, state: Arc<State>, stop: CancellationToke
     }
 }
 
-fn respond(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(state: &State, request: Request<Incoming>) -> Response<Answer> {
     let number = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     *state
         .last_headers
@@ -208,7 +237,7 @@ fn respond(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
     response
 }
 
-fn route(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(state: &State, request: &Request<Incoming>) -> Response<Answer> {
     if let Some(fault) = take_fault(state) {
         let mut response = fault_response(fault.status);
         if let Some(retry) = fault.should_retry {
@@ -271,7 +300,16 @@ struct Page<'a> {
     url: &'a str,
 }
 
-fn line_items(state: &State, session_id: &str, query: &str) -> Response<Full<Bytes>> {
+fn line_items(state: &State, session_id: &str, query: &str) -> Response<Answer> {
+    let misbehaving = state
+        .misbehaving
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(session_id)
+        .copied();
+    if let Some(how) = misbehaving {
+        return misbehave(how, session_id, query);
+    }
     let items = {
         let sessions = state
             .sessions
@@ -357,6 +395,130 @@ fn line_items(state: &State, session_id: &str, query: &str) -> Response<Full<Byt
     json_response(StatusCode::OK, &page)
 }
 
+/// The id of the `n`th item of a misbehaving session.
+fn endless_item_id(n: u64) -> String {
+    format!("li_1Endless{n:014}")
+}
+
+fn misbehave(how: Misbehaviour, session_id: &str, query: &str) -> Response<Answer> {
+    let url = format!("/v1/checkout/sessions/{session_id}/line_items");
+    let item = |n: u64| {
+        line_item_fixture(
+            &endless_item_id(n),
+            "prod_Endless0000",
+            "Endless product",
+            "price_1Endless0000000000",
+            100,
+            1,
+            "usd",
+        )
+    };
+    match how {
+        Misbehaviour::EndlessPages { per_page } => {
+            let mut limit = 10;
+            let mut start = 0;
+            for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                match &*key {
+                    "limit" => limit = value.parse().unwrap_or(limit),
+                    "starting_after" => {
+                        start = value
+                            .strip_prefix("li_1Endless")
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .map_or(0, |n| n + 1);
+                    }
+                    _ => {}
+                }
+            }
+            let count = per_page.clamp(1, limit.clamp(1, 100)) as u64;
+            let data: Vec<Value> = (start..start + count).map(item).collect();
+            let page = Page {
+                object: "list",
+                data: &data,
+                has_more: true,
+                url: &url,
+            };
+            json_response(StatusCode::OK, &page)
+        }
+        Misbehaviour::Huge { bytes, announced } => {
+            const MARK: &str = "@@FILL@@";
+            let mut filled = item(0);
+            filled["description"] = MARK.into();
+            let page = Page {
+                object: "list",
+                data: &[filled],
+                has_more: false,
+                url: &url,
+            };
+            let text = serde_json::to_string_pretty(&page).unwrap_or_default();
+            let (head, tail) = text.split_once(MARK).unwrap_or((&text, ""));
+            let fill = bytes.saturating_sub((head.len() + tail.len()) as u64);
+            let body = Answer {
+                head: Some(Bytes::copy_from_slice(head.as_bytes())),
+                fill,
+                tail: Some(Bytes::copy_from_slice(tail.as_bytes())),
+                announced: announced.then_some((head.len() + tail.len()) as u64 + fill),
+            };
+            Response::new(body)
+        }
+    }
+}
+
+/// A response body: one piece, or a huge one made as it is sent, so the
+/// stand-in never holds it (`fill` bytes of `x` between `head` and `tail`).
+#[derive(Debug)]
+pub struct Answer {
+    head: Option<Bytes>,
+    fill: u64,
+    tail: Option<Bytes>,
+    /// The length for `Content-Length`; `None` sends it chunked.
+    announced: Option<u64>,
+}
+
+impl Answer {
+    fn whole(body: Bytes) -> Answer {
+        Answer {
+            announced: Some(body.len() as u64),
+            head: Some(body),
+            fill: 0,
+            tail: None,
+        }
+    }
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        static FILL: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+        let this = self.get_mut();
+        let data = if let Some(head) = this.head.take() {
+            head
+        } else if this.fill > 0 {
+            let n = this.fill.min(FILL.len() as u64);
+            this.fill -= n;
+            Bytes::from_static(&FILL[..n as usize])
+        } else if let Some(tail) = this.tail.take() {
+            tail
+        } else {
+            return Poll::Ready(None);
+        };
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.fill == 0 && self.tail.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.announced
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
 /// Without `expand[]=data.price.product`, Stripe sends the product's id.
 fn collapse_product(item: &Value) -> Value {
     let mut item = item.clone();
@@ -368,7 +530,7 @@ fn collapse_product(item: &Value) -> Value {
     item
 }
 
-fn fault_response(status: StatusCode) -> Response<Full<Bytes>> {
+fn fault_response(status: StatusCode) -> Response<Answer> {
     let (kind, code, message) = match status.as_u16() {
         409 => (
             "invalid_request_error",
@@ -397,7 +559,7 @@ fn error(
     message: &str,
     param: Option<&str>,
     kind: &str,
-) -> Response<Full<Bytes>> {
+) -> Response<Answer> {
     let mut error = serde_json::Map::new();
     if let Some(code) = code {
         error.insert("code".into(), code.into());
@@ -411,9 +573,9 @@ fn error(
 }
 
 /// Stripe's API answers with 2-space pretty-printed JSON, as its webhooks do.
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Answer> {
     let body = serde_json::to_vec_pretty(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Answer::whole(Bytes::from(body)));
     *response.status_mut() = status;
     response
 }

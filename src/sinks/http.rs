@@ -768,4 +768,60 @@ mod tests {
         assert!(err.retryable, "{}", err.message);
         assert!(err.message.contains("timed out"), "{}", err.message);
     }
+
+    /// A consumer that answers `status` with a body that never ends: 64 KiB
+    /// chunks as fast as they are taken, or one byte every 50 ms.
+    async fn endless(status: u16, trickle: bool) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = stream.read(&mut request).await;
+                    let head = format!("HTTP/1.1 {status} X\r\ntransfer-encoding: chunked\r\n\r\n");
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = if trickle {
+                        b"1\r\nx\r\n".to_vec()
+                    } else {
+                        let mut chunk = b"10000\r\n".to_vec();
+                        chunk.extend(std::iter::repeat_n(b'x', 0x10000));
+                        chunk.extend_from_slice(b"\r\n");
+                        chunk
+                    };
+                    while stream.write_all(&chunk).await.is_ok() {
+                        if trickle {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_consumer_cannot_make_the_sink_read_or_wait_without_end() {
+        for (status, trickle) in [(500, false), (200, false), (500, true), (200, true)] {
+            let mut c = config(&format!("http://{}/", endless(status, trickle).await));
+            c.timeout = Some(Duration::from_secs(1));
+            let sink = HttpSink::build(&c).unwrap();
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(Duration::from_secs(10), sink.deliver(&record()))
+                .await
+                .expect("the delivery ends");
+            let case = format!("{status}, trickle: {trickle}, took {:?}", started.elapsed());
+            match result {
+                Ok(()) => assert_eq!(status, 200, "{case}"),
+                Err(e) => {
+                    assert_eq!(status, 500, "{case}: {}", e.message);
+                    assert!(e.message.len() < 400, "{case}: {}", e.message);
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{case}");
+        }
+    }
 }

@@ -3,7 +3,9 @@
 //! This sink is the only thing in the crate that writes to stdout (logs go to
 //! stderr), so stdout carries nothing but records. Each line goes out as one
 //! write under the stdout lock, on the blocking pool: a slow reader on the
-//! other end of a pipe must not stall the async executor.
+//! other end of a pipe must not stall the async executor. A write that never
+//! ends (a reader that stopped reading) does not hold shutdown either: the
+//! process leaves it behind after the drain deadline, its record pending.
 
 use std::io::Write;
 

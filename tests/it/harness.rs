@@ -22,7 +22,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Lines {
-    fn follow(stream: impl std::io::Read + Send + 'static) -> Lines {
+    pub fn follow(stream: impl std::io::Read + Send + 'static) -> Lines {
         let lines = Lines::default();
         let writer = lines.clone();
         std::thread::spawn(move || {
