@@ -412,6 +412,10 @@ async fn trace_logs_written_beside_the_config_stay_small() {
             "routes.yaml",
             "--listen",
             "127.0.0.1:0",
+            // Off, or it would take the default port and collide with
+            // another router on this machine.
+            "--admin-listen",
+            "off",
         ])
         .current_dir(dir.path())
         .env_clear()

@@ -146,6 +146,10 @@ fn serve(dir: &Path, stdout: Stdio) -> (Child, SocketAddr, Lines) {
             "routes.yaml",
             "--listen",
             "127.0.0.1:0",
+            // Off, or it would take the default port and collide with
+            // another router on this machine.
+            "--admin-listen",
+            "off",
         ])
         .current_dir(dir)
         .env_clear()
