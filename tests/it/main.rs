@@ -8,6 +8,7 @@ mod harness;
 
 mod durable;
 mod flow;
+mod limits_journal;
 mod reload;
 mod server;
 mod ux;
