@@ -315,10 +315,10 @@ const BATCH: usize = 1024;
 /// `replay`, the writer's checkpoint) before its statement fails.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// How long the writer's own checkpoint waits for the checkpoint thread and
-/// for readers to be done with the log. The router's reads take
-/// milliseconds; past this the writer goes on committing and tries again a
-/// little later, rather than stall every request behind a slow reader.
+/// How long the writer's own checkpoint waits for readers to be done with
+/// the log. The router's reads take milliseconds; past this the writer goes
+/// on committing and tries again a little later, rather than stall every
+/// request behind a slow reader.
 const RESTART_WAIT: Duration = Duration::from_millis(200);
 
 /// How often checkpoints copy the log into the database, off the commit
@@ -395,6 +395,7 @@ impl SqliteStore {
                 .fail(e.to_string());
         }
         let wal = Wal::watch(&mut writer, wal_limit).map_err(open_err)?;
+        let log = wal.log.clone();
         let reader = connect("")?;
         let checkpointer = connect("")?;
 
@@ -415,7 +416,7 @@ impl SqliteStore {
         let checkpoint_health = health.clone();
         spawn(
             "journal-checkpoint",
-            Box::new(move || checkpoint_loop(checkpointer, watched, &checkpoint_health)),
+            Box::new(move || checkpoint_loop(checkpointer, watched, &log, &checkpoint_health)),
         )?;
         Ok(SqliteStore {
             writes: tx,
@@ -574,22 +575,28 @@ impl Trouble {
 /// SQLite appends every page a commit changes to the log; a checkpoint
 /// copies them into the database, but only a writer that finds the whole
 /// log copied and no reader in it starts the log over. Under steady load
-/// that never happens by itself, so past half of the limit the writer runs
-/// a RESTART checkpoint between two commits: it copies what the checkpoint
-/// thread has not copied yet (at most what was committed since its last
-/// pass), waits for readers to leave the log (at most [`RESTART_WAIT`]), and
-/// the next commit starts from the log's beginning, cutting the file back
-/// to the limit (`journal_size_limit`).
+/// that never happens by itself. So once the log passes half of the limit,
+/// the checkpoint thread copies without pausing, and as soon as it is
+/// nearly caught up the writer runs a RESTART checkpoint between two
+/// commits: it copies the little that is left, waits for readers to leave
+/// the log (at most [`RESTART_WAIT`]), and the next commit starts from the
+/// log's beginning, cutting the file back to the limit
+/// (`journal_size_limit`). If the checkpoint thread cannot keep up, the
+/// writer restarts the log at five eighths of the limit whatever is left to
+/// copy: commits then wait for that copy.
 struct Wal {
-    /// Pages in the log after the writer's last commit (SQLite's WAL hook).
-    frames: Arc<AtomicU64>,
+    log: Arc<Log>,
     frame_bytes: u64,
     limit: u64,
-    /// Frames past which the log starts over: half of the limit, so the
-    /// commits made while a restart waits still fit under it.
-    restart_at: u64,
     /// Frames at which the next restart is tried.
     next_try: u64,
+    /// Frames left to copy under which a restart is cheap: the writer
+    /// waits for the checkpoint thread to get there.
+    catch_up: u64,
+    /// Frames past which the writer restarts the log whatever is left to
+    /// copy (the checkpoint thread cannot keep up): five eighths of the
+    /// limit, so that one more batch still fits under it.
+    force_at: u64,
     /// A batch stops taking writes past these bytes, so one commit adds
     /// about this much to the log at most (or one write, if bigger).
     batch_bytes: u64,
@@ -597,26 +604,45 @@ struct Wal {
     over: bool,
 }
 
+/// What the writer and the checkpoint thread know of the log, in frames.
+#[derive(Debug, Default)]
+struct Log {
+    /// In the log after the writer's last commit (SQLite's WAL hook).
+    frames: AtomicU64,
+    /// Copied into the database by the checkpoint thread's last pass.
+    copied: AtomicU64,
+    /// Past this (half of the limit) the log is due to start over; the
+    /// checkpoint thread then copies without pausing.
+    restart_at: u64,
+    /// Held during a pass of the checkpoint thread: the writer never waits
+    /// for one, it tries again after its next commit.
+    pass: Mutex<()>,
+}
+
 impl Wal {
     fn watch(connection: &mut Connection, limit: u64) -> Result<Wal, rusqlite::Error> {
         let page: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
-        let page = u64::try_from(page).unwrap_or(4096);
-        let frames = Arc::new(AtomicU64::new(0));
-        let seen = frames.clone();
+        let frame_bytes = u64::try_from(page).unwrap_or(4096) + FRAME_HEADER;
+        let frames_in = |bytes: u64| (bytes / frame_bytes).max(1);
+        let log = Arc::new(Log {
+            restart_at: frames_in(limit / 2),
+            ..Log::default()
+        });
+        let seen = log.clone();
         connection.wal_hook(Some(
             move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
-                seen.store(u64::try_from(pages).unwrap_or(0), Ordering::Relaxed);
+                let pages = u64::try_from(pages).unwrap_or(0);
+                seen.frames.store(pages, Ordering::Relaxed);
                 Ok(())
             },
         ))?;
-        let frame_bytes = page + FRAME_HEADER;
-        let restart_at = (limit / 2 / frame_bytes).max(1);
         Ok(Wal {
-            frames,
+            next_try: log.restart_at,
+            log,
             frame_bytes,
             limit,
-            restart_at,
-            next_try: restart_at,
+            catch_up: frames_in(limit / 64),
+            force_at: frames_in(limit / 8 * 5),
             batch_bytes: (limit / 4).max(1),
             over: false,
         })
@@ -624,9 +650,10 @@ impl Wal {
 
     /// After a commit: starts the log over if it passed half of the limit.
     fn after_commit(&mut self, connection: &Connection) {
-        let frames = self.frames.load(Ordering::Relaxed);
-        if frames < self.restart_at {
-            self.next_try = self.restart_at;
+        let log = &*self.log;
+        let frames = log.frames.load(Ordering::Relaxed);
+        if frames < log.restart_at {
+            self.next_try = log.restart_at;
         }
         let over = frames.saturating_mul(self.frame_bytes) > self.limit;
         if over != self.over {
@@ -644,15 +671,28 @@ impl Wal {
         if frames < self.next_try {
             return;
         }
+        let behind = frames.saturating_sub(log.copied.load(Ordering::Relaxed));
+        if behind > self.catch_up && frames < self.force_at {
+            return;
+        }
+        let _pass = match log.pass.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         let _ = connection.busy_timeout(RESTART_WAIT);
         let outcome = connection.wal_checkpoint_v2(rusqlite::DEFAULT_NAME, CheckpointMode::RESTART);
         let _ = connection.busy_timeout(LOCK_WAIT);
         match outcome {
-            Ok(_) => self.next_try = self.restart_at,
+            Ok(_) => {
+                self.next_try = log.restart_at;
+                log.copied.store(0, Ordering::Relaxed);
+            }
             Err(e) => {
-                // Busy (a reader, or the checkpoint thread mid-copy) or
-                // failing (the checkpoint thread says why): try again once
-                // the log grew by another sixteenth of the limit.
+                // Busy (readers still in the log, or another process's
+                // checkpoint) or failing (the checkpoint thread says why):
+                // try again once the log grew by another sixteenth of the
+                // limit.
                 tracing::debug!(error = %e, frames, "the journal's log cannot start over yet");
                 self.next_try = frames + (self.limit / 16 / self.frame_bytes).max(1);
             }
@@ -660,17 +700,32 @@ impl Wal {
     }
 }
 
-/// Copies committed log pages into the database a few times a second,
-/// without blocking the writer (PASSIVE), while the store lives; so that a
-/// restart of the log finds little left to copy.
-fn checkpoint_loop(connection: Connection, alive: std::sync::Weak<()>, health: &Health) {
+/// Copies committed log pages into the database without blocking the
+/// writer (PASSIVE), a few times a second, and without pausing once the log
+/// is due to start over, so that the restart finds little left to copy.
+fn checkpoint_loop(connection: Connection, alive: std::sync::Weak<()>, log: &Log, health: &Health) {
+    /// Between passes while the log is due to start over: the writer gets
+    /// the log between two passes.
+    const DUE_PAUSE: Duration = Duration::from_millis(5);
     while alive.upgrade().is_some() {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        let outcome = connection.wal_checkpoint_v2(rusqlite::DEFAULT_NAME, CheckpointMode::PASSIVE);
+        std::thread::sleep(if log.frames.load(Ordering::Relaxed) >= log.restart_at {
+            DUE_PAUSE
+        } else {
+            CHECKPOINT_EVERY
+        });
+        let held = log.pass.lock().unwrap_or_else(|e| e.into_inner());
+        // The pragma, not `sqlite3_wal_checkpoint_v2`: on a connection
+        // that has not read the database yet, that call does nothing.
+        let outcome = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(2)
+        });
+        if let Ok(copied) = outcome {
+            log.copied
+                .store(u64::try_from(copied).unwrap_or(0), Ordering::Relaxed);
+        }
+        drop(held);
         let mut trouble = health.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
-            // The writer is starting the log over: it does this pass's work.
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {}
             Err(e) => {
                 if trouble.fail(e.to_string()) {
                     tracing::warn!(error = %e, "journal checkpoint failed; the WAL file grows until one succeeds");
