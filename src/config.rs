@@ -1730,7 +1730,7 @@ routes:
             routes: vec![
                 RouteConfig {
                     name: "paid-orders".to_owned(),
-                    place: "routes.yaml:30:5".to_owned(),
+                    place: "routes.yaml:38:5".to_owned(),
                     when: vec![
                         (
                             "type".to_owned(),
@@ -1760,7 +1760,7 @@ routes:
                 },
                 RouteConfig {
                     name: "everything".to_owned(),
-                    place: "routes.yaml:41:5".to_owned(),
+                    place: "routes.yaml:49:5".to_owned(),
                     when: vec![("type".to_owned(), json!("checkout.session.*"))],
                     emit: Emit::Event,
                     to: vec!["console".to_owned()],
