@@ -145,7 +145,11 @@ impl App {
         };
 
         let store_path = store_config.path_in(&base_dir);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path, store_config.fsync)?);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+            &store_path,
+            store_config.fsync,
+            store_config.wal_limit,
+        )?);
 
         let live = Arc::new(Live::new(snapshot, config_path, env, orders_enabled));
         let shutdown = CancellationToken::new();

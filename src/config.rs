@@ -60,6 +60,11 @@ pub struct StoreConfig {
     /// machine; it exists to measure what durability costs.
     #[serde(default = "default_fsync")]
     pub fsync: bool,
+    /// The most the journal's write-ahead log may take on disk: past half
+    /// of it, the writer checkpoints and starts the log over, so the log
+    /// is bounded by this, never by the load.
+    #[serde(default = "default_wal_limit", with = "byte_size")]
+    pub wal_limit: u64,
 }
 
 impl Default for StoreConfig {
@@ -68,6 +73,7 @@ impl Default for StoreConfig {
             path: default_store_path(),
             retention: default_retention(),
             fsync: default_fsync(),
+            wal_limit: default_wal_limit(),
         }
     }
 }
@@ -91,6 +97,12 @@ fn default_retention() -> Duration {
 }
 fn default_fsync() -> bool {
     true
+}
+/// Far above what one commit adds (one batch of events, each at most
+/// `server.max_body`), so restarting the log is rare; small next to any disk
+/// that holds a journal.
+fn default_wal_limit() -> u64 {
+    64 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -1830,6 +1842,7 @@ store:
   path: /var/lib/stripe-router/journal.db
   retention: 7d
   fsync: false
+  wal_limit: 16MiB
 sinks:
   orders: { type: jsonl, path: sinks/orders.jsonl, concurrency: 2, mode: "0640" }
   shipping:
@@ -1923,7 +1936,7 @@ routes:
             routes: vec![
                 RouteConfig {
                     name: "paid-orders".to_owned(),
-                    place: "routes.yaml:37:5".to_owned(),
+                    place: "routes.yaml:38:5".to_owned(),
                     when: vec![
                         (
                             "type".to_owned(),
@@ -1953,7 +1966,7 @@ routes:
                 },
                 RouteConfig {
                     name: "everything".to_owned(),
-                    place: "routes.yaml:48:5".to_owned(),
+                    place: "routes.yaml:49:5".to_owned(),
                     when: vec![("type".to_owned(), json!("checkout.session.*"))],
                     emit: Emit::Event,
                     to: vec!["console".to_owned()],
@@ -1963,6 +1976,7 @@ routes:
                 path: PathBuf::from("/var/lib/stripe-router/journal.db"),
                 retention: Duration::from_secs(7 * 24 * 3600),
                 fsync: false,
+                wal_limit: 16 * 1024 * 1024,
             },
             file: PathBuf::from("routes.yaml"),
             base_dir: PathBuf::from("."),

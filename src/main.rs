@@ -572,7 +572,7 @@ where
         return ExitCode::FAILURE;
     }
     runtime(async {
-        let store = match SqliteStore::open(&store_path, true) {
+        let store = match SqliteStore::open(&store_path, true, config.store.wal_limit) {
             Ok(store) => std::sync::Arc::new(store) as std::sync::Arc<dyn Store>,
             Err(e) => {
                 eprintln!("error: {e}");

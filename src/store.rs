@@ -12,12 +12,13 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rusqlite::{Connection, params};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{Connection, params, wal::CheckpointMode};
+use tokio::sync::oneshot;
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -31,6 +32,21 @@ pub enum StoreError {
     },
     #[error("journal database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("the journal {path} cannot be written: {source}")]
+    Unwritable {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the journal {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What [`Store::health`] says while the journal does not take writes.
+    #[error("journal: {0}")]
+    Unhealthy(String),
     #[error("cannot create the journal's folder {path}: {source}")]
     Folder {
         path: String,
@@ -258,6 +274,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, next_attempt_at) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (sink) WHERE state = 2;
 CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries (updated_at) WHERE state = 1;
+-- One row the writer rewrites to find out whether the journal takes writes:
+-- at start, and while writes fail.
+CREATE TABLE IF NOT EXISTS probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+) STRICT;
 ";
 
 /// Writes, each answered once its transaction committed.
@@ -289,63 +311,118 @@ enum Write {
 /// How many writes one transaction takes at most.
 const BATCH: usize = 1024;
 
+/// How long a connection waits for a lock another one holds (a CLI
+/// `replay`, the writer's checkpoint) before its statement fails.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the writer's own checkpoint waits for readers to be done with
+/// the log. The router's reads take milliseconds; past this the writer goes
+/// on committing and tries again a little later, rather than stall every
+/// request behind a slow reader.
+const RESTART_WAIT: Duration = Duration::from_millis(200);
+
+/// How often checkpoints copy the log into the database, off the commit
+/// path.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// While writes fail (a full disk, a read-only or failing volume), how often
+/// the writer tries a small write of its own, so that health comes back as
+/// soon as the journal takes writes again, even if no event arrives.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Bytes SQLite adds to each page it appends to the log.
+const FRAME_HEADER: u64 = 24;
+
 #[derive(Debug)]
 pub struct SqliteStore {
-    writes: mpsc::UnboundedSender<Write>,
+    writes: std::sync::mpsc::Sender<Write>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    health: Arc<Health>,
     /// The checkpoint thread runs while this lives.
     _alive: Arc<()>,
 }
 
 impl SqliteStore {
-    /// Opens (creating) the database at `path`. With `fsync` off, commits
-    /// survive a crash of the process but not of the machine; it exists to
-    /// measure what durability costs.
-    pub fn open(path: &Path, fsync: bool) -> Result<SqliteStore, StoreError> {
+    /// Opens (creating) the database at `path`, and makes sure it takes
+    /// writes: a journal that cannot be written (a read-only folder or
+    /// volume, an I/O error) is an error here, not a `500` on every event
+    /// later. A full disk is not: the store opens, says so in
+    /// [`Store::health`], and takes writes again once there is room.
+    ///
+    /// With `fsync` off, commits survive a crash of the process but not of
+    /// the machine; it exists to measure what durability costs.
+    /// `wal_limit` bounds the write-ahead log on disk (`store.wal_limit`).
+    ///
+    /// The database, its `-wal` and `-shm` files (SQLite gives them the
+    /// database's mode) and the folders created for it are private to the
+    /// user: they hold customers' names and addresses.
+    pub fn open(path: &Path, fsync: bool, wal_limit: u64) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
-                path: parent.display().to_string(),
-                source,
-            })?;
-        }
+        create_private(path)?;
         let connect = |pragmas: &str| -> Result<Connection, StoreError> {
             let connection = Connection::open(path).map_err(open_err)?;
             connection.execute_batch(pragmas).map_err(open_err)?;
+            connection.busy_timeout(LOCK_WAIT).map_err(open_err)?;
             Ok(connection)
         };
-        // Checkpoints run on their own thread, so a commit never waits for
-        // one; the WAL file is cut back once checkpointed.
-        let writer = connect(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 10000;
-             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; {SCHEMA}",
+        // No automatic checkpoints: they would run inside a commit. The
+        // checkpoint thread copies the log into the database off the commit
+        // path, and the writer starts the log over once it passes half of
+        // `wal_limit` (`Wal`); the file is cut back to `wal_limit` when the
+        // log starts over.
+        let mut writer = connect(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA wal_autocheckpoint = 0;
+             PRAGMA journal_size_limit = {wal_limit}; {SCHEMA}",
             if fsync { "FULL" } else { "OFF" }
         ))?;
-        let reader = connect("PRAGMA busy_timeout = 10000;")?;
-        let checkpointer = connect("PRAGMA busy_timeout = 10000;")?;
+        let health = Arc::new(Health::default());
+        if let Err(e) = probe(&writer) {
+            if !is_full(&e) {
+                return Err(StoreError::Unwritable {
+                    path: path.display().to_string(),
+                    source: e,
+                });
+            }
+            tracing::error!(path = %path.display(), error = %e, "the journal's disk is full; events are answered 500 until there is room");
+            health
+                .write
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .fail(e.to_string());
+        }
+        let wal = Wal::watch(&mut writer, wal_limit).map_err(open_err)?;
+        let log = wal.log.clone();
+        let reader = connect("")?;
+        let checkpointer = connect("")?;
 
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(work)
                 .map_err(StoreError::Thread)
         };
-        spawn("journal-writer", Box::new(move || write_loop(writer, rx)))?;
+        let writer_health = health.clone();
+        spawn(
+            "journal-writer",
+            Box::new(move || write_loop(writer, rx, wal, &writer_health)),
+        )?;
         let alive = Arc::new(());
         let watched = Arc::downgrade(&alive);
+        let checkpoint_health = health.clone();
         spawn(
             "journal-checkpoint",
-            Box::new(move || checkpoint_loop(checkpointer, watched)),
+            Box::new(move || checkpoint_loop(checkpointer, watched, &log, &checkpoint_health)),
         )?;
         Ok(SqliteStore {
             writes: tx,
             reader: Arc::new(Mutex::new(reader)),
             path: path.to_path_buf(),
+            health,
             _alive: alive,
         })
     }
@@ -382,28 +459,355 @@ impl SqliteStore {
     }
 }
 
-/// Copies committed WAL frames into the database file, without blocking
-/// the writer (PASSIVE), a few times a second while the store lives.
-fn checkpoint_loop(connection: Connection, alive: std::sync::Weak<()>) {
-    while alive.upgrade().is_some() {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        if let Err(e) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "journal checkpoint failed; the WAL file grows until one succeeds");
+/// Folders the journal needs, `0700` where missing (existing ones are left
+/// as they are), and the database file `0600` if it does not exist yet.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|source| StoreError::Folder {
+                path: parent.display().to_string(),
+                source,
+            })?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::File {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// A small real write: one row rewritten, committed.
+fn probe(connection: &Connection) -> Result<(), rusqlite::Error> {
+    connection
+        .prepare_cached("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?1)")?
+        .execute(params![now_ms()])?;
+    Ok(())
+}
+
+fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+/// Why the journal does not take writes now, as its threads last saw it.
+#[derive(Debug, Default)]
+struct Health {
+    /// The writer's: the last transaction (or probe) failed.
+    write: Mutex<Trouble>,
+    /// The checkpoint thread's: the log can neither be copied into the
+    /// database nor start over, so it grows.
+    checkpoint: Mutex<Trouble>,
+}
+
+impl Health {
+    fn reason(&self) -> Option<String> {
+        let lock = |m: &Mutex<Trouble>| m.lock().unwrap_or_else(|e| e.into_inner()).reason();
+        if let Some(reason) = lock(&self.write) {
+            return Some(format!("writes fail: {reason}"));
+        }
+        lock(&self.checkpoint).map(|reason| format!("checkpoints fail, so its log grows: {reason}"))
+    }
+
+    fn writes_fail(&self) -> bool {
+        self.write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reason()
+            .is_some()
+    }
+}
+
+/// A failing condition, logged when it begins and when it ends rather than
+/// at every attempt.
+#[derive(Debug, Default)]
+struct Trouble {
+    /// Why, since when, and how many attempts failed.
+    failing: Option<(String, std::time::Instant, u64)>,
+}
+
+impl Trouble {
+    fn reason(&self) -> Option<String> {
+        self.failing.as_ref().map(|(reason, _, _)| reason.clone())
+    }
+
+    /// One failed attempt; true when it begins the trouble or changes its
+    /// reason, so worth a log line.
+    fn fail(&mut self, reason: String) -> bool {
+        match &mut self.failing {
+            Some((known, _, attempts)) if *known == reason => {
+                *attempts += 1;
+                false
+            }
+            Some((known, _, attempts)) => {
+                *known = reason;
+                *attempts += 1;
+                true
+            }
+            None => {
+                self.failing = Some((reason, std::time::Instant::now(), 1));
+                true
+            }
+        }
+    }
+
+    /// One successful attempt: how many failed and for how long, if this
+    /// ends a trouble.
+    fn clear(&mut self) -> Option<(u64, Duration)> {
+        self.failing
+            .take()
+            .map(|(_, since, attempts)| (attempts, since.elapsed()))
+    }
+}
+
+/// The log's size as the writer's commits leave it, and starting it over.
+///
+/// SQLite appends every page a commit changes to the log; a checkpoint
+/// copies them into the database, but only a writer that finds the whole
+/// log copied and no reader in it starts the log over. Under steady load
+/// that never happens by itself. So once the log passes half of the limit,
+/// the checkpoint thread copies without pausing, and as soon as it is
+/// nearly caught up the writer runs a RESTART checkpoint between two
+/// commits: it copies the little that is left, waits for readers to leave
+/// the log (at most [`RESTART_WAIT`]), and the next commit starts from the
+/// log's beginning, cutting the file back to the limit
+/// (`journal_size_limit`). If the checkpoint thread cannot keep up, the
+/// writer restarts the log at five eighths of the limit whatever is left to
+/// copy: commits then wait for that copy.
+struct Wal {
+    log: Arc<Log>,
+    frame_bytes: u64,
+    limit: u64,
+    /// Frames at which the next restart is tried.
+    next_try: u64,
+    /// Frames left to copy under which a restart is cheap: the writer
+    /// waits for the checkpoint thread to get there.
+    catch_up: u64,
+    /// Frames past which the writer restarts the log whatever is left to
+    /// copy (the checkpoint thread cannot keep up): five eighths of the
+    /// limit, so that one more batch still fits under it.
+    force_at: u64,
+    /// A batch stops taking writes past these bytes, so one commit adds
+    /// about this much to the log at most (or one write, if bigger).
+    batch_bytes: u64,
+    /// The log is past the limit (a reader outside the router holds it).
+    over: bool,
+}
+
+/// What the writer and the checkpoint thread know of the log, in frames.
+#[derive(Debug, Default)]
+struct Log {
+    /// In the log after the writer's last commit (SQLite's WAL hook).
+    frames: AtomicU64,
+    /// Copied into the database by the checkpoint thread's last pass.
+    copied: AtomicU64,
+    /// Past this (half of the limit) the log is due to start over; the
+    /// checkpoint thread then copies without pausing.
+    restart_at: u64,
+    /// Held during a pass of the checkpoint thread: the writer never waits
+    /// for one, it tries again after its next commit.
+    pass: Mutex<()>,
+}
+
+impl Wal {
+    fn watch(connection: &mut Connection, limit: u64) -> Result<Wal, rusqlite::Error> {
+        let page: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let frame_bytes = u64::try_from(page).unwrap_or(4096) + FRAME_HEADER;
+        let frames_in = |bytes: u64| (bytes / frame_bytes).max(1);
+        let log = Arc::new(Log {
+            restart_at: frames_in(limit / 2),
+            ..Log::default()
+        });
+        let seen = log.clone();
+        connection.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                let pages = u64::try_from(pages).unwrap_or(0);
+                seen.frames.store(pages, Ordering::Relaxed);
+                Ok(())
+            },
+        ))?;
+        Ok(Wal {
+            next_try: log.restart_at,
+            log,
+            frame_bytes,
+            limit,
+            catch_up: frames_in(limit / 64),
+            force_at: frames_in(limit / 8 * 5),
+            batch_bytes: (limit / 4).max(1),
+            over: false,
+        })
+    }
+
+    /// After a commit: starts the log over if it passed half of the limit.
+    fn after_commit(&mut self, connection: &Connection) {
+        let log = &*self.log;
+        let frames = log.frames.load(Ordering::Relaxed);
+        if frames < log.restart_at {
+            self.next_try = log.restart_at;
+        }
+        let over = frames.saturating_mul(self.frame_bytes) > self.limit;
+        if over != self.over {
+            self.over = over;
+            if over {
+                tracing::warn!(
+                    bytes = frames.saturating_mul(self.frame_bytes),
+                    limit = self.limit,
+                    "the journal's log is past store.wal_limit: it cannot start over while another process reads the journal"
+                );
+            } else {
+                tracing::info!("the journal's log is back under store.wal_limit");
+            }
+        }
+        if frames < self.next_try {
+            return;
+        }
+        let behind = frames.saturating_sub(log.copied.load(Ordering::Relaxed));
+        if behind > self.catch_up && frames < self.force_at {
+            return;
+        }
+        let _pass = match log.pass.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        let _ = connection.busy_timeout(RESTART_WAIT);
+        let outcome = connection.wal_checkpoint_v2(rusqlite::DEFAULT_NAME, CheckpointMode::RESTART);
+        let _ = connection.busy_timeout(LOCK_WAIT);
+        match outcome {
+            Ok(_) => {
+                self.next_try = log.restart_at;
+                log.copied.store(0, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Busy (readers still in the log, or another process's
+                // checkpoint) or failing (the checkpoint thread says why):
+                // try again once the log grew by another sixteenth of the
+                // limit.
+                tracing::debug!(error = %e, frames, "the journal's log cannot start over yet");
+                self.next_try = frames + (self.limit / 16 / self.frame_bytes).max(1);
+            }
         }
     }
 }
 
-fn write_loop(mut connection: Connection, mut rx: mpsc::UnboundedReceiver<Write>) {
+/// Copies committed log pages into the database without blocking the
+/// writer (PASSIVE), a few times a second, and without pausing once the log
+/// is due to start over, so that the restart finds little left to copy.
+fn checkpoint_loop(connection: Connection, alive: std::sync::Weak<()>, log: &Log, health: &Health) {
+    /// Between passes while the log is due to start over: the writer gets
+    /// the log between two passes.
+    const DUE_PAUSE: Duration = Duration::from_millis(5);
+    while alive.upgrade().is_some() {
+        std::thread::sleep(if log.frames.load(Ordering::Relaxed) >= log.restart_at {
+            DUE_PAUSE
+        } else {
+            CHECKPOINT_EVERY
+        });
+        let held = log.pass.lock().unwrap_or_else(|e| e.into_inner());
+        // The pragma, not `sqlite3_wal_checkpoint_v2`: on a connection
+        // that has not read the database yet, that call does nothing.
+        let outcome = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(2)
+        });
+        if let Ok(copied) = outcome {
+            log.copied
+                .store(u64::try_from(copied).unwrap_or(0), Ordering::Relaxed);
+        }
+        drop(held);
+        let mut trouble = health.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Err(e) => {
+                if trouble.fail(e.to_string()) {
+                    tracing::warn!(error = %e, "journal checkpoint failed; the WAL file grows until one succeeds");
+                }
+            }
+            Ok(_) => {
+                if let Some((failed, lasted)) = trouble.clear() {
+                    tracing::info!(failed, after = ?lasted, "journal checkpoints succeed again");
+                }
+            }
+        }
+    }
+}
+
+fn write_loop(
+    mut connection: Connection,
+    rx: std::sync::mpsc::Receiver<Write>,
+    mut wal: Wal,
+    health: &Health,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        let first = if health.writes_fail() {
+            match rx.recv_timeout(PROBE_EVERY) {
+                Ok(write) => write,
+                Err(RecvTimeoutError::Timeout) => {
+                    wrote(health, probe(&connection).map_err(|e| e.to_string()));
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(write) => write,
+                Err(_) => return,
+            }
+        };
+        let mut bytes = first.bytes();
         batch.push(first);
-        while batch.len() < BATCH {
+        while batch.len() < BATCH && bytes < wal.batch_bytes {
             match rx.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => {
+                    bytes += next.bytes();
+                    batch.push(next);
+                }
                 Err(_) => break,
             }
         }
-        apply(&mut connection, &mut batch);
+        wrote(health, apply(&mut connection, &mut batch));
+        wal.after_commit(&connection);
+    }
+}
+
+/// Records a commit's outcome for [`Store::health`], logging only when
+/// writes begin to fail and when they succeed again.
+fn wrote(health: &Health, outcome: Result<(), String>) {
+    let mut trouble = health.write.lock().unwrap_or_else(|e| e.into_inner());
+    match outcome {
+        Err(e) => {
+            if trouble.fail(e.clone()) {
+                tracing::error!(error = %e, "journal transaction failed; events are answered 500 until the journal takes writes again");
+            }
+        }
+        Ok(()) => {
+            if let Some((failed, lasted)) = trouble.clear() {
+                tracing::info!(failed, after = ?lasted, "the journal takes writes again");
+            }
+        }
+    }
+}
+
+impl Write {
+    /// About the bytes this write adds to the log.
+    fn bytes(&self) -> u64 {
+        let body = match self {
+            Write::Journal(event, _) => event.body.len(),
+            Write::Routed(_, records, _) => records.iter().map(|r| r.body.len()).sum(),
+            _ => 0,
+        };
+        // Small rows and index entries besides.
+        body as u64 + 256
     }
 }
 
@@ -411,7 +815,7 @@ fn write_loop(mut connection: Connection, mut rx: mpsc::UnboundedReceiver<Write>
 /// statement or the commit fails (disk full, I/O error), the transaction is
 /// rolled back and every write in the batch is answered with that error:
 /// nothing of it is acknowledged.
-fn apply(connection: &mut Connection, batch: &mut Vec<Write>) {
+fn apply(connection: &mut Connection, batch: &mut Vec<Write>) -> Result<(), String> {
     let now = now_ms();
     let mut answers: Answers = Vec::with_capacity(batch.len());
     let mut failure: Option<rusqlite::Error> = None;
@@ -437,13 +841,11 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>) {
             }
         }
     }
-    let failure = failure.map(|e| {
-        tracing::error!(error = %e, "journal transaction failed");
-        e.to_string()
-    });
+    let failure = failure.map(|e| e.to_string());
     for answer in answers {
         answer(failure.as_deref());
     }
+    failure.map_or(Ok(()), Err)
 }
 
 type Answers = Vec<Box<dyn FnOnce(Option<&str>)>>;
@@ -836,7 +1238,8 @@ impl Store for SqliteStore {
     }
 
     fn health(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async { Ok(()) })
+        let reason = self.health.reason();
+        Box::pin(async move { reason.map_or(Ok(()), |r| Err(StoreError::Unhealthy(r))) })
     }
 
     fn prune(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, u64> {
@@ -865,7 +1268,7 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("data/journal.db"), true).unwrap();
+        let store = SqliteStore::open(&dir.path().join("data/journal.db"), true, 64 << 20).unwrap();
         (dir, store)
     }
 
@@ -886,6 +1289,67 @@ mod tests {
             body: Bytes::from(format!(r#"{{"id":"{event_id}:{route}"}}"#)),
             sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    /// A 1 MiB tmpfs at a temporary folder, unmounted on drop; None (the
+    /// test says it was skipped) without the root a mount needs.
+    struct SmallDisk(tempfile::TempDir);
+
+    impl SmallDisk {
+        fn mount() -> Option<SmallDisk> {
+            let dir = tempfile::tempdir().unwrap();
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+                .then_some(SmallDisk(dir))
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_shows_in_health_until_there_is_room_again() {
+        let Some(disk) = SmallDisk::mount() else {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        };
+        let store = SqliteStore::open(&disk.0.path().join("journal.db"), true, 256 << 10).unwrap();
+        store.journal(event("evt_before")).await.unwrap();
+        store.health().await.unwrap();
+
+        let ballast = disk.0.path().join("ballast");
+        let mut file = std::fs::File::create(&ballast).unwrap();
+        while std::io::Write::write_all(&mut file, &[0; 64 * 1024]).is_ok() {}
+        drop(file);
+        let mut n = 0;
+        while store.journal(event(&format!("evt_full_{n}"))).await.is_ok() {
+            n += 1;
+            assert!(n < 1000, "the disk never filled up");
+        }
+        let unhealthy = store.health().await.unwrap_err().to_string();
+        assert!(unhealthy.contains("disk is full"), "{unhealthy}");
+
+        // With room again, health comes back by itself: no event arrives.
+        std::fs::remove_file(&ballast).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Err(e) = store.health().await {
+            assert!(std::time::Instant::now() < deadline, "still unhealthy: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            store.journal(event("evt_after")).await.unwrap(),
+            Journaled::Inserted
+        );
     }
 
     #[tokio::test]

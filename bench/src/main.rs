@@ -9,6 +9,7 @@
 mod load;
 mod procs;
 mod services;
+mod soak;
 mod tail;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,11 @@ enum Command {
     ///
     /// Example: cargo build --release && cargo run --release -p stripe-router-bench -- run
     Run(RunArgs),
+    /// Send at full speed for a fixed time and watch the journal's size on
+    /// disk (database, write-ahead log, shared memory) during and after.
+    ///
+    /// Example: cargo run --release -p stripe-router-bench -- soak --seconds 60
+    Soak(soak::SoakArgs),
     /// (started by `run`) The Stripe API stand-in: 3 line items for any session.
     Standin {
         #[arg(long)]
@@ -134,6 +140,7 @@ fn main() -> anyhow::Result<()> {
         Command::Standin { key } => services::standin(&key),
         Command::Consumer => services::consumer(),
         Command::Run(args) => run(&args),
+        Command::Soak(args) => soak::run(&args),
     }
 }
 

@@ -43,7 +43,7 @@ async fn send_order(app: &TestApp, n: usize) -> crate::harness::Answer {
     .await
 }
 
-fn ids(records: &[serde_json::Value]) -> BTreeSet<String> {
+pub fn ids(records: &[serde_json::Value]) -> BTreeSet<String> {
     records
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_owned())
@@ -387,12 +387,12 @@ async fn replay_reroute_runs_an_old_event_through_a_route_added_later() {
 
 /// A small tmpfs, unmounted (lazily) on drop. Mounting needs root, which CI
 /// has; elsewhere the test that uses it says it was skipped.
-struct SmallDisk {
+pub struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
+    pub fn mount(size: &str) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().ok()?;
         let status = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -403,7 +403,7 @@ impl SmallDisk {
         status.success().then_some(SmallDisk { dir })
     }
 
-    fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &std::path::Path {
         self.dir.path()
     }
 }
@@ -497,7 +497,7 @@ async fn a_full_disk_answers_500_and_loses_no_acknowledged_event() {
 }
 
 /// Free bytes on the file system holding `path`.
-fn fs_free(path: &std::path::Path) -> u64 {
+pub fn fs_free(path: &std::path::Path) -> u64 {
     let output = std::process::Command::new("df")
         .args(["--output=avail", "-B1"])
         .arg(path)

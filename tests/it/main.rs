@@ -10,6 +10,7 @@ mod durable;
 mod flow;
 mod limits_config;
 mod limits_door;
+mod limits_journal;
 mod limits_upstream;
 mod reload;
 mod server;
