@@ -161,7 +161,16 @@ fn serve_refuses(dir: &Path, env: &[(String, String)], config: &str) -> String {
     let mut child = command(
         dir,
         env,
-        &["serve", "--config", config, "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            // Should it start after all, not on the default port.
+            "--admin-listen",
+            "off",
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
