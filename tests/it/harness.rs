@@ -385,3 +385,62 @@ pub async fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A small tmpfs, unmounted (lazily) on drop, for tests of a full or
+/// read-only disk. Mounting needs root, which CI has; elsewhere `mount` is
+/// `None` and the test says it was skipped.
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(SmallDisk { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a ballast file, leaving `room` bytes free.
+    pub fn fill(&self, room: u64) {
+        let size = self.free().saturating_sub(room);
+        std::fs::write(self.ballast(), vec![0u8; size as usize]).expect("write the ballast");
+    }
+
+    /// Removes the ballast [`SmallDisk::fill`] wrote.
+    pub fn unfill(&self) {
+        std::fs::remove_file(self.ballast()).expect("remove the ballast");
+    }
+
+    fn ballast(&self) -> PathBuf {
+        self.path().join("ballast")
+    }
+
+    /// Free bytes on the disk.
+    fn free(&self) -> u64 {
+        let output = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path())
+            .output()
+            .expect("run df");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|line| line.trim().parse().ok())
+            .expect("df says how much is free")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}

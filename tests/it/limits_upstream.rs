@@ -14,7 +14,7 @@ use stripe_router::standin::{Misbehaviour, catalogue_items};
 
 use crate::flow::{line_items, session_event};
 use crate::harness::{
-    Lines, SECRET, TestApp, WAIT, eventually, now, pretty, read_jsonl, spawn_app,
+    Lines, SECRET, SmallDisk, TestApp, WAIT, eventually, now, pretty, read_jsonl, spawn_app,
 };
 use std::os::unix::fs::PermissionsExt;
 
@@ -334,56 +334,6 @@ async fn jsonl_files_and_their_folders_are_private_unless_a_mode_says() {
     assert_eq!(mode_of(&app.path("team")), 0o750);
 }
 
-/// A tmpfs of its own, unmounted when dropped.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    /// `None`, saying why, where this process may not mount (not root).
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(Stdio::piped())
-            .output();
-        match mounted {
-            Ok(out) if out.status.success() => Some(Tmpfs(dir)),
-            Ok(out) => {
-                eprintln!(
-                    "skipped: cannot mount a tmpfs to fill (needs root, as in CI): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: cannot run mount (needs root, as in CI): {e}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    /// Writes a file until the tmpfs is full.
-    fn fill(&self) {
-        let mut filler = std::fs::File::create(self.path().join("filler")).expect("filler");
-        let chunk = vec![0u8; 64 * 1024];
-        while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(self.path().join("filler")).expect("remove the filler");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
-    }
-}
-
 const FULL_JOURNAL_ROUTES: &str = r#"
 store: { path: "{journal}/journal.db" }
 sinks:
@@ -397,7 +347,8 @@ routes:
 
 #[tokio::test]
 async fn a_journal_that_cannot_record_a_jsonl_delivery_never_makes_a_second_line() {
-    let Some(journal) = Tmpfs::mount("4m") else {
+    let Some(journal) = SmallDisk::mount("4m") else {
+        eprintln!("skipped: mounting a tmpfs to fill needs root, as in CI");
         return;
     };
     let routes = FULL_JOURNAL_ROUTES.replace("{journal}", &journal.path().display().to_string());
@@ -422,7 +373,7 @@ async fn a_journal_that_cannot_record_a_jsonl_delivery_never_makes_a_second_line
     reader
         .execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
         .expect("a read transaction");
-    journal.fill();
+    journal.fill(0);
     std::fs::remove_dir(&file).expect("the file's place is free again");
 
     // Every record reaches the file, and its delivery is retried again and
@@ -454,7 +405,7 @@ async fn a_journal_that_cannot_record_a_jsonl_delivery_never_makes_a_second_line
     // Room again: the deliveries are recorded, nothing more is written, not
     // after a restart either.
     drop(reader);
-    journal.free();
+    journal.unfill();
     app.wait_health(|h| h["queues"]["sinks"].get("orders").is_none())
         .await;
     app.restart();
