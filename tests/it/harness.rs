@@ -191,15 +191,46 @@ fn start_router(
         .expect("start stripe-router");
     let stdout = Lines::follow(child.stdout.take().unwrap());
     let stderr = Lines::follow(child.stderr.take().unwrap());
-    let address_after = |marker: &'static str| {
-        move |line: &str| {
-            let rest = line.split(marker).nth(1)?;
-            rest.split('/').next()?.trim().parse::<SocketAddr>().ok()
-        }
-    };
     let addr = stderr.wait_for(WAIT, address_after("listening on http://"));
     let admin = stderr.wait_for(WAIT, address_after("admin listener on http://"));
     (child, [addr, admin], stdout, stderr)
+}
+
+/// Reads the address a log line gives after `marker`.
+fn address_after(marker: &'static str) -> impl Fn(&str) -> Option<SocketAddr> {
+    move |line: &str| {
+        let rest = line.split(marker).nth(1)?;
+        rest.split('/').next()?.trim().parse::<SocketAddr>().ok()
+    }
+}
+
+/// Waits until the router following on `stderr` listens; its webhook address.
+pub fn listening(stderr: &Lines) -> SocketAddr {
+    stderr.wait_for(WAIT, address_after("listening on http://"))
+}
+
+/// `stripe-router serve` in `dir` with `routes.yaml`, on port 0, with only
+/// `env` (and `PATH`) set and the admin listener off (its default port
+/// would collide with other tests): for tests that start and stop the
+/// router themselves.
+pub fn serve_command(dir: &Path, env: &[(String, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
+    command
+        .args([
+            "serve",
+            "--config",
+            "routes.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    command
 }
 
 pub fn now() -> i64 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Options, SECRET, TestApp, WAIT, eventually, now, spawn_with};
+use crate::harness::{Options, SECRET, TestApp, WAIT, eventually, now, serve_command, spawn_with};
 
 /// A router that emits events (no Stripe API needed) to a jsonl sink.
 const EVENTS: &str = "sinks:\n  orders: { type: jsonl, path: sinks/orders.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [orders]\n";
@@ -414,24 +414,11 @@ async fn trace_logs_written_beside_the_config_stay_small() {
     std::fs::write(dir.path().join("routes.yaml"), EVENTS).unwrap();
     let log_path = dir.path().join("router.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            // Off, or it would take the default port and collide with
-            // another router on this machine.
-            "--admin-listen",
-            "off",
-        ])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "trace")
-        .env("STRIPE_WEBHOOK_SECRET", SECRET)
-        .stdin(Stdio::null())
+    let env = [
+        ("RUST_LOG".to_owned(), "trace".to_owned()),
+        ("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+    ];
+    let mut child = serve_command(dir.path(), &env)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::durable::ids;
 use crate::flow::session_event;
-use crate::harness::{SmallDisk, TestApp, WAIT, eventually, read_jsonl, spawn_app};
+use crate::harness::{SmallDisk, TestApp, WAIT, eventually, read_jsonl, serve_command, spawn_app};
 
 /// Every checkout event to one JSONL file, journal at `{store}`.
 fn audit_routes(store: &str) -> String {
@@ -195,20 +195,7 @@ async fn public_health(app: &TestApp) -> (u16, serde_json::Value) {
 /// Runs `serve` in `dir`; its exit code and stderr, or None for the code if
 /// it was still running after `WAIT` (then it is killed).
 async fn serve_once(dir: &Path, env: &[(String, String)]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "off",
-        ])
-        .current_dir(dir)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+    let mut child = serve_command(dir, env)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -14,7 +14,8 @@ use stripe_router::standin::{Misbehaviour, catalogue_items};
 
 use crate::flow::{line_items, session_event};
 use crate::harness::{
-    Lines, SECRET, SmallDisk, TestApp, WAIT, eventually, now, pretty, read_jsonl, spawn_app,
+    Lines, SECRET, SmallDisk, TestApp, WAIT, eventually, listening, now, pretty, read_jsonl,
+    serve_command, spawn_app,
 };
 use std::os::unix::fs::PermissionsExt;
 
@@ -139,33 +140,17 @@ async fn a_stripe_api_past_its_bounds_makes_dead_letters_saying_which_bound() {
 /// Starts `stripe-router serve` in `dir` with its stdout going to `stdout`;
 /// returns it once it listens, with its stderr followed.
 fn serve(dir: &Path, stdout: Stdio) -> (Child, SocketAddr, Lines) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            // Off, or it would take the default port and collide with
-            // another router on this machine.
-            "--admin-listen",
-            "off",
-        ])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info,stripe_router=debug")
-        .env("STRIPE_WEBHOOK_SECRET", SECRET)
-        .stdin(Stdio::null())
+    let env = [
+        ("RUST_LOG".to_owned(), "info,stripe_router=debug".to_owned()),
+        ("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+    ];
+    let mut child = serve_command(dir, &env)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start stripe-router");
     let stderr = Lines::follow(child.stderr.take().expect("piped stderr"));
-    let addr = stderr.wait_for(WAIT, |line| {
-        let rest = line.split("listening on http://").nth(1)?;
-        rest.split('/').next()?.parse::<SocketAddr>().ok()
-    });
+    let addr = listening(&stderr);
     (child, addr, stderr)
 }
 
