@@ -335,6 +335,9 @@ const FRAME_HEADER: u64 = 24;
 
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// Unbounded, yet bounded by its producers: every write's sender waits
+    /// for its answer, and the senders are bounded (connections, the
+    /// router, each worker's concurrency, pruning).
     writes: std::sync::mpsc::Sender<Write>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
