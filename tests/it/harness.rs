@@ -214,9 +214,10 @@ pub fn listening(stderr: &Lines) -> SocketAddr {
 /// would collide with other tests): for tests that start and stop the
 /// router themselves.
 pub fn serve_command(dir: &Path, env: &[(String, String)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
-    command
-        .args([
+    router_command(
+        dir,
+        env,
+        &[
             "serve",
             "--config",
             "routes.yaml",
@@ -224,7 +225,15 @@ pub fn serve_command(dir: &Path, env: &[(String, String)]) -> Command {
             "127.0.0.1:0",
             "--admin-listen",
             "off",
-        ])
+        ],
+    )
+}
+
+/// `stripe-router args...` in `dir`, with only `env` (and `PATH`) set.
+pub fn router_command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
+    command
+        .args(args)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -3,14 +3,16 @@
 //! changing is still applied, and the watcher cannot feed on its own log.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Options, SECRET, TestApp, WAIT, eventually, now, serve_command, spawn_with};
+use crate::harness::{
+    Options, SECRET, TestApp, WAIT, eventually, now, router_command, serve_command, spawn_with,
+};
 
 /// A router that emits events (no Stripe API needed) to a jsonl sink.
 const EVENTS: &str = "sinks:\n  orders: { type: jsonl, path: sinks/orders.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [orders]\n";
@@ -26,22 +28,9 @@ fn events_app() -> Options {
     }
 }
 
-/// `stripe-router args...` in `dir`, with only `env` (and `PATH`).
-fn command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null());
-    command
-}
-
 /// Runs `stripe-router args...` in the app's folder with its environment.
 fn run(app: &TestApp, args: &[&str]) -> Output {
-    command(app.dir.path(), &app.env, args)
+    router_command(app.dir.path(), &app.env, args)
         .output()
         .expect("run stripe-router")
 }
@@ -158,7 +147,7 @@ async fn credentials_in_sink_urls_never_show_in_logs_healthz_or_check() {
 /// Runs `serve` in `dir` until it exits (it must refuse to start) and
 /// returns what it printed.
 fn serve_refuses(dir: &Path, env: &[(String, String)], config: &str) -> String {
-    let mut child = command(
+    let mut child = router_command(
         dir,
         env,
         &[
@@ -245,7 +234,7 @@ async fn check_refuses_the_environment_serve_refuses_unless_told_to_leave_it_out
     std::fs::write(dir.path().join("routes.yaml"), routes).unwrap();
     let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let check = |env: &[(String, String)], args: &[&str]| {
-        command(dir.path(), env, &[&["check"], args].concat())
+        router_command(dir.path(), env, &[&["check"], args].concat())
             .output()
             .expect("run check")
     };
