@@ -449,10 +449,21 @@ impl SmallDisk {
         self.dir.path()
     }
 
-    /// Fills the disk with a ballast file, leaving `room` bytes free.
+    /// Fills the disk with a ballast file, leaving `room` bytes free (or
+    /// none, if the router takes some of it meanwhile).
     pub fn fill(&self, room: u64) {
-        let size = self.free().saturating_sub(room);
-        std::fs::write(self.ballast(), vec![0u8; size as usize]).expect("write the ballast");
+        use std::io::Write as _;
+        let mut left = self.free().saturating_sub(room);
+        let mut ballast = std::fs::File::create(self.ballast()).expect("create the ballast");
+        let chunk = [0u8; 64 * 1024];
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            match ballast.write_all(&chunk[..n]) {
+                Ok(()) => left -= n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("write the ballast: {e}"),
+            }
+        }
     }
 
     /// Removes the ballast [`SmallDisk::fill`] wrote.
