@@ -50,13 +50,15 @@ pub fn refusal_hint(
                     HINT_MAX_BODY / 1024
                 );
             }
-            if !looks_like_event(body) {
+            // Parsed once, for both questions: a forged request pays for it.
+            let parsed = serde_json::from_slice::<serde_json::Value>(body).ok();
+            let Some(event) = parsed.filter(looks_like_event) else {
                 return format!(
                     "the body is not a Stripe event and matches none of the {count} configured \
                      secret(s): the request did not come from Stripe, or {WHICH_SECRET}"
                 );
-            }
-            if reserialised(body, header, secrets) {
+            };
+            if reserialised(&event, body, header, secrets) {
                 return "the signature matches this event as Stripe serialises it (2-space \
                         indented JSON) but not the bytes received: something between Stripe and \
                         here parsed and re-encoded the body (a proxy, or a framework's JSON body \
@@ -82,23 +84,18 @@ pub fn refusal_hint(
 }
 
 /// A JSON object with `"object": "event"` and an `evt_` id: what Stripe sends.
-fn looks_like_event(body: &[u8]) -> bool {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
+fn looks_like_event(value: &serde_json::Value) -> bool {
     value["object"] == "event"
         && value["id"]
             .as_str()
             .is_some_and(|id| id.starts_with("evt_"))
 }
 
-/// Whether the signature verifies over the body re-encoded the way Stripe
-/// encodes webhook bodies, i.e. the received bytes are a re-serialisation.
-fn reserialised(body: &[u8], header: &str, secrets: &Secrets) -> bool {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
-    let Ok(stripe_bytes) = serde_json::to_vec_pretty(&value) else {
+/// Whether the signature verifies over the body (`value`, parsed from
+/// `body`) re-encoded the way Stripe encodes webhook bodies, i.e. the
+/// received bytes are a re-serialisation.
+fn reserialised(value: &serde_json::Value, body: &[u8], header: &str, secrets: &Secrets) -> bool {
+    let Ok(stripe_bytes) = serde_json::to_vec_pretty(value) else {
         return false;
     };
     // Tolerance zero: only the bytes are in question here, not the time.

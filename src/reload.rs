@@ -264,20 +264,29 @@ impl Live {
     async fn rebuild(&self) -> Result<Reloaded, ConfigError> {
         let path = self.path.clone();
         let env = self.env.clone();
-        let config = tokio::task::spawn_blocking(move || Config::load(&path, &env))
-            .await
-            .map_err(|e| ConfigError {
-                problems: vec![ConfigProblem {
-                    place: self.path.display().to_string(),
-                    message: format!("config loading stopped: {e}"),
-                }],
-            })??;
         let previous = self.current.load_full();
-        if config == previous.config {
+        let orders_enabled = self.orders_enabled;
+        // Reading the file and building sinks block (a JSONL sink reads up
+        // to 16 MiB of its file's tail): off the async threads.
+        let built = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&path, &env)?;
+            if config == previous.config {
+                return Ok(None);
+            }
+            let version = previous.version + 1;
+            Snapshot::build(config, Some(&previous), version, orders_enabled).map(Some)
+        })
+        .await
+        .map_err(|e| ConfigError {
+            problems: vec![ConfigProblem {
+                place: self.path.display().to_string(),
+                message: format!("config loading stopped: {e}"),
+            }],
+        })??;
+        let Some(snapshot) = built else {
             return Ok(Reloaded::Unchanged);
-        }
-        let version = previous.version + 1;
-        let snapshot = Snapshot::build(config, Some(&previous), version, self.orders_enabled)?;
+        };
+        let version = snapshot.version;
         self.current.store(Arc::new(snapshot));
         Ok(Reloaded::Applied(version))
     }

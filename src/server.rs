@@ -428,12 +428,23 @@ async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let len = (bytes.len() + data.len()) as u64;
-        if len > endpoint.max_body {
+        let needed = bytes.len() + data.len();
+        if needed as u64 > endpoint.max_body {
             return Err(BodyError::TooLarge);
         }
-        if !reservation.grow_to(len) {
-            return Err(BodyError::Busy);
+        if needed > bytes.capacity() {
+            // Grown as a `Vec` grows (doubling), but only as far as the
+            // reservation covers: the memory held is the memory counted.
+            let max = usize::try_from(endpoint.max_body).unwrap_or(usize::MAX);
+            let doubled = bytes.capacity().saturating_mul(2).min(max).max(needed);
+            let target = if reservation.grow_to(doubled as u64) {
+                doubled
+            } else if reservation.grow_to(needed as u64) {
+                needed
+            } else {
+                return Err(BodyError::Busy);
+            };
+            bytes.reserve_exact(target - bytes.len());
         }
         bytes.extend_from_slice(&data);
     }

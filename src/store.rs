@@ -335,6 +335,9 @@ const FRAME_HEADER: u64 = 24;
 
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// Unbounded, yet bounded by its producers: every write's sender waits
+    /// for its answer, and the senders are bounded (connections, the
+    /// router, each worker's concurrency, pruning).
     writes: std::sync::mpsc::Sender<Write>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
@@ -614,8 +617,9 @@ struct Log {
     /// Past this (half of the limit) the log is due to start over; the
     /// checkpoint thread then copies without pausing.
     restart_at: u64,
-    /// Held during a pass of the checkpoint thread: the writer never waits
-    /// for one, it tries again after its next commit.
+    /// Held during a pass of the checkpoint thread: the writer waits for
+    /// one only past five eighths of the limit; before, it tries again
+    /// after its next commit.
     pass: Mutex<()>,
 }
 
@@ -675,9 +679,16 @@ impl Wal {
         if behind > self.catch_up && frames < self.force_at {
             return;
         }
+        let forced = frames >= self.force_at;
         let _pass = match log.pass.try_lock() {
             Ok(held) => held,
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            // Past five eighths, one or two more commits would pass the
+            // limit: wait for the pass to end (a PASSIVE copy, which takes
+            // no lock the writer holds) rather than commit again first.
+            Err(std::sync::TryLockError::WouldBlock) if forced => {
+                log.pass.lock().unwrap_or_else(|e| e.into_inner())
+            }
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
         let _ = connection.busy_timeout(RESTART_WAIT);

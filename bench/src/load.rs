@@ -114,6 +114,35 @@ pub struct Sent {
     pub errors: u64,
 }
 
+impl Sent {
+    pub fn new() -> Sent {
+        Sent {
+            elapsed: Duration::ZERO,
+            answers: histogram(),
+            statuses: BTreeMap::new(),
+            errors: 0,
+        }
+    }
+
+    /// The sum of what each connection's task saw, timed from `started`.
+    pub async fn gather(
+        mut tasks: tokio::task::JoinSet<anyhow::Result<Sent>>,
+        started: Instant,
+    ) -> anyhow::Result<Sent> {
+        let mut sent = Sent::new();
+        while let Some(done) = tasks.join_next().await {
+            let part = done??;
+            sent.answers.add(&part.answers)?;
+            for (status, n) in part.statuses {
+                *sent.statuses.entry(status).or_default() += n;
+            }
+            sent.errors += part.errors;
+        }
+        sent.elapsed = started.elapsed();
+        Ok(sent)
+    }
+}
+
 /// Sends every event once over `concurrency` connections. `sent_at[i]` gets
 /// the send instant of event `i` in nanoseconds after `t0`.
 pub async fn send(
@@ -132,22 +161,7 @@ pub async fn send(
         let path = path.to_owned();
         tasks.spawn(async move { connection(addr, &path, &events, &next, &sent_at, t0).await });
     }
-    let mut sent = Sent {
-        elapsed: Duration::ZERO,
-        answers: histogram(),
-        statuses: BTreeMap::new(),
-        errors: 0,
-    };
-    while let Some(done) = tasks.join_next().await {
-        let part = done??;
-        sent.answers.add(&part.answers)?;
-        for (status, n) in part.statuses {
-            *sent.statuses.entry(status).or_default() += n;
-        }
-        sent.errors += part.errors;
-    }
-    sent.elapsed = started.elapsed();
-    Ok(sent)
+    Sent::gather(tasks, started).await
 }
 
 pub fn histogram() -> Histogram<u64> {
@@ -172,12 +186,7 @@ async fn connection(
     sent_at: &[AtomicU64],
     t0: Instant,
 ) -> anyhow::Result<Sent> {
-    let mut sent = Sent {
-        elapsed: Duration::ZERO,
-        answers: histogram(),
-        statuses: BTreeMap::new(),
-        errors: 0,
-    };
+    let mut sent = Sent::new();
     let host = HeaderValue::try_from(addr.to_string())?;
     let mut sender = connect(addr).await?;
     loop {

@@ -159,13 +159,19 @@ struct Outcome {
     loadgen_cpu: f64,
 }
 
-fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let router = std::fs::canonicalize(&args.router).with_context(|| {
+/// The router binary under test, as an absolute path (routers run in
+/// their own folders).
+fn router_binary(path: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(path).with_context(|| {
         format!(
             "no router binary at {} (run `cargo build --release` first)",
-            args.router.display()
+            path.display()
         )
-    })?;
+    })
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let router = router_binary(&args.router)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

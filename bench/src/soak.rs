@@ -7,7 +7,6 @@
 //! id is rewritten and which is signed again, so that a run of any length
 //! needs no memory for its events.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -132,12 +131,7 @@ impl Drop for Watch {
 }
 
 pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
-    let router = std::fs::canonicalize(&args.router).with_context(|| {
-        format!(
-            "no router binary at {} (run `cargo build --release` first)",
-            args.router.display()
-        )
-    })?;
+    let router = crate::router_binary(&args.router)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -297,22 +291,7 @@ async fn send_for(
         let (template, next) = (template.clone(), next.clone());
         tasks.spawn(async move { connection(addr, &template, at, &next, deadline).await });
     }
-    let mut sent = Sent {
-        elapsed: Duration::ZERO,
-        answers: load::histogram(),
-        statuses: BTreeMap::new(),
-        errors: 0,
-    };
-    while let Some(done) = tasks.join_next().await {
-        let part = done??;
-        sent.answers.add(&part.answers)?;
-        for (status, n) in part.statuses {
-            *sent.statuses.entry(status).or_default() += n;
-        }
-        sent.errors += part.errors;
-    }
-    sent.elapsed = started.elapsed();
-    Ok(sent)
+    Sent::gather(tasks, started).await
 }
 
 async fn connection(
@@ -322,12 +301,7 @@ async fn connection(
     next: &AtomicUsize,
     deadline: Instant,
 ) -> anyhow::Result<Sent> {
-    let mut sent = Sent {
-        elapsed: Duration::ZERO,
-        answers: load::histogram(),
-        statuses: BTreeMap::new(),
-        errors: 0,
-    };
+    let mut sent = Sent::new();
     let host = HeaderValue::try_from(addr.to_string())?;
     let mut sender = load::connect(addr).await?;
     let mut body = template.to_vec();

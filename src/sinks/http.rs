@@ -252,17 +252,25 @@ impl HttpSink {
         } else {
             ""
         };
-        let body = read_prefix(response, EXCERPT_BYTES).await;
-        let excerpt = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_BYTES)]);
         // A consumer's error page may echo the request: its URL, headers.
-        let mut excerpt = excerpt.trim().to_owned();
+        // Redacted before the excerpt is cut, and read past it by the
+        // longest secret, so that one cut by the excerpt's end is still
+        // found whole and never shows in part.
+        let longest = self.sent_secrets.first().map_or(0, String::len);
+        let body = read_prefix(response, EXCERPT_BYTES + longest).await;
+        let mut text = String::from_utf8_lossy(&body).into_owned();
         for secret in &self.sent_secrets {
-            excerpt = excerpt.replace(secret.as_str(), REDACTED);
+            text = text.replace(secret.as_str(), REDACTED);
         }
+        let mut end = text.len().min(EXCERPT_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let excerpt = text[..end].trim();
         let mut message = format!("http sink POST {}: answered {status}{hint}", self.shown_url);
         if !excerpt.is_empty() {
             message.push_str(": ");
-            message.push_str(&excerpt);
+            message.push_str(excerpt);
         }
         DeliveryError {
             retryable: is_retryable(status),
@@ -734,6 +742,20 @@ mod tests {
             .unwrap_err();
         assert!(!err.message.contains("hunter2"), "{}", err.message);
         assert!(!err.message.contains("tok_s3cr3t"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_secret_cut_by_the_end_of_the_excerpt_never_shows_in_part() {
+        let echo = format!("{}tok_s3cr3t_value", "x".repeat(EXCERPT_BYTES - 5)).leak();
+        let (addr, _) = serve(401, echo).await;
+        let c = config(&format!("http://{addr}/hook?token=tok_s3cr3t_value"));
+        let err = HttpSink::build(&c)
+            .unwrap()
+            .deliver(&record())
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("xxxxx"), "{}", err.message);
+        assert!(!err.message.contains("tok_s"), "{}", err.message);
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::consumer::Consumer;
 use crate::flow::{line_items, session_event};
-use crate::harness::{TestApp, WAIT, eventually, read_jsonl, spawn_app};
+use crate::harness::{SmallDisk, TestApp, WAIT, eventually, read_jsonl, spawn_app};
 
 /// Orders to a file and to an HTTP consumer at `{shipping}`, retried fast.
 const DURABLE_ROUTES: &str = r#"
@@ -385,38 +385,6 @@ async fn replay_reroute_runs_an_old_event_through_a_route_added_later() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not in the journal"));
 }
 
-/// A small tmpfs, unmounted (lazily) on drop. Mounting needs root, which CI
-/// has; elsewhere the test that uses it says it was skipped.
-pub struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    pub fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then_some(SmallDisk { dir })
-    }
-
-    pub fn path(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_answers_500_and_loses_no_acknowledged_event() {
     let Some(disk) = SmallDisk::mount("1m") else {
@@ -430,13 +398,7 @@ async fn a_full_disk_answers_500_and_loses_no_acknowledged_event() {
     );
     let app = spawn_app(&routes).await;
     // Leave the journal a little room only.
-    let ballast = disk.path().join("ballast");
-    let free = || fs_free(disk.path());
-    std::fs::write(
-        &ballast,
-        vec![0u8; free().saturating_sub(200 * 1024) as usize],
-    )
-    .unwrap();
+    disk.fill(200 * 1024);
 
     let mut acknowledged = BTreeSet::new();
     let mut refused = None;
@@ -473,7 +435,7 @@ async fn a_full_disk_answers_500_and_loses_no_acknowledged_event() {
     });
 
     // Space comes back: new events are accepted, and none acknowledged before is lost.
-    std::fs::remove_file(&ballast).unwrap();
+    disk.unfill();
     let mut event = session_event(
         "evt_full_after",
         "checkout.session.completed",
@@ -494,20 +456,4 @@ async fn a_full_disk_answers_500_and_loses_no_acknowledged_event() {
         acknowledged.len(),
         "and nothing that was refused"
     );
-}
-
-/// Free bytes on the file system holding `path`.
-pub fn fs_free(path: &std::path::Path) -> u64 {
-    let output = std::process::Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }

@@ -191,15 +191,55 @@ fn start_router(
         .expect("start stripe-router");
     let stdout = Lines::follow(child.stdout.take().unwrap());
     let stderr = Lines::follow(child.stderr.take().unwrap());
-    let address_after = |marker: &'static str| {
-        move |line: &str| {
-            let rest = line.split(marker).nth(1)?;
-            rest.split('/').next()?.trim().parse::<SocketAddr>().ok()
-        }
-    };
     let addr = stderr.wait_for(WAIT, address_after("listening on http://"));
     let admin = stderr.wait_for(WAIT, address_after("admin listener on http://"));
     (child, [addr, admin], stdout, stderr)
+}
+
+/// Reads the address a log line gives after `marker`.
+fn address_after(marker: &'static str) -> impl Fn(&str) -> Option<SocketAddr> {
+    move |line: &str| {
+        let rest = line.split(marker).nth(1)?;
+        rest.split('/').next()?.trim().parse::<SocketAddr>().ok()
+    }
+}
+
+/// Waits until the router following on `stderr` listens; its webhook address.
+pub fn listening(stderr: &Lines) -> SocketAddr {
+    stderr.wait_for(WAIT, address_after("listening on http://"))
+}
+
+/// `stripe-router serve` in `dir` with `routes.yaml`, on port 0, with only
+/// `env` (and `PATH`) set and the admin listener off (its default port
+/// would collide with other tests): for tests that start and stop the
+/// router themselves.
+pub fn serve_command(dir: &Path, env: &[(String, String)]) -> Command {
+    router_command(
+        dir,
+        env,
+        &[
+            "serve",
+            "--config",
+            "routes.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ],
+    )
+}
+
+/// `stripe-router args...` in `dir`, with only `env` (and `PATH`) set.
+pub fn router_command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    command
 }
 
 pub fn now() -> i64 {
@@ -383,5 +423,75 @@ pub async fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<
             "condition not met within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A small tmpfs, unmounted (lazily) on drop, for tests of a full or
+/// read-only disk. Mounting needs root, which CI has; elsewhere `mount` is
+/// `None` and the test says it was skipped.
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(SmallDisk { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a ballast file, leaving `room` bytes free (or
+    /// none, if the router takes some of it meanwhile).
+    pub fn fill(&self, room: u64) {
+        use std::io::Write as _;
+        let mut left = self.free().saturating_sub(room);
+        let mut ballast = std::fs::File::create(self.ballast()).expect("create the ballast");
+        let chunk = [0u8; 64 * 1024];
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            match ballast.write_all(&chunk[..n]) {
+                Ok(()) => left -= n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("write the ballast: {e}"),
+            }
+        }
+    }
+
+    /// Removes the ballast [`SmallDisk::fill`] wrote.
+    pub fn unfill(&self) {
+        std::fs::remove_file(self.ballast()).expect("remove the ballast");
+    }
+
+    fn ballast(&self) -> PathBuf {
+        self.path().join("ballast")
+    }
+
+    /// Free bytes on the disk.
+    fn free(&self) -> u64 {
+        let output = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path())
+            .output()
+            .expect("run df");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|line| line.trim().parse().ok())
+            .expect("df says how much is free")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
     }
 }

@@ -3,14 +3,16 @@
 //! changing is still applied, and the watcher cannot feed on its own log.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Options, SECRET, TestApp, WAIT, eventually, now, spawn_with};
+use crate::harness::{
+    Options, SECRET, TestApp, WAIT, eventually, now, router_command, serve_command, spawn_with,
+};
 
 /// A router that emits events (no Stripe API needed) to a jsonl sink.
 const EVENTS: &str = "sinks:\n  orders: { type: jsonl, path: sinks/orders.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [orders]\n";
@@ -26,22 +28,9 @@ fn events_app() -> Options {
     }
 }
 
-/// `stripe-router args...` in `dir`, with only `env` (and `PATH`).
-fn command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null());
-    command
-}
-
 /// Runs `stripe-router args...` in the app's folder with its environment.
 fn run(app: &TestApp, args: &[&str]) -> Output {
-    command(app.dir.path(), &app.env, args)
+    router_command(app.dir.path(), &app.env, args)
         .output()
         .expect("run stripe-router")
 }
@@ -158,10 +147,19 @@ async fn credentials_in_sink_urls_never_show_in_logs_healthz_or_check() {
 /// Runs `serve` in `dir` until it exits (it must refuse to start) and
 /// returns what it printed.
 fn serve_refuses(dir: &Path, env: &[(String, String)], config: &str) -> String {
-    let mut child = command(
+    let mut child = router_command(
         dir,
         env,
-        &["serve", "--config", config, "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            // Should it start after all, not on the default port.
+            "--admin-listen",
+            "off",
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -236,7 +234,7 @@ async fn check_refuses_the_environment_serve_refuses_unless_told_to_leave_it_out
     std::fs::write(dir.path().join("routes.yaml"), routes).unwrap();
     let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let check = |env: &[(String, String)], args: &[&str]| {
-        command(dir.path(), env, &[&["check"], args].concat())
+        router_command(dir.path(), env, &[&["check"], args].concat())
             .output()
             .expect("run check")
     };
@@ -405,24 +403,11 @@ async fn trace_logs_written_beside_the_config_stay_small() {
     std::fs::write(dir.path().join("routes.yaml"), EVENTS).unwrap();
     let log_path = dir.path().join("router.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            // Off, or it would take the default port and collide with
-            // another router on this machine.
-            "--admin-listen",
-            "off",
-        ])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "trace")
-        .env("STRIPE_WEBHOOK_SECRET", SECRET)
-        .stdin(Stdio::null())
+    let env = [
+        ("RUST_LOG".to_owned(), "trace".to_owned()),
+        ("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+    ];
+    let mut child = serve_command(dir.path(), &env)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

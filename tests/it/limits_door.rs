@@ -449,7 +449,8 @@ async fn the_admin_listener_stays_on_loopback_and_a_busy_port_stops_the_start() 
     );
 
     let output = serve(
-        format!("server: {{ admin_listen: \"0.0.0.0:9464\" }}\n{routes}"),
+        // Port 0: should it be taken after all, it is not the default one.
+        format!("server: {{ admin_listen: \"0.0.0.0:0\" }}\n{routes}"),
         &[],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::durable::{SmallDisk, fs_free, ids};
+use crate::durable::ids;
 use crate::flow::session_event;
-use crate::harness::{TestApp, WAIT, eventually, read_jsonl, spawn_app};
+use crate::harness::{SmallDisk, TestApp, WAIT, eventually, read_jsonl, serve_command, spawn_app};
 
 /// Every checkout event to one JSONL file, journal at `{store}`.
 fn audit_routes(store: &str) -> String {
@@ -92,12 +92,7 @@ async fn a_full_disk_is_refused_then_recovered_from_without_a_restart_and_after_
         disk.path().display()
     );
     let mut app = spawn_app(&audit_routes(&store)).await;
-    let ballast = disk.path().join("ballast");
-    let fill = |room: u64| {
-        let size = fs_free(disk.path()).saturating_sub(room);
-        std::fs::write(&ballast, vec![0u8; size as usize]).unwrap();
-    };
-    fill(200 * 1024);
+    disk.fill(200 * 1024);
 
     let mut acknowledged = std::collections::BTreeSet::new();
     let mut n = 0;
@@ -155,7 +150,7 @@ async fn a_full_disk_is_refused_then_recovered_from_without_a_restart_and_after_
 
     // Room again: healthy and accepting without a restart, even before an
     // event arrives (the journal probes itself).
-    std::fs::remove_file(&ballast).unwrap();
+    disk.unfill();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body) = public_health(&app).await;
@@ -173,9 +168,9 @@ async fn a_full_disk_is_refused_then_recovered_from_without_a_restart_and_after_
 
     // Restarted on a nearly full disk: it starts, and takes events once
     // there is room.
-    fill(100 * 1024);
+    disk.fill(100 * 1024);
     app.restart();
-    std::fs::remove_file(&ballast).unwrap();
+    disk.unfill();
     assert_eq!(send(&app).await, 200);
 
     let delivered = eventually(Duration::from_secs(30), || {
@@ -200,20 +195,7 @@ async fn public_health(app: &TestApp) -> (u16, serde_json::Value) {
 /// Runs `serve` in `dir`; its exit code and stderr, or None for the code if
 /// it was still running after `WAIT` (then it is killed).
 async fn serve_once(dir: &Path, env: &[(String, String)]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "off",
-        ])
-        .current_dir(dir)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+    let mut child = serve_command(dir, env)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -14,7 +14,8 @@ use stripe_router::standin::{Misbehaviour, catalogue_items};
 
 use crate::flow::{line_items, session_event};
 use crate::harness::{
-    Lines, SECRET, TestApp, WAIT, eventually, now, pretty, read_jsonl, spawn_app,
+    Lines, SECRET, SmallDisk, TestApp, WAIT, eventually, listening, now, pretty, read_jsonl,
+    serve_command, spawn_app,
 };
 use std::os::unix::fs::PermissionsExt;
 
@@ -139,33 +140,17 @@ async fn a_stripe_api_past_its_bounds_makes_dead_letters_saying_which_bound() {
 /// Starts `stripe-router serve` in `dir` with its stdout going to `stdout`;
 /// returns it once it listens, with its stderr followed.
 fn serve(dir: &Path, stdout: Stdio) -> (Child, SocketAddr, Lines) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            // Off, or it would take the default port and collide with
-            // another router on this machine.
-            "--admin-listen",
-            "off",
-        ])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info,stripe_router=debug")
-        .env("STRIPE_WEBHOOK_SECRET", SECRET)
-        .stdin(Stdio::null())
+    let env = [
+        ("RUST_LOG".to_owned(), "info,stripe_router=debug".to_owned()),
+        ("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+    ];
+    let mut child = serve_command(dir, &env)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start stripe-router");
     let stderr = Lines::follow(child.stderr.take().expect("piped stderr"));
-    let addr = stderr.wait_for(WAIT, |line| {
-        let rest = line.split("listening on http://").nth(1)?;
-        rest.split('/').next()?.parse::<SocketAddr>().ok()
-    });
+    let addr = listening(&stderr);
     (child, addr, stderr)
 }
 
@@ -334,56 +319,6 @@ async fn jsonl_files_and_their_folders_are_private_unless_a_mode_says() {
     assert_eq!(mode_of(&app.path("team")), 0o750);
 }
 
-/// A tmpfs of its own, unmounted when dropped.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    /// `None`, saying why, where this process may not mount (not root).
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(Stdio::piped())
-            .output();
-        match mounted {
-            Ok(out) if out.status.success() => Some(Tmpfs(dir)),
-            Ok(out) => {
-                eprintln!(
-                    "skipped: cannot mount a tmpfs to fill (needs root, as in CI): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: cannot run mount (needs root, as in CI): {e}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    /// Writes a file until the tmpfs is full.
-    fn fill(&self) {
-        let mut filler = std::fs::File::create(self.path().join("filler")).expect("filler");
-        let chunk = vec![0u8; 64 * 1024];
-        while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(self.path().join("filler")).expect("remove the filler");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
-    }
-}
-
 const FULL_JOURNAL_ROUTES: &str = r#"
 store: { path: "{journal}/journal.db" }
 sinks:
@@ -397,7 +332,8 @@ routes:
 
 #[tokio::test]
 async fn a_journal_that_cannot_record_a_jsonl_delivery_never_makes_a_second_line() {
-    let Some(journal) = Tmpfs::mount("4m") else {
+    let Some(journal) = SmallDisk::mount("4m") else {
+        eprintln!("skipped: mounting a tmpfs to fill needs root, as in CI");
         return;
     };
     let routes = FULL_JOURNAL_ROUTES.replace("{journal}", &journal.path().display().to_string());
@@ -422,7 +358,7 @@ async fn a_journal_that_cannot_record_a_jsonl_delivery_never_makes_a_second_line
     reader
         .execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
         .expect("a read transaction");
-    journal.fill();
+    journal.fill(0);
     std::fs::remove_dir(&file).expect("the file's place is free again");
 
     // Every record reaches the file, and its delivery is retried again and
@@ -454,7 +390,7 @@ async fn a_journal_that_cannot_record_a_jsonl_delivery_never_makes_a_second_line
     // Room again: the deliveries are recorded, nothing more is written, not
     // after a restart either.
     drop(reader);
-    journal.free();
+    journal.unfill();
     app.wait_health(|h| h["queues"]["sinks"].get("orders").is_none())
         .await;
     app.restart();

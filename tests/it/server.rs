@@ -93,7 +93,7 @@ async fn a_secret_that_is_an_api_key_is_refused_at_start() {
     )
     .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stripe-router"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"])
         .current_dir(dir.path())
         .env_clear()
         .env("STRIPE_WEBHOOK_SECRET", "sk_test_51AbCdEfGhIjKlMnOp")
