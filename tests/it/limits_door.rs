@@ -427,7 +427,10 @@ async fn the_admin_listener_stays_on_loopback_and_a_busy_port_stops_the_start() 
     let dir = tempfile::tempdir().unwrap();
     let serve = |routes: String, args: &[&str]| {
         std::fs::write(dir.path().join("routes.yaml"), routes).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_stripe-router"))
+        // Under `timeout`: a router that starts after all fails the test
+        // (exit 124) instead of hanging it.
+        std::process::Command::new("timeout")
+            .args(["30", env!("CARGO_BIN_EXE_stripe-router")])
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .current_dir(dir.path())
