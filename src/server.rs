@@ -39,7 +39,7 @@ use crate::reload::Live;
 use crate::store::Journaled;
 use crate::verify::{self, Secrets};
 
-use limits::{BodyBuffer, Reservation, Throttle};
+use limits::{Activity, Admission, BodyBuffer, Reservation, Slots, Throttle};
 
 /// Log lines a second about refused requests (bad signatures, bodies too
 /// large or too slow, load shed): enough to see what is going on, while a
@@ -177,10 +177,13 @@ async fn accept(
     graceful: &GracefulShutdown,
     shutdown: &CancellationToken,
 ) {
-    let connections = Arc::new(Semaphore::new(max_connections));
+    // A connection that has waited on its client for half of what
+    // `read_timeout` allows may make room for a new one at the cap.
+    let connections = Slots::new(max_connections, endpoint.read_timeout / 2);
     let lingering = Arc::new(Semaphore::new(limits::SHED_LINGERING));
     let failures = Throttle::new("accept failures", ACCEPT_FAILURE_LOGS_PER_SEC);
     let sheds = Throttle::new("connections shed", REFUSAL_LOGS_PER_SEC);
+    let evictions = Throttle::new("stalled connections closed", REFUSAL_LOGS_PER_SEC);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -196,31 +199,52 @@ async fn accept(
                 }
             },
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            if sheds.admit() {
-                tracing::warn!(%peer, ?door, max_connections, "connection limit reached; answered 503 with Retry-After");
+        let slot = match connections.admit() {
+            Admission::Admitted(slot) => slot,
+            Admission::Replaced(slot) => {
+                if evictions.admit() {
+                    tracing::warn!(%peer, ?door, max_connections, "connection limit reached; closed the connection that waited longest on its client to make room");
+                }
+                slot
             }
-            limits::shed(stream, &lingering);
-            continue;
+            Admission::Full => {
+                if sheds.admit() {
+                    tracing::warn!(%peer, ?door, max_connections, "connection limit reached; answered 503 with Retry-After");
+                }
+                limits::shed(stream, &lingering);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let endpoint = endpoint.clone();
-        let service = hyper::service::service_fn(move |request| {
+        let activity = slot.activity.clone();
+        let service = hyper::service::service_fn(move |mut request| {
             let endpoint = endpoint.clone();
+            let activity = activity.clone();
+            request.extensions_mut().insert(activity.clone());
             async move {
-                Ok::<_, Infallible>(match door {
+                let response = match door {
                     Door::Webhook => respond(&endpoint, request, peer).await,
                     Door::Admin => admin(&endpoint, &request).await,
-                })
+                };
+                activity.answered();
+                Ok::<_, Infallible>(response)
             }
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            tokio::select! {
+                ended = connection => {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                }
+                () = slot.evicted.cancelled() => {
+                    tracing::debug!(%peer, "closed to make room for a new connection");
+                }
             }
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -299,6 +323,7 @@ async fn webhook(
         .headers()
         .get("stripe-signature")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let activity = request.extensions().get::<Arc<Activity>>().cloned();
     let deadline = tokio::time::Instant::now() + endpoint.read_timeout;
     let read = read_body(endpoint, request.into_body(), declared);
     let (body, _reservation) = match tokio::time::timeout_at(deadline, read).await {
@@ -329,6 +354,9 @@ async fn webhook(
             return timed_out(endpoint.read_timeout);
         }
     };
+    // The whole request is in hand: its connection is not closed to make
+    // room for another while it is verified, journaled and answered.
+    let _working = activity.as_ref().map(Activity::working);
     Counters::bump(&endpoint.counters.received);
 
     let Some(signature) = signature else {

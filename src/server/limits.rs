@@ -6,6 +6,7 @@
 //! closed at once, never left in the listen backlog, so the connections
 //! already admitted keep being served.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Open files kept for everything but connections: the journal (a database,
 /// its WAL and shared memory, for each of its three connections), file
@@ -44,6 +46,146 @@ pub const RETRY_AFTER_SECS: u64 = 5;
 /// hyper's default (about 400 KiB) would let 1,024 connections hold
 /// 400 MiB of headers that never end.
 pub const READ_BUFFER: usize = 64 * 1024;
+
+/// The connections one listener holds: at most `max`. When a new one
+/// arrives at the cap, the connection that has waited longest on its client
+/// (for a request's headers or body, or idle between requests) is closed to
+/// make room, provided it has waited at least `evict_after`; otherwise the
+/// new one is shed. Real clients send a whole request in milliseconds, so
+/// under a flood of stalled connections a real event still gets in, instead
+/// of waiting until the stalled ones reach `server.read_timeout`.
+#[derive(Debug)]
+pub struct Slots {
+    max: usize,
+    evict_after: Duration,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    next: u64,
+    by_id: std::collections::HashMap<u64, (Arc<Activity>, CancellationToken)>,
+}
+
+/// What one admitted connection is doing, as far as eviction cares.
+#[derive(Debug)]
+pub struct Activity {
+    /// Since when it has been waiting on its client.
+    since: Mutex<Instant>,
+    /// A whole request is in hand and being answered: never evicted then.
+    working: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            since: Mutex::new(Instant::now()),
+            working: AtomicBool::new(false),
+        }
+    }
+
+    /// Its client has what it asked for; from now on it is waited on.
+    pub fn answered(&self) {
+        *self.since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// A whole request is in hand until the guard is dropped.
+    pub fn working(self: &Arc<Self>) -> Working {
+        self.working.store(true, Ordering::Relaxed);
+        Working(self.clone())
+    }
+
+    fn waited(&self, now: Instant) -> Option<Duration> {
+        if self.working.load(Ordering::Relaxed) {
+            return None;
+        }
+        let since = *self.since.lock().unwrap_or_else(|e| e.into_inner());
+        Some(now.saturating_duration_since(since))
+    }
+}
+
+/// See [`Activity::working`].
+#[derive(Debug)]
+pub struct Working(Arc<Activity>);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.working.store(false, Ordering::Relaxed);
+        self.0.answered();
+    }
+}
+
+/// How a new connection was admitted.
+#[derive(Debug)]
+pub enum Admission {
+    Admitted(Slot),
+    /// Admitted in the place of a stalled connection, which is being closed.
+    Replaced(Slot),
+    Full,
+}
+
+impl Slots {
+    pub fn new(max: usize, evict_after: Duration) -> Arc<Slots> {
+        Arc::new(Slots {
+            max,
+            evict_after,
+            held: Mutex::new(Held::default()),
+        })
+    }
+
+    pub fn admit(self: &Arc<Self>) -> Admission {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut replaced = false;
+        if held.by_id.len() >= self.max {
+            let now = Instant::now();
+            let stalled = held
+                .by_id
+                .iter()
+                .filter_map(|(id, (activity, _))| Some((*id, activity.waited(now)?)))
+                .filter(|(_, waited)| *waited >= self.evict_after)
+                .max_by_key(|(_, waited)| *waited)
+                .map(|(id, _)| id);
+            let Some((_, evict)) = stalled.and_then(|id| held.by_id.remove(&id)) else {
+                return Admission::Full;
+            };
+            evict.cancel();
+            replaced = true;
+        }
+        let id = held.next;
+        held.next += 1;
+        let activity = Arc::new(Activity::new());
+        let evicted = CancellationToken::new();
+        held.by_id.insert(id, (activity.clone(), evicted.clone()));
+        let slot = Slot {
+            id,
+            slots: self.clone(),
+            activity,
+            evicted,
+        };
+        if replaced {
+            Admission::Replaced(slot)
+        } else {
+            Admission::Admitted(slot)
+        }
+    }
+}
+
+/// One admitted connection's place; given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    id: u64,
+    slots: Arc<Slots>,
+    pub activity: Arc<Activity>,
+    /// Cancelled when the connection is closed to make room for a new one.
+    pub evicted: CancellationToken,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.by_id.remove(&self.id);
+    }
+}
 
 /// Body memory is counted in KiB so that a `u32` reservation covers any
 /// `server.max_body` (tokio's semaphores take `u32` per acquisition).
@@ -353,6 +495,41 @@ mod tests {
         drop(first);
         assert!(buffer.reserve(10 * 1024).is_some());
         assert!(buffer.reserve(u64::MAX).is_none());
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_the_connection_waiting_longest_makes_room() {
+        let patient = Slots::new(2, Duration::from_secs(3600));
+        let (Admission::Admitted(_a), Admission::Admitted(_b)) = (patient.admit(), patient.admit())
+        else {
+            panic!("room for two");
+        };
+        assert!(
+            matches!(patient.admit(), Admission::Full),
+            "nobody waited an hour"
+        );
+
+        let slots = Slots::new(2, Duration::ZERO);
+        let (Admission::Admitted(a), Admission::Admitted(b)) = (slots.admit(), slots.admit())
+        else {
+            panic!("room for two");
+        };
+        let working = a.activity.working();
+        let Admission::Replaced(c) = slots.admit() else {
+            panic!("b was waiting on its client");
+        };
+        assert!(b.evicted.is_cancelled());
+        assert!(
+            !a.evicted.is_cancelled(),
+            "a connection being answered stays"
+        );
+        drop(working);
+        drop(b);
+        drop(c);
+        assert!(
+            matches!(slots.admit(), Admission::Admitted(_)),
+            "c gave its place back"
+        );
     }
 
     #[test]

@@ -235,6 +235,63 @@ async fn past_max_connections_new_ones_get_503_while_admitted_ones_are_served() 
 }
 
 #[tokio::test]
+async fn at_the_cap_a_connection_stalled_for_half_the_read_timeout_makes_room() {
+    // Stalled connections would hold their places for `read_timeout` (12 s);
+    // at the cap, one that has waited 6 s is closed for a new one, so a real
+    // event gets in long before that.
+    let routes = format!("server: {{ max_connections: 3, read_timeout: 12s }}\n{ROUTES}");
+    let app = spawn_app(&routes).await;
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(Conn::open(app.addr).await);
+    }
+    let filled = Instant::now();
+    let mut early = Conn::open(app.addr).await;
+    let reply = early.request(&signed(&event("evt_door_evict_0"))).await;
+    assert_eq!(
+        reply.status, 503,
+        "nobody has waited long enough yet: {reply:?}"
+    );
+
+    let mut n = 0;
+    let answered = loop {
+        n += 1;
+        let mut conn = Conn::open(app.addr).await;
+        let reply = conn
+            .request(&signed(&event(&format!("evt_door_evict_{n}"))))
+            .await;
+        if reply.status == 200 {
+            break filled.elapsed();
+        }
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(
+            filled.elapsed() < Duration::from_secs(11),
+            "no room was made before the stalled connections timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        answered >= Duration::from_secs(6),
+        "made room too early: {answered:?}"
+    );
+    app.stderr.wait_for(WAIT, |l| {
+        l.contains("closed the connection that waited longest on its client")
+            .then_some(())
+    });
+    // The one closed was a stalled one.
+    let mut closed = 0;
+    for conn in &mut stalled {
+        let mut chunk = [0u8; 1];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(100), conn.stream.read(&mut chunk)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1, "one stalled connection made room");
+}
+
+#[tokio::test]
 async fn past_body_buffer_bodies_get_503_while_a_small_event_gets_200() {
     // Three stalled 32 KiB bodies hold 96 of the 120 KiB.
     let routes =
