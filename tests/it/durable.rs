@@ -50,6 +50,26 @@ pub fn ids(records: &[serde_json::Value]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits until every acknowledged record id is in the JSONL file at
+/// `relative`, then asserts that nothing else is (nothing that was refused).
+pub async fn assert_exactly_delivered(
+    app: &TestApp,
+    relative: &str,
+    acknowledged: &BTreeSet<String>,
+    timeout: std::time::Duration,
+) {
+    let delivered = eventually(timeout, || {
+        let got = ids(&read_jsonl(&app.path(relative)));
+        acknowledged.is_subset(&got).then_some(got)
+    })
+    .await;
+    assert_eq!(
+        delivered.len(),
+        acknowledged.len(),
+        "and nothing that was refused"
+    );
+}
+
 /// A consumer that is down: connections to its port are closed at once,
 /// with nothing read or answered, until [`Down::up`] hands the same port to
 /// a real consumer (so no other process can take it in between).
@@ -446,14 +466,11 @@ async fn a_full_disk_answers_500_and_loses_no_acknowledged_event() {
     let answer = app.send(&event).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     acknowledged.insert("evt_full_after:audit".to_owned());
-    let delivered = eventually(std::time::Duration::from_secs(20), || {
-        let got = ids(&read_jsonl(&app.path("sinks/audit.jsonl")));
-        acknowledged.is_subset(&got).then_some(got)
-    })
+    assert_exactly_delivered(
+        &app,
+        "sinks/audit.jsonl",
+        &acknowledged,
+        std::time::Duration::from_secs(20),
+    )
     .await;
-    assert_eq!(
-        delivered.len(),
-        acknowledged.len(),
-        "and nothing that was refused"
-    );
 }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::durable::ids;
+use crate::durable::assert_exactly_delivered;
 use crate::flow::session_event;
-use crate::harness::{SmallDisk, TestApp, WAIT, eventually, read_jsonl, serve_command, spawn_app};
+use crate::harness::{SmallDisk, TestApp, WAIT, serve_command, spawn_app};
 
 /// Every checkout event to one JSONL file, journal at `{store}`.
 fn audit_routes(store: &str) -> String {
@@ -173,16 +173,13 @@ async fn a_full_disk_is_refused_then_recovered_from_without_a_restart_and_after_
     disk.unfill();
     assert_eq!(send(&app).await, 200);
 
-    let delivered = eventually(Duration::from_secs(30), || {
-        let got = ids(&read_jsonl(&app.path("sinks/audit.jsonl")));
-        acknowledged.is_subset(&got).then_some(got)
-    })
+    assert_exactly_delivered(
+        &app,
+        "sinks/audit.jsonl",
+        &acknowledged,
+        Duration::from_secs(30),
+    )
     .await;
-    assert_eq!(
-        delivered.len(),
-        acknowledged.len(),
-        "and nothing that was refused"
-    );
 }
 
 /// The webhook port's `/healthz`: its status and body.
