@@ -12,13 +12,13 @@ use divan::{Bencher, black_box};
 use serde_json::Value;
 
 use stripe_router::config::Config;
-use stripe_router::env::Env;
-use stripe_router::event::Event;
-use stripe_router::record;
-use stripe_router::reload;
-use stripe_router::rules::When;
-use stripe_router::standin::{SessionEvent, checkout_session_event, line_item_fixture};
-use stripe_router::verify::{self, Secrets};
+use stripe_router::config::env::Env;
+use stripe_router::ingest::event::Event;
+use stripe_router::ingest::verify::{self, Secrets};
+use stripe_router::offline::standin::{SessionEvent, checkout_session_event, line_item_fixture};
+use stripe_router::routing::live;
+use stripe_router::routing::record;
+use stripe_router::routing::rules::When;
 
 const SECRET: &str = "whsec_benchmarkbenchmarkbenchmark00";
 const NOW: i64 = 1_721_954_100;
@@ -96,7 +96,7 @@ fn fifty_routes() -> Vec<When> {
     }
     let config =
         Config::parse(&yaml, Path::new("routes.yaml"), &Env::empty()).expect("a valid config");
-    reload::compile(&config, false).expect("routes compile")
+    live::compile(&config, false).expect("routes compile")
 }
 
 #[divan::bench]

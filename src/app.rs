@@ -12,16 +12,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+use crate::config::env::Env;
 use crate::config::{AdminListen, Config, ConfigError, StripeConfig};
-use crate::deliver::Engine;
-use crate::enrich::{ApiKey, ApiKeyError, StripeApi};
-use crate::env::Env;
-use crate::pipeline::Pipeline;
-use crate::reload::{Live, Snapshot, Watch};
-use crate::server::limits::{self, BodyBuffer, Throttle};
-use crate::server::{self, Counters, Endpoint, Listeners};
+use crate::delivery::Engine;
+use crate::ingest::limits::{self, BodyBuffer, Throttle};
+use crate::ingest::verify::{Secrets, SecretsError};
+use crate::ingest::{self, Counters, Endpoint, Listeners};
+use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
+use crate::routing::live::{Live, Snapshot, Watch};
+use crate::routing::pipeline::Pipeline;
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::verify::{Secrets, SecretsError};
 
 /// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
@@ -171,7 +171,7 @@ impl App {
             live: live.clone(),
             engine,
             counters: Counters::default(),
-            refusals: Throttle::new("refused requests", server::REFUSAL_LOGS_PER_SEC),
+            refusals: Throttle::new("refused requests", ingest::REFUSAL_LOGS_PER_SEC),
         });
         let watch = Watch::start(live)
             .map_err(|e| tracing::error!(error = %e, "cannot watch the config file"))
@@ -244,7 +244,7 @@ impl App {
             max_connections: self.max_connections,
             admin: self.admin,
         };
-        server::serve(listeners, self.endpoint, shutdown, self.drain).await;
+        ingest::serve(listeners, self.endpoint, shutdown, self.drain).await;
         let deadline = stopped_rx
             .await
             .unwrap_or_else(|_| tokio::time::Instant::now())

@@ -28,23 +28,11 @@
 
 pub mod app;
 pub mod config;
-pub mod deadletters;
-pub mod deliver;
-pub mod demo;
-pub mod diagnose;
-pub mod enrich;
-pub mod env;
-pub mod event;
-pub mod event_types;
-pub mod pipeline;
+pub mod delivery;
+pub mod ingest;
+pub mod offline;
 #[cfg(test)]
 mod proptests;
-pub mod record;
-pub mod reload;
-pub mod rules;
-pub mod send;
-pub mod server;
+pub mod routing;
 pub mod sinks;
-pub mod standin;
 pub mod store;
-pub mod verify;

@@ -11,13 +11,17 @@ use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use stripe_router::app;
 use stripe_router::app::{App, Settings};
+use stripe_router::config::env::Env;
 use stripe_router::config::{AdminListen, Config, UnsetVars, redact_url};
-use stripe_router::env::Env;
-use stripe_router::send::{self, PaymentStatus};
-use stripe_router::standin::StripeStandIn;
+use stripe_router::ingest::hints as diagnose;
+use stripe_router::offline::demo;
+use stripe_router::offline::send::{self, PaymentStatus};
+use stripe_router::offline::standin::StripeStandIn;
+use stripe_router::routing::{event_types, live as reload};
+use stripe_router::store::deadletters;
 use stripe_router::store::{Filter, SqliteStore, Store};
-use stripe_router::{app, deadletters, demo, diagnose, event_types, reload};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -253,7 +257,7 @@ fn main() -> ExitCode {
                     &kind,
                     payment_status,
                     items,
-                    stripe_router::verify::unix_now(),
+                    stripe_router::ingest::verify::unix_now(),
                 )
                 .map(|event| serde_json::to_vec_pretty(&event).unwrap_or_default()),
                 // clap requires one of them.
@@ -378,7 +382,7 @@ fn send_event(
             &url,
             body,
             &secret,
-            stripe_router::verify::unix_now(),
+            stripe_router::ingest::verify::unix_now(),
         )
         .await
         {

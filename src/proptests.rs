@@ -12,9 +12,9 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::env::Env;
-use crate::event::Event;
-use crate::verify::{Secrets, SignatureError, sign, verify};
+use crate::config::env::Env;
+use crate::ingest::event::Event;
+use crate::ingest::verify::{Secrets, SignatureError, sign, verify};
 
 const SECRET: &str = "whsec_test_secret";
 const T: i64 = 1_700_000_000;

@@ -19,8 +19,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-use stripe_router::standin::{SessionEvent, checkout_session_event};
-use stripe_router::verify;
+use stripe_router::ingest::verify;
+use stripe_router::offline::standin::{SessionEvent, checkout_session_event};
 
 /// What the events are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub fn prepare(kind: Kind, n: usize) -> Vec<Signed> {
                     "checkout.session.expired"
                 }
                 .to_owned(),
-                session_id: stripe_router::standin::catalogue_session_id(
+                session_id: stripe_router::offline::standin::catalogue_session_id(
                     &format!("a1Bench{i:010}"),
                     3,
                 ),

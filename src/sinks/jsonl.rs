@@ -826,7 +826,7 @@ mod tests {
             crate::config::Config::parse(
                 &config(mode),
                 Path::new("routes.yaml"),
-                &crate::env::Env::empty(),
+                &crate::config::env::Env::empty(),
             )
         };
         let parsed = parse("\"0640\"").expect("a valid mode");

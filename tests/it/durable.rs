@@ -262,7 +262,7 @@ async fn kill_9_loses_no_acknowledged_event() {
                     "paid",
                 );
                 let body = crate::harness::pretty(&event);
-                let signature = stripe_router::verify::sign(
+                let signature = stripe_router::ingest::verify::sign(
                     &body,
                     crate::harness::SECRET,
                     crate::harness::now(),

@@ -204,7 +204,7 @@ async fn unsigned_and_forged_requests_are_refused_and_write_nothing() {
         (400, json!({"message": "Bad request"}))
     );
 
-    let forged = stripe_router::verify::sign(&body, "whsec_not_the_secret", now());
+    let forged = stripe_router::ingest::verify::sign(&body, "whsec_not_the_secret", now());
     let answer = app.post(body.clone(), Some(forged)).await;
     assert_eq!(answer.status, 400);
     assert!(
@@ -218,11 +218,11 @@ async fn unsigned_and_forged_requests_are_refused_and_write_nothing() {
 
     let mut tampered_event = event.clone();
     tampered_event["data"]["object"]["amount_total"] = json!(1);
-    let signature = stripe_router::verify::sign(&body, SECRET, now());
+    let signature = stripe_router::ingest::verify::sign(&body, SECRET, now());
     let tampered = app.post(pretty(&tampered_event), Some(signature)).await;
     assert_eq!(tampered.status, 400);
 
-    let stale = stripe_router::verify::sign(&body, SECRET, now() - 3600);
+    let stale = stripe_router::ingest::verify::sign(&body, SECRET, now() - 3600);
     let answer = app.post(body.clone(), Some(stale)).await;
     assert_eq!(answer.status, 400);
     assert!(

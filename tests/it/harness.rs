@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use stripe_router::standin::StripeStandIn;
-use stripe_router::verify;
+use stripe_router::ingest::verify;
+use stripe_router::offline::standin::StripeStandIn;
 
 use crate::consumer::Consumer;
 

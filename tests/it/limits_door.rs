@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{Options, ROUTES, SECRET, WAIT, now, pretty, spawn_app, spawn_with};
-use stripe_router::verify;
+use stripe_router::ingest::verify;
 
 /// One answer read off a raw connection.
 #[derive(Debug)]

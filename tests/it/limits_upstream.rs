@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stripe_router::standin::{Misbehaviour, catalogue_items};
+use stripe_router::offline::standin::{Misbehaviour, catalogue_items};
 
 use crate::flow::{line_items, session_event};
 use crate::harness::{
@@ -202,7 +202,7 @@ async fn sigterm_exits_within_the_shutdown_timeout_while_stdout_is_not_read() {
         let mut event = session_event(&id, "checkout.session.completed", "cs_test_stuck", "paid");
         event["data"]["object"]["metadata"] = json!({ "pad": "x".repeat(20_000) });
         let body = pretty(&event);
-        let signature = stripe_router::verify::sign(&body, SECRET, now());
+        let signature = stripe_router::ingest::verify::sign(&body, SECRET, now());
         let answer = http
             .post(format!("http://{addr}/api/webhook"))
             .header("Stripe-Signature", signature)

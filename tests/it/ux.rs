@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::json;
-use stripe_router::verify;
+use stripe_router::ingest::verify;
 
 use crate::harness::{ROUTES, SECRET, WAIT, eventually, now, pretty, read_jsonl, spawn_app};
 

@@ -1,12 +1,12 @@
 //! One journaled event through a routing snapshot: match every route, build
 //! each matching route's record (enriching orders from the Stripe API once
-//! per event), and encode it once. Delivery is [`crate::deliver`]'s job.
+//! per event), and encode it once. Delivery is [`crate::delivery`]'s job.
 
 use crate::config::Emit;
-use crate::enrich::{EnrichError, StripeApi};
-use crate::event::Event;
-use crate::record::{self, LineItem, RecordError};
-use crate::reload::Snapshot;
+use crate::ingest::event::Event;
+use crate::routing::enrich::{EnrichError, StripeApi};
+use crate::routing::live::Snapshot;
+use crate::routing::record::{self, LineItem, RecordError};
 use crate::store::NewRecord;
 
 /// Everything a record needs besides the event and the snapshot.

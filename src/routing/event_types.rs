@@ -7,7 +7,7 @@
 //! adds types over time and a newer one must still be routable.
 
 use crate::config::{Config, ConfigProblem};
-use crate::rules::Glob;
+use crate::routing::rules::Glob;
 
 /// Every event type Stripe documents, sorted.
 #[rustfmt::skip]
@@ -272,7 +272,7 @@ routes:
     emit: event
     to: [out]
 "#;
-        let env = crate::env::Env::empty();
+        let env = crate::config::env::Env::empty();
         let config =
             Config::parse(yaml, std::path::Path::new("routes.yaml"), &env).expect("a valid config");
         let warnings = route_warnings(&config);

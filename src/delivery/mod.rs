@@ -25,9 +25,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::event::Event;
-use crate::pipeline::Pipeline;
-use crate::reload::Live;
+use crate::ingest::event::Event;
+use crate::routing::live::Live;
+use crate::routing::pipeline::Pipeline;
 use crate::sinks::{Encoded, RetryConfig};
 use crate::store::{
     self, Journaled, NewEvent, NewRecord, PendingDelivery, PendingEvent, Settle, Store, StoreError,
@@ -107,7 +107,7 @@ impl Engine {
     /// write: it needs no routing pass, and `replay --reroute` still has it.
     pub async fn accept(
         &self,
-        event: crate::event::Head,
+        event: crate::ingest::event::Head,
         body: bytes::Bytes,
     ) -> Result<Journaled, StoreError> {
         let received_at_ms = store::now_ms();
@@ -265,7 +265,7 @@ impl Router {
         } else {
             Vec::new()
         };
-        let received_at = crate::record::received_at(job.received_at_ms);
+        let received_at = crate::routing::record::received_at(job.received_at_ms);
         match self
             .pipeline
             .records(&snapshot, &event, &received_at, &existing)

@@ -9,6 +9,8 @@
 //! many events, so durability does not cost throughput. Reads use their own
 //! connection, which WAL lets run beside the writer.
 
+pub mod deadletters;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;

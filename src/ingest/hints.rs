@@ -1,15 +1,15 @@
 //! What to do about the classic mistakes: hints for a refused webhook
 //! request and warnings about the environment for `check`.
 //!
-//! Pure, like [`crate::verify`]: the refused request's body, header and the
+//! Pure, like [`crate::ingest::verify`]: the refused request's body, header and the
 //! secrets go in, a sentence comes out. A hint never quotes a secret or the
 //! signature.
 
 use std::time::Duration;
 
-use crate::enrich::ApiKey;
-use crate::env::Env;
-use crate::verify::{self, Secrets, SignatureError};
+use crate::config::env::Env;
+use crate::ingest::verify::{self, Secrets, SignatureError};
+use crate::routing::enrich::ApiKey;
 
 /// The `stripe listen` advice, said wherever a secret may be the wrong one.
 const WHICH_SECRET: &str = "the `stripe listen` secret differs from the Dashboard endpoint's \

@@ -19,7 +19,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::StripeConfig;
-use crate::record::{self, LineItem};
+use crate::routing::record::{self, LineItem};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -604,7 +604,7 @@ fn bad_response(session_id: &str, why: &str) -> EnrichError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::standin::{Misbehaviour, StripeStandIn, line_item_fixture};
+    use crate::offline::standin::{Misbehaviour, StripeStandIn, line_item_fixture};
 
     const KEY: &str = "rk_test_51PgafyB7WZ01zgkWstandinKeya1b2";
     const SESSION: &str = "cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY";

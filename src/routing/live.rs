@@ -17,9 +17,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::env::Env;
 use crate::config::{Config, ConfigError, ConfigProblem, Emit};
-use crate::env::Env;
-use crate::rules::When;
+use crate::routing::rules::When;
 use crate::sinks::{Sink, SinkConfig};
 
 /// One compiled route.
@@ -253,7 +253,7 @@ impl Live {
                     "config reload refused, the previous config keeps running:\n{error}"
                 );
                 *last = Some(ReloadFailure {
-                    at: crate::record::received_at_now(),
+                    at: crate::routing::record::received_at_now(),
                     error: error.clone(),
                 });
             }

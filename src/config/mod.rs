@@ -13,6 +13,8 @@
 //! file. An interpolated value is always a string (typed fields such as
 //! `max_attempts` still parse it).
 
+pub mod env;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use serde::de::{
 };
 use serde_saphyr::{Location, MessageFormatter as _, Spanned};
 
-use crate::env::Env;
+use crate::config::env::Env;
 use crate::sinks::SinkConfig;
 
 /// A fully parsed and cross-checked configuration.
@@ -2001,7 +2003,7 @@ routes:
     #[test]
     fn the_repository_default_parses() {
         let config = Config::parse(
-            include_str!("../routes.yaml"),
+            include_str!("../../routes.yaml"),
             Path::new("routes.yaml"),
             &Env::empty(),
         )

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::Event;
+use crate::ingest::event::Event;
 use crate::sinks::Encoded;
 
 /// The fields every record has, then its kind's own.
@@ -118,7 +118,7 @@ pub fn session_id(event: &Event) -> Option<&str> {
 }
 
 /// Builds the order record of a Checkout Session event. `line_items` are the
-/// session's items, every page, as [`crate::enrich`] fetched them.
+/// session's items, every page, as [`crate::routing::enrich`] fetched them.
 pub fn order(
     event: &Event,
     route: &str,

@@ -4,14 +4,17 @@
 //! internet.
 //!
 //! A verified event is answered 200 once it is durably journaled; routing
-//! and delivery happen afterwards ([`crate::deliver`]).
+//! and delivery happen afterwards ([`crate::delivery`]).
 //!
 //! Every answer is decided in [`respond`] (webhook port) and [`admin`]; the
 //! one accept loop, [`accept`], serves both listeners: it admits connections
 //! up to their cap, drives hyper and drains on shutdown. The bounds it
 //! enforces are in [`limits`].
 
+pub mod event;
+pub mod hints;
 pub mod limits;
+pub mod verify;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,12 +35,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::deliver::Engine;
-use crate::diagnose;
-use crate::event::Event;
-use crate::reload::Live;
+use crate::delivery::Engine;
+use crate::ingest::event::Event;
+use crate::ingest::verify::Secrets;
+use crate::routing::live::Live;
 use crate::store::Journaled;
-use crate::verify::{self, Secrets};
 
 use limits::{Activity, Admission, BodyBuffer, Reservation, Slots, Throttle};
 
@@ -374,7 +376,7 @@ async fn webhook(
         endpoint.tolerance,
     ) {
         Counters::bump(&endpoint.counters.rejected);
-        let hint = diagnose::refusal_hint(&e, &body, &signature, &endpoint.secrets);
+        let hint = hints::refusal_hint(&e, &body, &signature, &endpoint.secrets);
         if endpoint.log_refusal() {
             tracing::warn!(%peer, reason = %e, %hint, "refused a request whose signature does not verify");
         }

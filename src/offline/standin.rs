@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::record::Address;
+use crate::routing::record::Address;
 
 /// The API version the stand-in answers with when the request pins none.
 pub const API_VERSION: &str = "2026-07-29.dahlia";
@@ -1113,7 +1113,7 @@ mod tests {
         assert_eq!(catalogue_items(8), catalogue_items(8));
         let event = payment_intent_event("evt_1", "pi_1", 5198, "usd", 1_721_954_095);
         let body = serde_json::to_vec_pretty(&event).expect("serializes");
-        let parsed = crate::event::Event::parse(&body).expect("an event");
+        let parsed = crate::ingest::event::Event::parse(&body).expect("an event");
         assert_eq!(parsed.kind, "payment_intent.succeeded");
     }
 
@@ -1121,14 +1121,14 @@ mod tests {
     fn session_events_are_routable_checkout_sessions() {
         let event = checkout_session_event(&SessionEvent::default());
         let body = serde_json::to_vec_pretty(&event).expect("serializes");
-        let parsed = crate::event::Event::parse(&body).expect("an event");
+        let parsed = crate::ingest::event::Event::parse(&body).expect("an event");
         assert_eq!(parsed.kind, "checkout.session.completed");
         assert_eq!(
-            crate::record::session_id(&parsed),
+            crate::routing::record::session_id(&parsed),
             Some(SessionEvent::default().session_id.as_str())
         );
-        let order =
-            crate::record::order(&parsed, "r", vec![], "2026-11-29T01:30:00Z").expect("an order");
+        let order = crate::routing::record::order(&parsed, "r", vec![], "2026-11-29T01:30:00Z")
+            .expect("an order");
         let json: Value = serde_json::from_slice(&order.encode().body).expect("JSON");
         assert_eq!(json["customer"]["address"]["city"], "San Francisco");
         assert_eq!(json["shipping"]["name"], "Jenny Rosen");

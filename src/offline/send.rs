@@ -15,12 +15,12 @@ use rand::distr::Alphanumeric;
 use serde_json::Value;
 use url::Url;
 
+use crate::config::env::Env;
 use crate::config::{Config, ConfigError};
-use crate::env::Env;
-use crate::event::{Event, EventError};
-use crate::event_types;
-use crate::standin::{self, SessionEvent};
-use crate::verify::{self, Secrets, SecretsError};
+use crate::ingest::event::{Event, EventError};
+use crate::ingest::verify::{self, Secrets, SecretsError};
+use crate::offline::standin::{self, SessionEvent};
+use crate::routing::event_types;
 
 /// The event types `send` can build.
 pub const BUILDS: [&str; 5] = [

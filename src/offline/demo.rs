@@ -29,10 +29,11 @@ use url::Url;
 
 use crate::app::{App, Settings};
 use crate::config::AdminListen;
-use crate::env::Env;
-use crate::record::Address;
-use crate::standin::{self, SessionEvent, StripeStandIn};
-use crate::{send, verify};
+use crate::config::env::Env;
+use crate::ingest::verify;
+use crate::offline::send;
+use crate::offline::standin::{self, SessionEvent, StripeStandIn};
+use crate::routing::record::Address;
 
 const SECRET: &str = "whsec_demo_throwaway_secret_0000000000";
 const API_KEY: &str = "rk_test_51DemoThrowawayKey000000000000";
