@@ -135,6 +135,7 @@ impl Engine {
                 received_at_ms,
                 attempts: 0,
                 reroute: false,
+                settled: Vec::new(),
             };
             // A full queue is fine: the row is in the store and a scan
             // takes it once its lease ends.
@@ -315,7 +316,17 @@ impl Router {
             })
             .collect();
         let routes: Vec<String> = records.iter().map(|r| r.route.clone()).collect();
-        if let Err(e) = self.store.save_routed(&job.id, records).await {
+        if let Err(e) = self
+            .store
+            .save_routing(
+                &job.id,
+                store::Routing {
+                    records,
+                    failed: Vec::new(),
+                },
+            )
+            .await
+        {
             tracing::error!(event_id = %job.id, error = %e, "cannot store the event's records; retrying later");
             return;
         }
