@@ -257,7 +257,7 @@ fn main() -> ExitCode {
                     &kind,
                     payment_status,
                     items,
-                    stripe_router::ingest::verify::unix_now(),
+                    stripe_router::clock::unix_now(),
                 )
                 .map(|event| serde_json::to_vec_pretty(&event).unwrap_or_default()),
                 // clap requires one of them.
@@ -389,7 +389,7 @@ fn send_event(
             &url,
             body,
             &secret,
-            stripe_router::ingest::verify::unix_now(),
+            stripe_router::clock::unix_now(),
         )
         .await
         {

@@ -14,7 +14,6 @@ pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -67,13 +66,9 @@ pub enum StoreError {
 /// creation time plus this lease.
 pub const LEASE_MS: i64 = 5_000;
 
-/// Milliseconds since the Unix epoch: the store's only clock unit.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch, the store's only clock unit: the
+/// crate's one wall clock.
+pub use crate::clock::now_ms;
 
 /// The journal and the delivery queues.
 pub trait Store: Send + Sync + std::fmt::Debug {
