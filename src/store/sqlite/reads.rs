@@ -18,9 +18,7 @@ pub(super) fn due_events(
     now_ms: i64,
     limit: usize,
 ) -> Result<Vec<PendingEvent>, rusqlite::Error> {
-    // One read transaction: the settled ids are those of the page read.
-    let tx = c.unchecked_transaction()?;
-    let mut statement = tx.prepare_cached(&format!(
+    let mut statement = c.prepare_cached(&format!(
         "SELECT e.id, b.body, e.received_at, e.attempts, e.reroute, e.type
          FROM events e JOIN event_bodies b ON b.seq = e.seq
          WHERE e.state = {} AND e.next_attempt_at <= ?1
@@ -43,17 +41,18 @@ pub(super) fn due_events(
     if due.is_empty() {
         return Ok(due);
     }
-    let mut statement = tx.prepare_cached(&format!(
-        "WITH page AS (SELECT id FROM events WHERE state = {due} AND next_attempt_at <= ?1
-                       ORDER BY next_attempt_at, received_at LIMIT ?2)
-         SELECT event_id, id FROM records WHERE event_id IN page
+    // The ids of this page, as one JSON array: one query for the page,
+    // whatever its size.
+    let page = serde_json::to_string(&due.iter().map(|e| &e.id).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".to_owned());
+    let mut statement = c.prepare_cached(&format!(
+        "SELECT event_id, id FROM records WHERE event_id IN (SELECT value FROM json_each(?1))
          UNION ALL
          SELECT event_id, record_id FROM route_failures
-         WHERE state = {dead} AND event_id IN page",
-        due = EventState::Due,
-        dead = RouteState::Dead,
+         WHERE state = {} AND event_id IN (SELECT value FROM json_each(?1))",
+        RouteState::Dead,
     ))?;
-    let rows = statement.query_map(params![now_ms, limit as i64], |row| {
+    let rows = statement.query_map(params![page], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
     })?;
     let mut settled: HashMap<String, Vec<String>> = HashMap::new();

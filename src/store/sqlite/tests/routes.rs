@@ -237,3 +237,45 @@ async fn a_journal_without_route_failures_upgrades_in_place() {
         .unwrap();
     assert_eq!(store.depths().await.unwrap().routes_dead, 1);
 }
+
+#[tokio::test]
+async fn each_due_event_gets_its_own_settled_ids() {
+    let (_dir, store) = open();
+    for id in ["evt_1", "evt_2", "evt_3"] {
+        store.journal(event(id)).await.unwrap();
+    }
+    let later = now_ms() + 60_000;
+    for id in ["evt_1", "evt_2"] {
+        store
+            .save_routing(
+                id,
+                Routing {
+                    records: vec![record(id, "audit", &["file"])],
+                    failed: vec![
+                        failure(id, "orders", later, false),
+                        failure(id, "refunds", 0, true),
+                    ],
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let mut due = store.due_events(later, 10).await.unwrap();
+    due.sort_by(|a, b| a.id.cmp(&b.id));
+    let settled: Vec<(String, Vec<String>)> = due
+        .into_iter()
+        .map(|mut e| {
+            e.settled.sort();
+            (e.id, e.settled)
+        })
+        .collect();
+    let ids = |id: &str| vec![format!("{id}:audit"), format!("{id}:refunds")];
+    assert_eq!(
+        settled,
+        [
+            ("evt_1".to_owned(), ids("evt_1")),
+            ("evt_2".to_owned(), ids("evt_2")),
+            ("evt_3".to_owned(), Vec::new()),
+        ]
+    );
+}
