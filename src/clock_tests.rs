@@ -1,3 +1,5 @@
+//! Tests of the wall clock and its RFC 3339 form.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,6 @@
+//! Tests of the dead-letter commands: the table and JSON lines with every
+//! kind of dead letter, replay by route, and a missing journal.
+
 use bytes::Bytes;
 
 use super::*;
