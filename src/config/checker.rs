@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::de::Error as _;
 use serde_saphyr::{Location, MessageFormatter as _, Spanned};
 
 use super::env::Env;
@@ -362,13 +363,27 @@ impl Checker<'_> {
         };
         let mut errors: Vec<DeError> = Vec::new();
         if let Node::Map(entries) = &node.value {
-            let tag = tag.and_then(|t| entries.iter().find(|(k, _)| k.value.as_str() == Some(t)));
+            let tag = tag.map(|t| entries.iter().find(|(k, _)| k.value.as_str() == Some(t)));
             // What the tag alone says (a missing field, an unknown type):
             // any other error of a probe is about the probe's one field.
             let tag_alone = tag.and_then(|t| {
-                let alone = Spanned::new(Node::Map(vec![t.clone()]), node.referenced, node.defined);
-                T::deserialize(De(&alone)).err().map(|e| e.message)
+                let alone = Node::Map(t.into_iter().cloned().collect());
+                let alone = Spanned::new(alone, node.referenced, node.defined);
+                T::deserialize(De(&alone)).err()
             });
+            // The tag says what the other keys mean: missing or wrong, it is
+            // the one problem said, at its value.
+            if let Some(mut error) = tag_alone
+                .as_ref()
+                .filter(|e| tag == Some(None) || !e.message.starts_with("missing field"))
+                .map(|e| DeError::custom(&e.message))
+            {
+                error.at = tag.flatten().map(|(_, value)| value.referenced);
+                self.report(error, node, what);
+                return None;
+            }
+            let tag = tag.flatten();
+            let tag_alone = tag_alone.map(|e| e.message);
             for entry in entries {
                 if tag.is_some_and(|t| std::ptr::eq(t, entry)) {
                     continue;
@@ -377,13 +392,15 @@ impl Checker<'_> {
                 let probe = Spanned::new(alone, node.referenced, node.defined);
                 if let Err(mut e) = T::deserialize(De(&probe)) {
                     // Internally tagged enums (sinks) buffer their input, so
-                    // their errors come back without a place, or with the
-                    // whole map's (flattened keys are read inside its
-                    // visit); the probe gives it, and messages need not
-                    // repeat the value (which may be a secret) to be placed.
+                    // their errors come back without a place of their own,
+                    // with the whole map's; the probe gives it, and messages
+                    // need not repeat the value (which may be a secret) to
+                    // be placed. An unknown key is found by its name, a
+                    // duplicate tag is the map's.
                     if tag.is_some()
                         && e.at.is_none_or(|at| at == node.referenced)
                         && !e.message.starts_with("unknown field")
+                        && !e.message.starts_with("duplicate field")
                         && tag_alone.as_deref() != Some(e.message.as_str())
                     {
                         e.at = Some(entry.1.referenced);
@@ -400,16 +417,7 @@ impl Checker<'_> {
         if errors.is_empty() {
             errors.push(first);
         }
-        for mut error in errors {
-            // Read from the tagged buffer, a value's error (the tag's
-            // included) is placed at the whole map: its value is found by
-            // what the message names, as for one without a place.
-            if tag.is_some()
-                && error.at == Some(node.referenced)
-                && !error.message.starts_with("missing field")
-            {
-                error.at = None;
-            }
+        for error in errors {
             self.report(error, node, what);
         }
         None
@@ -444,7 +452,10 @@ impl Checker<'_> {
         let field = found.and_then(|(key, _)| key.value.as_str());
 
         let text = if let Some(name) = unknown {
-            let expected = if what.starts_with("sink ") {
+            // A sink's own keys (not those of a map inside it, `retry`'s)
+            // are its type's and those every sink takes.
+            let own_key = entries.iter().any(|(k, _)| k.value.as_str() == Some(name));
+            let expected = if what.starts_with("sink ") && own_key {
                 sink_keys_expected(&message)
             } else {
                 message

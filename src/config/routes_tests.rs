@@ -24,3 +24,44 @@ fn route_and_sink_names_fit_in_record_ids() {
         ],
     );
 }
+
+#[test]
+fn the_keys_every_sink_takes_are_read_from_their_struct() {
+    assert_eq!(
+        super::struct_keys::<crate::sinks::Common>(),
+        ["retry", "concurrency"]
+    );
+}
+
+#[test]
+fn an_unknown_sink_key_lists_the_type_keys_and_the_common_ones() {
+    check_errors(
+        "sinks:\n  a: { type: stdout, colour: red }\n  b: { type: http, url: \"http://x/\", retries: 3 }\n  c: { type: stdout, retry: { initial: 1s, extra: 1 } }\n  d: { type: jsnl, retry: 5 }\n  e: { retry: 5, path: x }\nroutes: []\n",
+        &[
+            (
+                "routes.yaml:2:22",
+                &["unknown field `colour` in sink `a` (expected `retry` or `concurrency`)"],
+            ),
+            (
+                "routes.yaml:3:38",
+                &[
+                    "unknown field `retries` in sink `b` (expected one of `url`, `headers`, \
+                     `signing_secret`, `timeout`, `retry`, `concurrency`)",
+                ],
+            ),
+            // Inside `retry`, only its own keys.
+            (
+                "routes.yaml:4:6",
+                &[
+                    "unknown field `extra` in sink `c` (expected one of `initial`, `max`, `max_age`)",
+                ],
+            ),
+            // A wrong or missing type is the one problem said.
+            (
+                "routes.yaml:5:14",
+                &["unknown sink type `jsnl` in sink `d`"],
+            ),
+            ("routes.yaml:6:6", &["sink `e` has no `type`"]),
+        ],
+    );
+}
