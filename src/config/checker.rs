@@ -18,7 +18,7 @@ use super::yaml::{De, DeError, Node};
 use super::{ConfigError, ConfigProblem};
 use crate::sinks::SinkConfig;
 
-pub(super) const TOP_LEVEL_KEYS: &str = "server, stripe, store, sinks, routes";
+const TOP_LEVEL_KEYS: &str = "server, stripe, store, sinks, routes";
 pub(super) const ROUTE_KEYS: &str = "`name`, `when`, `emit`, `to`";
 
 /// The checked sections, before they become a [`Config`].
