@@ -1,25 +1,24 @@
-//! The checker: one pass over one file that deserializes each section on
+//! The checker: one pass over one file that reads the YAML tree, reports
+//! keys written twice, fills in `${VAR}`, then deserializes each section on
 //! its own and checks every value, collecting every problem with its line
-//! and column rather than stopping at the first (duplicate keys, unknown
-//! keys, bad values, bounds that would refuse every request).
+//! and column rather than stopping at the first (unknown keys, bad values,
+//! bounds that would refuse every request).
 //!
-//! Sinks and routes are checked in `routes`, `${VAR}` in `interpolate`.
+//! Sinks and routes are checked in `routes`; problems are collected and
+//! serde's errors placed in `problems`.
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::de::Error as _;
 use serde_saphyr::{Location, MessageFormatter as _, Spanned};
 
 use super::env::Env;
-use super::interpolate::UnsetVars;
-use super::routes::sink_keys_expected;
+use super::interpolate::{UnsetVars, expand};
+use super::problems::{Checker, ConfigError, Pos};
 use super::schema::{RouteConfig, ServerConfig, StoreConfig, StripeConfig};
-use super::yaml::{De, DeError, Node};
-use super::{ConfigError, ConfigProblem};
+use super::yaml::Node;
 use crate::sinks::SinkConfig;
 
 const TOP_LEVEL_KEYS: &str = "server, stripe, store, sinks, routes";
-pub(super) const ROUTE_KEYS: &str = "`name`, `when`, `emit`, `to`";
 
 /// The checked sections, before they become a [`Config`].
 pub(super) struct Parts {
@@ -28,24 +27,6 @@ pub(super) struct Parts {
     pub(super) sinks: BTreeMap<String, SinkConfig>,
     pub(super) routes: Vec<RouteConfig>,
     pub(super) store: StoreConfig,
-}
-
-/// One pass over one file, collecting every problem rather than stopping at
-/// the first.
-pub(super) struct Checker<'a> {
-    /// The file as the user named it, for places.
-    pub(super) file: String,
-    pub(super) text: &'a str,
-    /// Sorted into file order at the end.
-    pub(super) problems: Vec<(Pos, ConfigProblem)>,
-    /// `(value, as written)` for every scalar that `${VAR}` changed, so that
-    /// no problem message repeats an interpolated secret.
-    pub(super) expanded: Vec<(String, String)>,
-    pub(super) unset: UnsetVars,
-    /// Scalars holding an unset variable: later problems placed there are
-    /// about the empty text standing in for it, not the file; the unset
-    /// variable is the problem (or, allowed, none).
-    pub(super) unresolved: Vec<Pos>,
 }
 
 /// Checks the whole file: its sections, or every problem found, in file
@@ -71,38 +52,6 @@ pub(super) fn check(
 }
 
 impl<'a> Checker<'a> {
-    pub(super) fn place(&self, at: impl Into<Pos>) -> String {
-        let at = at.into();
-        if at.line == 0 {
-            self.file.clone()
-        } else {
-            format!("{}:{}:{}", self.file, at.line, at.column)
-        }
-    }
-
-    pub(super) fn problem(&mut self, at: impl Into<Pos>, message: impl Into<String>) {
-        let at = at.into();
-        // A value that holds an unset variable is not judged.
-        if self.unresolved.contains(&at) {
-            return;
-        }
-        let mut message = message.into();
-        for (value, written) in &self.expanded {
-            if !value.is_empty() && message.contains(value.as_str()) {
-                message = message.replace(value.as_str(), written);
-            }
-        }
-        let place = self.place(at);
-        self.problems.push((at, ConfigProblem { place, message }));
-    }
-
-    fn finish(mut self) -> ConfigError {
-        self.problems.sort_by_key(|&(at, _)| at);
-        ConfigError {
-            problems: self.problems.into_iter().map(|(_, p)| p).collect(),
-        }
-    }
-
     /// Parses the whole file; `None` when there is nothing to check further.
     fn config(&mut self, env: &Env) -> Option<Parts> {
         let mut root = self.tree()?;
@@ -258,29 +207,73 @@ impl<'a> Checker<'a> {
             self.duplicates(value, false);
         }
     }
-}
 
-const EMPTY: &str = "the config is empty: define `sinks:` and `routes:` (the repository's routes.yaml is a working start)";
+    /// Replaces `${NAME}` in every scalar value (never in keys) and `$${`
+    /// with a literal `${`. Working on parsed scalars rather than on the raw
+    /// text keeps quoting intact whatever a value contains, and keeps every
+    /// place true to the file.
+    pub(super) fn interpolate(&mut self, node: &mut Spanned<Node>, env: &Env) {
+        match &mut node.value {
+            Node::Str(text) if text.contains('$') => {
+                let raw = self.raw(node.referenced);
+                let (value, missing, unresolved) = expand(text, env, self.unset);
+                for (name, problem) in missing {
+                    let at = self.locate_in_raw(node.referenced, raw, &format!("${{{name}"));
+                    self.problem(at, problem);
+                }
+                if unresolved {
+                    self.unresolved.push(node.referenced.into());
+                }
+                if value != *text {
+                    self.expanded
+                        .push((value.clone(), std::mem::replace(text, value)));
+                }
+            }
+            Node::Seq(items) => items
+                .iter_mut()
+                .for_each(|item| self.interpolate(item, env)),
+            Node::Map(entries) => entries
+                .iter_mut()
+                .for_each(|(_, value)| self.interpolate(value, env)),
+            _ => {}
+        }
+    }
 
-/// A 1-based line and column; zero when unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Pos {
-    pub(super) line: u64,
-    pub(super) column: u64,
-}
+    /// The file text of a scalar: from its start for its length, or to the
+    /// end of its line when the length is unknown.
+    fn raw(&self, at: Location) -> &'a str {
+        let span = at.span();
+        let Some(start) = span.byte_offset().and_then(|o| usize::try_from(o).ok()) else {
+            return "";
+        };
+        let rest = self.text.get(start..).unwrap_or("");
+        match span.byte_len().and_then(|l| usize::try_from(l).ok()) {
+            Some(len) if len > 0 => rest.get(..len).unwrap_or(rest),
+            _ => rest.split('\n').next().unwrap_or(""),
+        }
+    }
 
-impl Pos {
-    pub(super) const UNKNOWN: Pos = Pos { line: 0, column: 0 };
-}
-
-impl From<Location> for Pos {
-    fn from(at: Location) -> Pos {
-        Pos {
-            line: at.line(),
-            column: at.column(),
+    /// The place of `needle` inside a scalar written at `at`, or `at`.
+    fn locate_in_raw(&self, at: Location, raw: &str, needle: &str) -> Pos {
+        let at = Pos::from(at);
+        let Some(offset) = raw.find(needle) else {
+            return at;
+        };
+        let before = &raw[..offset];
+        match before.rfind('\n') {
+            Some(newline) => Pos {
+                line: at.line + before.matches('\n').count() as u64,
+                column: before[newline + 1..].chars().count() as u64 + 1,
+            },
+            None => Pos {
+                line: at.line,
+                column: at.column + before.chars().count() as u64,
+            },
         }
     }
 }
+
+const EMPTY: &str = "the config is empty: define `sinks:` and `routes:` (the repository's routes.yaml is a working start)";
 
 impl Checker<'_> {
     fn server(&mut self, node: &Spanned<Node>) -> Option<ServerConfig> {
@@ -334,171 +327,6 @@ impl Checker<'_> {
         }
         (path_ok && bounds_ok).then_some(server)
     }
-
-    /// A section that may be left out or empty (`server:`); its defaults then.
-    fn section<T: serde::de::DeserializeOwned + Default>(
-        &mut self,
-        node: &Spanned<Node>,
-        what: &str,
-    ) -> Option<T> {
-        if node.value == Node::Null {
-            return Some(T::default());
-        }
-        self.typed(node, what, None)
-    }
-
-    /// Deserializes `T`, reporting every bad field. Serde stops at a
-    /// struct's first error, so on failure each field is tried again alone
-    /// (with the enum tag, `tag`, when `T` is internally tagged) to find the
-    /// others too.
-    pub(super) fn typed<T: serde::de::DeserializeOwned>(
-        &mut self,
-        node: &Spanned<Node>,
-        what: &str,
-        tag: Option<&str>,
-    ) -> Option<T> {
-        let first = match T::deserialize(De(node)) {
-            Ok(value) => return Some(value),
-            Err(e) => e,
-        };
-        let mut errors: Vec<DeError> = Vec::new();
-        if let Node::Map(entries) = &node.value {
-            let tag = tag.map(|t| entries.iter().find(|(k, _)| k.value.as_str() == Some(t)));
-            // What the tag alone says (a missing field, an unknown type):
-            // any other error of a probe is about the probe's one field.
-            let tag_alone = tag.and_then(|t| {
-                let alone = Node::Map(t.into_iter().cloned().collect());
-                let alone = Spanned::new(alone, node.referenced, node.defined);
-                T::deserialize(De(&alone)).err()
-            });
-            // The tag says what the other keys mean: missing or wrong, it is
-            // the one problem said, at its value.
-            if let Some(mut error) = tag_alone
-                .as_ref()
-                .filter(|e| tag == Some(None) || !e.message.starts_with("missing field"))
-                .map(|e| DeError::custom(&e.message))
-            {
-                error.at = tag.flatten().map(|(_, value)| value.referenced);
-                self.report(error, node, what);
-                return None;
-            }
-            let tag = tag.flatten();
-            let tag_alone = tag_alone.map(|e| e.message);
-            for entry in entries {
-                if tag.is_some_and(|t| std::ptr::eq(t, entry)) {
-                    continue;
-                }
-                let alone = Node::Map(tag.into_iter().chain([entry]).cloned().collect());
-                let probe = Spanned::new(alone, node.referenced, node.defined);
-                if let Err(mut e) = T::deserialize(De(&probe)) {
-                    // Internally tagged enums (sinks) buffer their input, so
-                    // their errors come back without a place of their own,
-                    // with the whole map's; the probe gives it, and messages
-                    // need not repeat the value (which may be a secret) to
-                    // be placed. An unknown key is found by its name, a
-                    // duplicate tag is the map's.
-                    if tag.is_some()
-                        && e.at.is_none_or(|at| at == node.referenced)
-                        && !e.message.starts_with("unknown field")
-                        && !e.message.starts_with("duplicate field")
-                        && tag_alone.as_deref() != Some(e.message.as_str())
-                    {
-                        e.at = Some(entry.1.referenced);
-                    }
-                    let known = errors
-                        .iter()
-                        .any(|k| k.message == e.message && k.at == e.at);
-                    if !known && !e.message.starts_with("missing field") {
-                        errors.push(e);
-                    }
-                }
-            }
-        }
-        if errors.is_empty() {
-            errors.push(first);
-        }
-        for error in errors {
-            self.report(error, node, what);
-        }
-        None
-    }
-
-    /// Turns a deserialization error into a problem that names `what` and
-    /// the field, placed as precisely as the error allows.
-    pub(super) fn report(&mut self, error: DeError, node: &Spanned<Node>, what: &str) {
-        let message = error.message;
-        let entries: &[(Spanned<Node>, Spanned<Node>)] = match &node.value {
-            Node::Map(entries) => entries,
-            _ => &[],
-        };
-        let unknown = between(&message, "unknown field `", "`");
-        // Internally tagged enums (sinks) buffer their input, so errors from
-        // inside them come back without a place: find the key or value that
-        // the message names.
-        let found = entries.iter().find(|(key, value)| {
-            let key_named = unknown == key.value.as_str();
-            let at_value = error.at == Some(value.referenced);
-            let value_named = value.value.as_str().is_some_and(|v| {
-                !v.is_empty()
-                    && (message.contains(&format!("{v:?}")) || message.contains(&format!("`{v}`")))
-            });
-            key_named || at_value || (error.at.is_none() && value_named)
-        });
-        let at = match (unknown, found) {
-            (Some(_), Some((key, _))) => key.referenced,
-            (None, Some((_, value))) if error.at.is_none() => value.referenced,
-            _ => error.at.unwrap_or(node.referenced),
-        };
-        let field = found.and_then(|(key, _)| key.value.as_str());
-
-        let text = if let Some(name) = unknown {
-            // A sink's own keys (not those of a map inside it, `retry`'s)
-            // are its type's and those every sink takes.
-            let own_key = entries.iter().any(|(k, _)| k.value.as_str() == Some(name));
-            let expected = if what.starts_with("sink ") && own_key {
-                sink_keys_expected(&message)
-            } else {
-                message
-                    .split_once(", expected ")
-                    .map(|(_, e)| format!("expected {e}"))
-                    .unwrap_or_else(|| "it takes no other options".to_owned())
-            };
-            format!("unknown field `{name}` in {what} ({expected})")
-        } else if let Some(variant) = between(&message, "unknown variant `", "`") {
-            let expected = message
-                .split_once(", expected ")
-                .map_or(String::new(), |(_, e)| e.replace('`', ""));
-            if field == Some("type") && what.starts_with("sink ") {
-                format!("unknown sink type `{variant}` in {what} (expected {expected})")
-            } else {
-                format!("unknown value `{variant}` in {what} (expected {expected})")
-            }
-        } else if let Some(name) = between(&message, "missing field `", "`") {
-            if name == "type" && what.starts_with("sink ") {
-                format!("{what} has no `type`: add one, e.g. `type: jsonl`")
-            } else {
-                format!("{what} has no `{name}`: add it")
-            }
-        } else {
-            let hint = match field {
-                Some("listen") => " (write an address and port, e.g. `127.0.0.1:3000`)",
-                Some("url") => " (write a full URL, e.g. `http://127.0.0.1:4000/orders`)",
-                _ if message.ends_with("expected a string") => " (put the value in quotes)",
-                _ => "",
-            };
-            match field {
-                Some(field) => format!("invalid `{field}` in {what}: {message}{hint}"),
-                None => format!("{what}: {message}{hint}"),
-            }
-        };
-        self.problem(at, text);
-    }
-}
-
-/// The text between `start` and the next `end` in `text`.
-fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
-    let (_, rest) = text.split_once(start)?;
-    rest.split_once(end).map(|(inside, _)| inside)
 }
 
 #[cfg(test)]

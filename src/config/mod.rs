@@ -7,7 +7,8 @@
 //!
 //! The parts: `schema` (the typed config and its defaults), `yaml` (the tree
 //! with places and its deserializer), `checker` and `routes` (every value
-//! checked, every problem with its place), `interpolate` (`${VAR}`), `env`
+//! checked), `problems` (every problem with its place), `interpolate`
+//! (`${VAR}`), `env`
 //! (the environment), `command` (`stripe-router check`), and two leaves that
 //! import nothing of the crate, `units` (durations, sizes) and `redact` (the
 //! one URL redactor).
@@ -16,6 +17,7 @@ mod checker;
 pub mod command;
 pub mod env;
 mod interpolate;
+mod problems;
 pub mod redact;
 mod routes;
 mod schema;
@@ -27,49 +29,10 @@ use std::path::{Path, PathBuf};
 use crate::config::env::Env;
 
 pub use interpolate::UnsetVars;
+pub use problems::{ConfigError, ConfigProblem};
 pub use redact::{REDACTED, redact_url};
 pub use schema::{AdminListen, Config, Emit, RouteConfig, ServerConfig, StoreConfig, StripeConfig};
 pub use units::{byte_size, duration, opt_duration};
-
-/// One problem in a config file, with its place and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// `routes.yaml:12:5`, or just the file name when no place is known.
-    pub place: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.place, self.message)
-    }
-}
-
-/// Every problem found in a config file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", render(.problems))]
-pub struct ConfigError {
-    pub problems: Vec<ConfigProblem>,
-}
-
-fn render(problems: &[ConfigProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-impl ConfigError {
-    fn one(place: String, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            problems: vec![ConfigProblem {
-                place,
-                message: message.into(),
-            }],
-        }
-    }
-}
 
 impl Config {
     /// Reads and parses the file at `path`; `path` as given names the file in

@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::{Location, Spanned};
 
-use super::checker::{Checker, ROUTE_KEYS};
+use super::problems::Checker;
 use super::schema::{Emit, RouteConfig};
-use super::yaml::{De, DeError, Node};
-use crate::sinks::{Common, SinkConfig};
+use super::yaml::{De, Node};
+use crate::sinks::SinkConfig;
+
+const ROUTE_KEYS: &str = "`name`, `when`, `emit`, `to`";
 
 impl Checker<'_> {
     pub(super) fn sinks(
@@ -306,65 +307,6 @@ fn name_problem(kind: &str, name: &str) -> Option<String> {
          record ids, which consumers receive as Standard Webhooks message ids): rename it, e.g. \
          `{suggested}`"
     ))
-}
-
-/// What an unknown key in a sink could have been: the keys of its type,
-/// which serde's `message` lists, then those every sink takes.
-pub(super) fn sink_keys_expected(message: &str) -> String {
-    let listed = message
-        .split_once(", expected one of ")
-        .or_else(|| message.split_once(", expected "))
-        .map_or("", |(_, list)| list);
-    let mut keys: Vec<&str> = listed
-        .split(", ")
-        .flat_map(|k| k.split(" or "))
-        .map(|k| k.trim_matches('`'))
-        .filter(|k| !k.is_empty())
-        .collect();
-    keys.extend(struct_keys::<Common>());
-    let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
-    // Worded as serde words it for one struct.
-    match keys.as_slice() {
-        [] => "it takes no other options".to_owned(),
-        [one] => format!("expected {one}"),
-        [a, b] => format!("expected {a} or {b}"),
-        _ => format!("expected one of {}", keys.join(", ")),
-    }
-}
-
-/// The keys of a struct as its derived `Deserialize` names them, so that
-/// they are declared once, in the struct.
-fn struct_keys<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
-    let mut keys: &'static [&'static str] = &[];
-    let _ = T::deserialize(KeysOf(&mut keys));
-    keys
-}
-
-/// A deserializer that only learns the fields a struct asks for.
-struct KeysOf<'k>(&'k mut &'static [&'static str]);
-
-impl<'de> Deserializer<'de> for KeysOf<'_> {
-    type Error = DeError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, DeError> {
-        Err(de::Error::custom("not a struct"))
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        _visitor: V,
-    ) -> Result<V::Value, DeError> {
-        *self.0 = fields;
-        Err(de::Error::custom("fields read"))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct seq tuple
-        tuple_struct map enum identifier ignored_any
-    }
 }
 
 #[cfg(test)]

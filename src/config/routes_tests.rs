@@ -28,7 +28,7 @@ fn route_and_sink_names_fit_in_record_ids() {
 #[test]
 fn the_keys_every_sink_takes_are_read_from_their_struct() {
     assert_eq!(
-        super::struct_keys::<crate::sinks::Common>(),
+        super::super::problems::struct_keys::<crate::sinks::Common>(),
         ["retry", "concurrency"]
     );
 }
