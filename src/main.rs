@@ -11,15 +11,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use stripe_router::app;
 use stripe_router::app::{App, Settings};
+use stripe_router::config::command as check;
 use stripe_router::config::env::Env;
-use stripe_router::config::{AdminListen, Config, UnsetVars, redact_url};
-use stripe_router::ingest::hints as diagnose;
+use stripe_router::config::{AdminListen, redact_url};
 use stripe_router::offline::demo;
 use stripe_router::offline::send::{self, PaymentStatus};
 use stripe_router::offline::standin::StripeStandIn;
-use stripe_router::routing::{event_types, live as reload};
 use stripe_router::store::Filter;
 use stripe_router::store::deadletters;
 
@@ -241,7 +239,14 @@ fn main() -> ExitCode {
             admin_listen,
             env,
         }),
-        Command::Check { config, no_env } => check(&config, &env, no_env),
+        Command::Check { config, no_env } => {
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            if check::check(&config, &env, no_env, &mut out, &mut err) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Send {
             r#type,
             to,
@@ -476,89 +481,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
     }
     shutdown.cancel();
-}
-
-/// `check`: the config's problems and, unless `no_env`, what `serve` would
-/// refuse in the environment, by the same functions `serve` uses. Warnings
-/// are printed whether or not there are errors.
-fn check(path: &std::path::Path, env: &Env, no_env: bool) -> ExitCode {
-    let unset = if no_env {
-        UnsetVars::Allowed
-    } else {
-        UnsetVars::Refused
-    };
-    let orders_enabled = no_env
-        || env
-            .get("STRIPE_SECRET_API_KEY")
-            .is_some_and(|k| !k.trim().is_empty());
-    let mut problems: Vec<String> = Vec::new();
-    let config = Config::load_with(path, env, unset)
-        .map_err(|error| problems.extend(error.problems.iter().map(ToString::to_string)))
-        .ok();
-    if let Some(config) = &config
-        && let Err(error) = reload::compile(config, orders_enabled)
-    {
-        problems.extend(error.problems.iter().map(ToString::to_string));
-    }
-    let config_problems = problems.len();
-    let mut warnings: Vec<String> = config
-        .as_ref()
-        .map(|c| {
-            event_types::route_warnings(c)
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let stripe = config
-        .as_ref()
-        .map(|c| c.stripe.clone())
-        .unwrap_or_default();
-    match app::stripe_environment(env, &stripe) {
-        Ok(_) => warnings.extend(diagnose::environment(env)),
-        // Left out, a CI job without secrets: what serve would refuse is
-        // only a warning.
-        Err(_) if no_env => warnings.extend(diagnose::environment(env)),
-        Err(e) => problems.push(format!("environment: {e}")),
-    }
-
-    match &config {
-        Some(config) if problems.is_empty() => {
-            // The summary is the command's output; problems go to stderr.
-            let _ = writeln!(
-                std::io::stdout(),
-                "{} is valid\n\n{}",
-                path.display(),
-                config.summary()
-            );
-        }
-        _ => {
-            let verdict = if config_problems > 0 {
-                "is not valid"
-            } else {
-                "is valid, but serve would not start with this environment"
-            };
-            eprintln!(
-                "{} {verdict} ({} problems):",
-                path.display(),
-                problems.len()
-            );
-            for problem in &problems {
-                eprintln!("  {problem}");
-            }
-        }
-    }
-    if !warnings.is_empty() {
-        eprintln!("warnings ({}):", warnings.len());
-        for warning in &warnings {
-            eprintln!("  warning: {warning}");
-        }
-    }
-    if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! What to do about the classic mistakes: hints for a refused webhook
-//! request and warnings about the environment for `check`.
+//! What to do about the classic mistakes: the hint for a refused webhook
+//! request. (`check`'s warnings about the environment are in
+//! `config::command`.)
 //!
 //! Pure, like [`crate::ingest::verify`]: the refused request's body, header and the
 //! secrets go in, a sentence comes out. A hint never quotes a secret or the
@@ -7,12 +8,10 @@
 
 use std::time::Duration;
 
-use crate::config::env::Env;
 use crate::ingest::verify::{self, Secrets, SignatureError};
-use crate::routing::enrich::ApiKey;
 
 /// The `stripe listen` advice, said wherever a secret may be the wrong one.
-const WHICH_SECRET: &str = "the `stripe listen` secret differs from the Dashboard endpoint's \
+pub const WHICH_SECRET: &str = "the `stripe listen` secret differs from the Dashboard endpoint's \
                             and changes with each `stripe login`: print it with \
                             `stripe listen --print-secret`, or copy the endpoint's signing \
                             secret from the Dashboard, into STRIPE_WEBHOOK_SECRET";
@@ -101,46 +100,6 @@ fn reserialised(value: &serde_json::Value, body: &[u8], header: &str, secrets: &
     // Tolerance zero: only the bytes are in question here, not the time.
     stripe_bytes != body
         && verify::verify(&stripe_bytes, header, secrets, 0, Duration::ZERO).is_ok()
-}
-
-/// Warnings about the Stripe variables, for `check`: what `serve` would
-/// refuse, and what would fail later. Never quotes a value.
-pub fn environment(env: &Env) -> Vec<String> {
-    let mut warnings = Vec::new();
-    match env.get("STRIPE_WEBHOOK_SECRET") {
-        None => warnings.push(
-            "STRIPE_WEBHOOK_SECRET is not set, so `serve` will not start: set it to the \
-             endpoint signing secret (whsec_...); "
-                .to_owned()
-                + WHICH_SECRET,
-        ),
-        Some(value) => match Secrets::parse(&value) {
-            Err(e) => warnings.push(format!("{e} (`serve` will not start)")),
-            Ok(_) => {
-                let odd = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty() && !s.starts_with("whsec_"))
-                    .count();
-                if odd > 0 {
-                    warnings.push(format!(
-                        "STRIPE_WEBHOOK_SECRET: {odd} of its secrets do not start with `whsec_`, \
-                         as endpoint signing secrets do; {WHICH_SECRET}"
-                    ));
-                }
-            }
-        },
-    }
-    if let Some(key) = env
-        .get("STRIPE_SECRET_API_KEY")
-        .filter(|k| !k.trim().is_empty())
-        && let Err(e) = ApiKey::parse(&key)
-    {
-        warnings.push(format!(
-            "STRIPE_SECRET_API_KEY: {e} (`serve` will not start)"
-        ));
-    }
-    warnings
 }
 
 #[cfg(test)]
@@ -236,37 +195,5 @@ mod tests {
         );
         let future = verify::sign(&pretty, SECRET, T + 20_000);
         check(&pretty, &future, SECRET, &["2h 46m 40s ahead of"]);
-    }
-
-    #[track_caller]
-    fn check_env(vars: &[(&str, &str)], wants: &[&str]) {
-        let warnings = environment(&Env::from_map(vars.iter().copied()));
-        assert_eq!(warnings.len(), wants.len(), "{warnings:?}");
-        for (warning, want) in warnings.iter().zip(wants) {
-            assert!(warning.contains(want), "{want:?} not in {warning:?}");
-            assert!(!warning.contains("51Hsecret"), "{warning}");
-        }
-    }
-
-    #[test]
-    fn environment_warnings() {
-        let key = ("STRIPE_SECRET_API_KEY", "rk_test_51Hsecret000000000");
-        check_env(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), key], &[]);
-        check_env(&[key], &["is not set"]);
-        check_env(
-            &[("STRIPE_WEBHOOK_SECRET", "sk_test_51Hsecret"), key],
-            &["holds an API key (sk_test_...)"],
-        );
-        check_env(
-            &[("STRIPE_WEBHOOK_SECRET", "whsec_a, abc")],
-            &["1 of its secrets"],
-        );
-        check_env(
-            &[
-                ("STRIPE_WEBHOOK_SECRET", "whsec_a"),
-                ("STRIPE_SECRET_API_KEY", "whsec_51Hsecret"),
-            ],
-            &["webhook signing secret"],
-        );
     }
 }

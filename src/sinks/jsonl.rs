@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Deserializer};
 
-use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink};
+use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink, SinkType};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -44,16 +44,24 @@ pub struct JsonlConfig {
     /// file's folder.
     #[serde(deserialize_with = "parse_path")]
     pub path: PathBuf,
-    /// Retry schedule for this sink's deliveries.
-    #[serde(default)]
-    pub retry: super::RetryConfig,
-    /// Deliveries in flight at once (default 16).
-    #[serde(default)]
-    pub concurrency: Option<usize>,
     /// Permissions of the file when the sink creates it, e.g. `"0640"`;
     /// [`FileMode::DEFAULT`] (`0600`) when unset.
     #[serde(default)]
     pub mode: Option<FileMode>,
+}
+
+impl SinkType for JsonlConfig {
+    fn name(&self) -> &'static str {
+        "jsonl"
+    }
+
+    fn target(&self, base_dir: &Path) -> String {
+        base_dir.join(&self.path).display().to_string()
+    }
+
+    fn build(&self, base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
+        Ok(Arc::new(JsonlSink::build(self, base_dir)?))
+    }
 }
 
 /// A path that can name a file: a folder cannot be appended to, so `check`
@@ -773,7 +781,6 @@ mod tests {
         let config = JsonlConfig {
             path: shared.clone(),
             mode: Some(FileMode::parse("0640").unwrap()),
-            ..JsonlConfig::default()
         };
         let sink = JsonlSink::build(&config, Path::new("/")).unwrap();
         assert_eq!(mode_of(&shared), 0o640);
@@ -830,7 +837,9 @@ mod tests {
             )
         };
         let parsed = parse("\"0640\"").expect("a valid mode");
-        let Some(super::super::SinkConfig::Jsonl(orders)) = parsed.sinks.get("orders") else {
+        let Some(super::super::SinkKind::Jsonl(orders)) =
+            parsed.sinks.get("orders").map(|s| &s.kind)
+        else {
             panic!("a jsonl sink");
         };
         assert_eq!(orders.mode, Some(FileMode(0o640)));

@@ -1,7 +1,12 @@
-//! Sinks: where records go. Each plug-in is one module with a config struct
-//! (`*Config`, deserialized from `routes.yaml`) and a runtime type that
-//! implements [`Sink`]. Adding a sink type is one module plus one variant of
-//! [`SinkConfig`].
+//! Sinks: where records go. A sink type is one file here: its config struct
+//! (`*Config`, its own keys and checks, deserialized from `routes.yaml`)
+//! implementing [`SinkType`] (its line in `check` and its build step), and
+//! a runtime type implementing [`Sink`]. [`SinkKind`] has one variant per
+//! type and [`SinkKind::sink_type`] one match arm per type; the keys every
+//! sink takes (`retry`, `concurrency`) are declared once, in [`Common`].
+//!
+//! Sinks import nothing of the crate but leaves: the config's units and the
+//! URL redactor. The config imports the sinks, never the other way round.
 
 use std::future::Future;
 use std::path::Path;
@@ -12,6 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::config::units::duration;
+
 pub mod http;
 pub mod jsonl;
 pub mod stdout;
@@ -20,37 +27,91 @@ pub use http::{HttpConfig, HttpSink};
 pub use jsonl::{JsonlConfig, JsonlSink};
 pub use stdout::{StdoutConfig, StdoutSink};
 
-/// One sink instance's settings, tagged by `type`.
+/// One sink instance's settings: the keys every sink takes, and those of
+/// its type, selected by `type`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
+pub struct SinkConfig {
+    // Both flattened, so that every key is read from the same buffer and a
+    // bad value is reported alike wherever it is declared; `common` first,
+    // so that the type's own `deny_unknown_fields` sees only its keys.
+    #[serde(flatten)]
+    pub common: Common,
+    #[serde(flatten)]
+    pub kind: SinkKind,
+}
+
+/// The keys every sink type takes.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+pub struct Common {
+    /// Retry schedule for this sink's deliveries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Deliveries in flight at once ([`DEFAULT_CONCURRENCY`] when unset).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
+
+/// A sink type's own settings, tagged by `type`. Every variant wraps a
+/// struct with `deny_unknown_fields`, even an empty one: a unit variant
+/// would silently accept unknown keys (serde #2123).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkKind {
     Jsonl(JsonlConfig),
     Http(HttpConfig),
     Stdout(StdoutConfig),
 }
 
+impl SinkKind {
+    /// The type's config, through what every type provides.
+    pub fn sink_type(&self) -> &dyn SinkType {
+        match self {
+            SinkKind::Jsonl(c) => c,
+            SinkKind::Http(c) => c,
+            SinkKind::Stdout(c) => c,
+        }
+    }
+}
+
+/// What each sink type's config provides beyond its keys.
+pub trait SinkType {
+    /// Its `type:` in `routes.yaml`.
+    fn name(&self) -> &'static str;
+
+    /// Where its records go, for `check`'s summary: a path, a URL through
+    /// the redactor; never a secret. Empty when there is nothing to say.
+    fn target(&self, base_dir: &Path) -> String;
+
+    /// Builds the runtime sink: opens files, creates clients. `base_dir` is
+    /// the config file's folder, against which relative paths resolve.
+    fn build(&self, base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError>;
+}
+
 impl SinkConfig {
     /// How this sink's deliveries are scheduled.
     pub fn delivery(&self) -> Delivery {
-        let (retry, concurrency) = match self {
-            SinkConfig::Jsonl(c) => (c.retry, c.concurrency),
-            SinkConfig::Http(c) => (c.retry, c.concurrency),
-            SinkConfig::Stdout(c) => (c.retry, c.concurrency),
-        };
         Delivery {
-            retry,
-            concurrency: concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+            retry: self.common.retry,
+            concurrency: self.common.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
         }
     }
 
     /// Builds the runtime sink: opens files, creates clients. `base_dir` is
     /// the config file's folder, against which relative paths resolve.
     pub fn build(&self, base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
-        Ok(match self {
-            SinkConfig::Jsonl(c) => Arc::new(JsonlSink::build(c, base_dir)?),
-            SinkConfig::Http(c) => Arc::new(HttpSink::build(c)?),
-            SinkConfig::Stdout(c) => Arc::new(StdoutSink::build(c)),
-        })
+        self.kind.sink_type().build(base_dir)
+    }
+
+    /// The sink as `check` shows it: its type, then where its records go
+    /// (`jsonl   ./sinks/orders.jsonl`).
+    pub fn summary(&self, base_dir: &Path) -> String {
+        let sink = self.kind.sink_type();
+        let target = sink.target(base_dir);
+        if target.is_empty() {
+            sink.name().to_owned()
+        } else {
+            format!("{:7} {target}", sink.name())
+        }
     }
 }
 
@@ -71,11 +132,11 @@ pub struct Delivery {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
-    #[serde(default = "default_initial", with = "crate::config::duration")]
+    #[serde(default = "default_initial", with = "duration")]
     pub initial: Duration,
-    #[serde(default = "default_max", with = "crate::config::duration")]
+    #[serde(default = "default_max", with = "duration")]
     pub max: Duration,
-    #[serde(default = "default_max_age", with = "crate::config::duration")]
+    #[serde(default = "default_max_age", with = "duration")]
     pub max_age: Duration,
 }
 

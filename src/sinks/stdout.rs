@@ -11,17 +11,27 @@ use std::io::Write;
 
 use serde::Deserialize;
 
-use super::{DeliverFuture, DeliveryError, Encoded, Sink};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink, SinkType};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct StdoutConfig {
-    /// Retry schedule for this sink's deliveries.
-    #[serde(default)]
-    pub retry: super::RetryConfig,
-    /// Deliveries in flight at once (default 16).
-    #[serde(default)]
-    pub concurrency: Option<usize>,
+pub struct StdoutConfig {}
+
+impl SinkType for StdoutConfig {
+    fn name(&self) -> &'static str {
+        "stdout"
+    }
+
+    fn target(&self, _base_dir: &Path) -> String {
+        String::new()
+    }
+
+    fn build(&self, _base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
+        Ok(Arc::new(StdoutSink::build(self)))
+    }
 }
 
 #[derive(Debug)]
@@ -62,16 +72,5 @@ impl Sink for StdoutSink {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn delivers() {
-        let sink = StdoutSink::build(&StdoutConfig::default());
-        let record = Encoded {
-            id: "evt_1:r".into(),
-            body: bytes::Bytes::from_static(b"{}"),
-        };
-        assert!(sink.deliver(&record).await.is_ok());
-    }
-}
+#[path = "stdout_tests.rs"]
+mod tests;

@@ -1,0 +1,314 @@
+//! Checking `sinks:` and `routes:`: names that fit record ids, each sink's
+//! settings through its own type, and routes whose `when`, `emit` and `to`
+//! hold, each `to` naming a defined sink.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+
+use super::problems::Checker;
+use super::schema::{Emit, RouteConfig};
+use super::yaml::{De, Node};
+use crate::sinks::SinkConfig;
+
+const ROUTE_KEYS: &str = "`name`, `when`, `emit`, `to`";
+
+impl Checker<'_> {
+    pub(super) fn sinks(
+        &mut self,
+        node: &Spanned<Node>,
+        defined: &mut Vec<String>,
+    ) -> BTreeMap<String, SinkConfig> {
+        let mut sinks = BTreeMap::new();
+        let Node::Map(entries) = &node.value else {
+            self.problem(
+                node.referenced,
+                "`sinks` must be a map of sink names to settings, e.g. `console: { type: stdout }`",
+            );
+            return sinks;
+        };
+        for (key, value) in entries {
+            let Some(name) = key.value.as_str() else {
+                self.problem(key.referenced, "a sink name must be a string");
+                continue;
+            };
+            if defined.iter().any(|d| d == name) {
+                continue; // reported as a duplicate
+            }
+            defined.push(name.to_owned());
+            if let Some(problem) = name_problem("sink", name) {
+                self.problem(key.referenced, problem);
+            }
+            let what = format!("sink `{name}`");
+            if !matches!(value.value, Node::Map(_)) {
+                self.problem(
+                    value.referenced,
+                    format!("{what} must be a map with a `type`, e.g. `{{ type: jsonl, path: sinks/{name}.jsonl }}`"),
+                );
+                continue;
+            }
+            if let Some(sink) = self.typed(value, &what, Some("type")) {
+                sinks.insert(name.to_owned(), sink);
+            }
+        }
+        sinks
+    }
+
+    pub(super) fn routes(&mut self, node: &Spanned<Node>, defined: &[String]) -> Vec<RouteConfig> {
+        let mut routes = Vec::new();
+        let items = match &node.value {
+            Node::Seq(items) => items.as_slice(),
+            _ => {
+                self.problem(
+                    node.referenced,
+                    "`routes` must be a list: start each route with `- name: ...`",
+                );
+                return routes;
+            }
+        };
+        let mut names: HashMap<String, Location> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let Some(route) = self.route(item, index, defined) else {
+                continue;
+            };
+            match names.get(&route.name) {
+                Some(&first) => {
+                    let first = self.place(first);
+                    let at = item
+                        .value
+                        .get("name")
+                        .map_or(item.referenced, |v| v.referenced);
+                    self.problem(
+                        at,
+                        format!(
+                            "route name `{}` is used twice (first at {first}): give each route its own name, records are identified by it",
+                            route.name
+                        ),
+                    );
+                }
+                None => {
+                    let at = item
+                        .value
+                        .get("name")
+                        .map_or(item.referenced, |v| v.referenced);
+                    names.insert(route.name.clone(), at);
+                    routes.push(route);
+                }
+            }
+        }
+        routes
+    }
+
+    fn route(
+        &mut self,
+        item: &Spanned<Node>,
+        index: usize,
+        defined: &[String],
+    ) -> Option<RouteConfig> {
+        let Node::Map(entries) = &item.value else {
+            self.problem(
+                item.referenced,
+                "a route must be a map with `name`, `when`, `emit` and `to`",
+            );
+            return None;
+        };
+        let name = match item.value.get("name").map(|n| (n, &n.value)) {
+            Some((node, Node::Str(name))) if !name.trim().is_empty() => {
+                if let Some(problem) = name_problem("route", name) {
+                    self.problem(node.referenced, problem);
+                }
+                Some(name.clone())
+            }
+            Some((node, _)) => {
+                self.problem(
+                    node.referenced,
+                    "a route's `name` must be a non-empty string",
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    item.referenced,
+                    format!(
+                        "route #{} has no `name`: add one, it names the route in records and logs",
+                        index + 1
+                    ),
+                );
+                None
+            }
+        };
+        let label = name.as_ref().map_or_else(
+            || format!("route #{}", index + 1),
+            |n| format!("route `{n}`"),
+        );
+
+        let (mut when, mut emit, mut to) = (None, None, None);
+        for (key, value) in entries {
+            match key.value.as_str() {
+                Some("name") => {}
+                Some("when") => when = self.when(value, &label),
+                Some("emit") => {
+                    emit = Emit::deserialize(De(value))
+                        .map_err(|_| {
+                            self.problem(
+                                value.referenced,
+                                format!("`emit` in {label} must be `order` or `event`"),
+                            );
+                        })
+                        .ok();
+                }
+                Some("to") => to = self.to(value, &label, defined),
+                _ => self.problem(
+                    key.referenced,
+                    format!(
+                        "unknown field `{}` in {label} (expected one of {ROUTE_KEYS})",
+                        key.value.text()
+                    ),
+                ),
+            }
+        }
+        let missing = [
+            (
+                "when",
+                "add conditions, e.g. `when: { type: checkout.session.completed }`, or `when: {}` for every event",
+            ),
+            ("emit", "add `emit: order` or `emit: event`"),
+            ("to", "list the sinks it delivers to, e.g. `to: [orders]`"),
+        ];
+        for (key, fix) in missing {
+            if item.value.get(key).is_none() {
+                self.problem(item.referenced, format!("{label} has no `{key}`: {fix}"));
+            }
+        }
+        Some(RouteConfig {
+            name: name?,
+            place: self.place(item.referenced),
+            when: when?,
+            emit: emit?,
+            to: to?,
+        })
+    }
+
+    fn when(
+        &mut self,
+        node: &Spanned<Node>,
+        label: &str,
+    ) -> Option<Vec<(String, serde_json::Value)>> {
+        let Node::Map(entries) = &node.value else {
+            self.problem(
+                node.referenced,
+                format!("`when` in {label} must be a map of conditions, e.g. `{{ type: checkout.session.completed }}`"),
+            );
+            return None;
+        };
+        let mut conditions = Vec::new();
+        let mut ok = true;
+        for (key, value) in entries {
+            let Some(name) = key.value.as_str() else {
+                self.problem(
+                    key.referenced,
+                    format!("a condition key in {label} must be a string"),
+                );
+                ok = false;
+                continue;
+            };
+            match serde_json::Value::deserialize(De(value)) {
+                Ok(value) => conditions.push((name.to_owned(), value)),
+                Err(e) => {
+                    self.report(e, value, &format!("`when.{name}` in {label}"));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(conditions)
+    }
+
+    fn to(&mut self, node: &Spanned<Node>, label: &str, defined: &[String]) -> Option<Vec<String>> {
+        let names: Vec<&Spanned<Node>> = match &node.value {
+            Node::Str(_) => vec![node],
+            Node::Seq(items) => items.iter().collect(),
+            _ => {
+                self.problem(
+                    node.referenced,
+                    format!(
+                        "`to` in {label} must be a sink name or a list of them, e.g. `to: [orders]`"
+                    ),
+                );
+                return None;
+            }
+        };
+        if names.is_empty() {
+            self.problem(
+                node.referenced,
+                format!("{label} sends to no sink: name at least one in `to`, e.g. `to: [orders]`"),
+            );
+            return None;
+        }
+        let mut to: Vec<String> = Vec::new();
+        let mut ok = true;
+        for name in names {
+            let Some(text) = name.value.as_str() else {
+                self.problem(
+                    name.referenced,
+                    format!("`to` in {label} must list sink names"),
+                );
+                ok = false;
+                continue;
+            };
+            if to.iter().any(|t| t == text) {
+                self.problem(
+                    name.referenced,
+                    format!("{label} names sink `{text}` twice: it would receive each record twice, remove one"),
+                );
+                ok = false;
+            } else if !defined.iter().any(|d| d == text) {
+                let known = if defined.is_empty() {
+                    "no sinks are defined".to_owned()
+                } else {
+                    let mut known = defined.to_vec();
+                    known.sort();
+                    format!("defined: {}", known.join(", "))
+                };
+                self.problem(
+                    name.referenced,
+                    format!("{label} sends to sink `{text}`, which is not defined: add it under `sinks:` or fix the name ({known})"),
+                );
+                ok = false;
+            }
+            to.push(text.to_owned());
+        }
+        ok.then_some(to)
+    }
+}
+
+/// Why `name` cannot name a route or sink, with a name that can. Names go
+/// into record ids (`<event id>:<route>`), sent as Standard Webhooks message
+/// ids and HTTP header values, which allow no `.`, `:` or spaces.
+fn name_problem(kind: &str, name: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.chars().all(allowed) {
+        return None;
+    }
+    let mut suggested = String::with_capacity(name.len());
+    for c in name.chars() {
+        if allowed(c) {
+            suggested.push(c);
+        } else if !suggested.ends_with('-') {
+            suggested.push('-');
+        }
+    }
+    let suggested = match suggested.trim_matches('-') {
+        "" => kind,
+        trimmed => trimmed,
+    };
+    Some(format!(
+        "{kind} name `{name}` may only hold ASCII letters, digits, `-` and `_` (it becomes part of \
+         record ids, which consumers receive as Standard Webhooks message ids): rename it, e.g. \
+         `{suggested}`"
+    ))
+}
+
+#[cfg(test)]
+#[path = "routes_tests.rs"]
+mod tests;
