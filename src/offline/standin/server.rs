@@ -18,11 +18,12 @@ use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::http_serve::{self, Options};
 
 use super::payloads::{API_VERSION, catalogue_count, catalogue_items, line_item_fixture};
 
@@ -83,7 +84,17 @@ impl StripeStandIn {
             catalogue: AtomicBool::new(false),
         });
         let stop = CancellationToken::new();
-        tokio::spawn(accept(listener, Arc::clone(&state), stop.clone()));
+        let handler = {
+            let state = Arc::clone(&state);
+            move |request, _peer| std::future::ready(respond(&state, request))
+        };
+        let options = Options::new("stripe stand-in");
+        tokio::spawn(http_serve::serve(
+            listener,
+            options,
+            handler,
+            stop.clone().cancelled_owned(),
+        ));
         Ok(StripeStandIn { addr, state, stop })
     }
 
@@ -170,37 +181,6 @@ impl StripeStandIn {
 impl Drop for StripeStandIn {
     fn drop(&mut self) {
         self.stop.cancel();
-    }
-}
-
-async fn accept(listener: TcpListener, state: Arc<State>, stop: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // Out of file descriptors and the like: keep serving others.
-                Err(e) => {
-                    tracing::warn!(error = %e, "stripe stand-in: accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let state = Arc::clone(&state);
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(respond(&state, request)) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                () = stop.cancelled() => {}
-                _ = connection => {}
-            }
-        });
     }
 }
 
