@@ -30,7 +30,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use cap::{Activity, Working};
+pub use cap::{Activity, RETRY_AFTER_SECS, Working};
 pub use throttle::Throttle;
 
 /// `accept failed` lines a second: the error repeats for as long as its
@@ -214,3 +214,6 @@ pub fn only_get(method: &Method) -> Option<Response<Full<Bytes>>> {
         .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     Some(response)
 }
+
+#[cfg(test)]
+mod tests;
