@@ -102,10 +102,10 @@ pub async fn serve<H, F, B>(
 {
     let name = options.name;
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new());
-    if let Some(timeout) = options.header_read_timeout {
-        http.header_read_timeout(timeout);
-    }
+    // Set even when `None`: with a timer, hyper would otherwise apply its own
+    // 30 s default.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
     if let Some(bytes) = options.max_buf_size {
         http.max_buf_size(bytes);
     }
