@@ -12,12 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+use crate::admin;
 use crate::config::env::Env;
 use crate::config::{AdminListen, Config, ConfigError, StripeConfig};
 use crate::delivery::Engine;
-use crate::ingest::limits::{self, BodyBuffer, Throttle};
+use crate::http_serve::Throttle;
+use crate::ingest::limits::{self, BodyBuffer};
 use crate::ingest::verify::{Secrets, SecretsError};
-use crate::ingest::{self, Counters, Endpoint, Listeners};
+use crate::ingest::{self, Counters, Endpoint};
 use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::routing::live::{Live, Snapshot, Watch};
 use crate::routing::pipeline::Pipeline;
@@ -239,12 +241,19 @@ impl App {
                 let _ = stopped_tx.send(tokio::time::Instant::now());
             }
         });
-        let listeners = Listeners {
-            webhook: self.listener,
-            max_connections: self.max_connections,
-            admin: self.admin,
+        let webhook = ingest::serve(
+            self.listener,
+            self.max_connections,
+            self.endpoint.clone(),
+            shutdown.clone(),
+            self.drain,
+        );
+        let admin = async {
+            if let Some(listener) = self.admin {
+                admin::serve(listener, self.endpoint, shutdown, self.drain).await;
+            }
         };
-        ingest::serve(listeners, self.endpoint, shutdown, self.drain).await;
+        tokio::join!(webhook, admin);
         let deadline = stopped_rx
             .await
             .unwrap_or_else(|_| tokio::time::Instant::now())

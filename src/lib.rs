@@ -27,10 +27,12 @@
 //! - [`standin`]: a local stand-in for the Stripe API and realistic event
 //!   payloads, for tests, `demo` and benchmarks.
 
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod http_serve;
 pub mod ingest;
 pub mod offline;
 #[cfg(test)]

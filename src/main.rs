@@ -1,7 +1,6 @@
 //! The `stripe-router` command: parses arguments, sets up logging, and hands
 //! over to the library.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use stripe_router::app::{App, Settings};
+use stripe_router::config::AdminListen;
 use stripe_router::config::command as check;
 use stripe_router::config::env::Env;
-use stripe_router::config::{AdminListen, redact_url};
 use stripe_router::offline::demo;
 use stripe_router::offline::send::{self, PaymentStatus};
-use stripe_router::offline::standin::StripeStandIn;
+use stripe_router::offline::standin;
 use stripe_router::store::Filter;
 use stripe_router::store::deadletters;
 
@@ -256,19 +255,27 @@ fn main() -> ExitCode {
             keep_id,
             config,
         } => {
-            let body = match (file, r#type) {
-                (Some(file), _) => send::from_file(&file, !keep_id),
-                (None, Some(kind)) => send::build(
-                    &kind,
+            let source = match (file, r#type) {
+                (Some(path), _) => send::Source::File { path, keep_id },
+                (None, Some(kind)) => send::Source::Build {
+                    kind,
                     payment_status,
                     items,
-                    stripe_router::clock::unix_now(),
-                )
-                .map(|event| serde_json::to_vec_pretty(&event).unwrap_or_default()),
+                },
                 // clap requires one of them.
                 (None, None) => return ExitCode::FAILURE,
             };
-            send_event(body, to, &config, &env)
+            runtime(async move {
+                let mut out = std::io::stdout();
+                match send::run(source, to, &config, &env, &mut out).await {
+                    Ok(answer) if answer.status.is_success() => ExitCode::SUCCESS,
+                    Ok(_) => ExitCode::FAILURE,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
         }
         Command::Demo => runtime(async {
             let mut out = std::io::stdout();
@@ -280,13 +287,19 @@ fn main() -> ExitCode {
                 }
             }
         }),
-        Command::StripeStandin { listen, api_key } => {
-            let Some(key) = api_key.or_else(|| env.get("STRIPE_SECRET_API_KEY")) else {
-                eprintln!("error: pass --api-key, or set STRIPE_SECRET_API_KEY");
-                return ExitCode::FAILURE;
+        Command::StripeStandin { listen, api_key } => runtime(async move {
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
             };
-            runtime(stripe_standin(listen, key))
-        }
+            let mut out = std::io::stderr();
+            match standin::run(listen, api_key, &env, &mut out, ctrl_c).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
         Command::Completions { .. } => ExitCode::SUCCESS,
         Command::Deadletters {
             config,
@@ -355,83 +368,6 @@ fn runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn send_event(
-    body: Result<Vec<u8>, send::SendError>,
-    to: Option<Url>,
-    config: &std::path::Path,
-    env: &Env,
-) -> ExitCode {
-    let prepared = body.and_then(|body| {
-        let secret = send::first_secret(env)?;
-        let url = send::target(to, config, env)?;
-        Ok((body, secret, url))
-    });
-    let (body, secret, url) = match prepared {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let summary = serde_json::from_slice::<serde_json::Value>(&body)
-        .map(|event| {
-            let session = &event["data"]["object"]["id"];
-            format!(
-                "{} {} ({})",
-                event["type"].as_str().unwrap_or("?"),
-                event["id"].as_str().unwrap_or("?"),
-                session.as_str().unwrap_or("?")
-            )
-        })
-        .unwrap_or_default();
-    runtime(async move {
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "POST {}: {summary}", redact_url(&url));
-        match send::post(
-            &reqwest::Client::new(),
-            &url,
-            body,
-            &secret,
-            stripe_router::clock::unix_now(),
-        )
-        .await
-        {
-            Ok(answer) => {
-                let _ = writeln!(out, "HTTP {}\n{}", answer.status, answer.body);
-                if answer.status.is_success() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-async fn stripe_standin(listen: SocketAddr, key: String) -> ExitCode {
-    let standin = match StripeStandIn::start(listen, key.trim()).await {
-        Ok(standin) => standin,
-        Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    standin.serve_catalogue();
-    eprintln!(
-        "Stripe API stand-in on {}: start the router with STRIPE_API_BASE={} and this key as \
-         STRIPE_SECRET_API_KEY; Ctrl-C stops it",
-        standin.url(),
-        standin.url().as_str().trim_end_matches('/')
-    );
-    let _ = tokio::signal::ctrl_c().await;
-    standin.shutdown();
-    ExitCode::SUCCESS
 }
 
 fn serve(settings: Settings) -> ExitCode {

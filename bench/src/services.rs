@@ -3,16 +3,15 @@
 //! single-threaded runtime, prints its address, and stops when its parent
 //! closes its stdin (or exits).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use stripe_router::http_serve::{self, Options};
 use stripe_router::offline::standin::StripeStandIn;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -51,28 +50,17 @@ pub fn consumer() -> anyhow::Result<()> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         println!("{}", listener.local_addr()?);
         let received = Arc::new(AtomicU64::new(0));
-        let serve = async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let received = received.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request: Request<_>| {
-                        let received = received.clone();
-                        async move { Ok::<_, Infallible>(answer(request, &received).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let handler = move |request, _peer| {
+            let received = received.clone();
+            async move { answer(request, &received).await }
         };
-        tokio::select! {
-            () = serve => {}
-            () = until_stdin_closes() => {}
-        }
+        http_serve::serve(
+            listener,
+            Options::new("bench consumer"),
+            handler,
+            until_stdin_closes(),
+        )
+        .await;
         Ok(())
     })
 }

@@ -1,22 +1,19 @@
-//! The HTTP server: `POST {server.path}` for Stripe and a bare `GET
-//! /healthz` on the webhook port; the details for operators on the admin
-//! listener (`server.admin_listen`), never on the port that faces the
-//! internet.
+//! The webhook door: `POST {server.path}` for Stripe and a bare `GET
+//! /healthz` on the port that faces the internet. The details for operators
+//! are on the admin listener ([`crate::admin`]), never here.
 //!
 //! A verified event is answered 200 once it is durably journaled; routing
 //! and delivery happen afterwards ([`crate::delivery`]).
 //!
-//! Every answer is decided in [`respond`] (webhook port) and [`admin`]; the
-//! one accept loop, [`accept`], serves both listeners: it admits connections
-//! up to their cap, drives hyper and drains on shutdown. The bounds it
-//! enforces are in [`limits`].
+//! Every answer of the webhook port is decided in [`respond`]; [`serve`]
+//! runs it on the shared accept loop ([`crate::http_serve`]) with the
+//! door's bounds ([`limits`]).
 
 pub mod event;
 pub mod hints;
 pub mod limits;
 pub mod verify;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,32 +22,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_LENGTH, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::Engine;
+use crate::http_serve::{self, Activity, Cap, Options, Throttle, json_response, message, only_get};
 use crate::ingest::event::Event;
 use crate::ingest::verify::Secrets;
 use crate::routing::live::Live;
 use crate::store::Journaled;
 
-use limits::{Activity, Admission, BodyBuffer, Reservation, Slots, Throttle};
+use limits::{BodyBuffer, Reservation};
 
-/// Log lines a second about refused requests (bad signatures, bodies too
-/// large or too slow, load shed): enough to see what is going on, while a
-/// flood of forged requests writes a few lines a second, not megabytes.
-pub const REFUSAL_LOGS_PER_SEC: u32 = 10;
-
-/// `accept failed` lines a second: the error repeats for as long as its
-/// cause (out of file descriptors) lasts, and one line says it.
-const ACCEPT_FAILURE_LOGS_PER_SEC: u32 = 1;
+pub use crate::http_serve::throttle::REFUSAL_LOGS_PER_SEC;
 
 /// What the endpoint needs to answer a request.
 pub struct Endpoint {
@@ -62,6 +50,8 @@ pub struct Endpoint {
     pub read_timeout: Duration,
     pub body_buffer: BodyBuffer,
     pub secrets: Secrets,
+    /// The routes in force; the webhook door itself does not read it, the
+    /// admin listener shows its version and reload errors.
     pub live: Arc<Live>,
     pub engine: Engine,
     pub counters: Counters,
@@ -78,7 +68,7 @@ impl Endpoint {
     /// Why the router cannot take events now, if it cannot. A config is
     /// always loaded (`serve` does not start without one, and a refused
     /// reload keeps the old), so the journal is the question.
-    async fn unavailable(&self) -> Option<String> {
+    pub(crate) async fn unavailable(&self) -> Option<String> {
         self.engine
             .store()
             .health()
@@ -88,23 +78,7 @@ impl Endpoint {
     }
 }
 
-/// The listeners `serve` accepts on.
-pub struct Listeners {
-    pub webhook: TcpListener,
-    /// The webhook port's connection cap (`server.max_connections`, lowered
-    /// to fit the open-file limit).
-    pub max_connections: usize,
-    pub admin: Option<TcpListener>,
-}
-
-/// Which answers a listener gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Door {
-    Webhook,
-    Admin,
-}
-
-/// Running totals shown on `/healthz`.
+/// Running totals of the door, shown on the admin listener's `/healthz`.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Requests with a body, before verification.
@@ -122,134 +96,33 @@ impl Counters {
     }
 }
 
-/// Accepts connections on both listeners until `shutdown`, then stops
-/// accepting and gives in-flight requests `drain` to finish.
+/// Serves the webhook port until `shutdown`, then gives in-flight requests
+/// `drain` to finish. At most `max_connections` at once
+/// (`server.max_connections`, lowered to fit the open-file limit).
 pub async fn serve(
-    listeners: Listeners,
+    listener: TcpListener,
+    max_connections: usize,
     endpoint: Arc<Endpoint>,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    // The header timeout also runs while a kept-alive connection waits for
-    // its next request, so it bounds idle connections too.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(endpoint.read_timeout)
-        .max_buf_size(limits::READ_BUFFER);
-    let webhook = accept(
-        listeners.webhook,
-        Door::Webhook,
-        listeners.max_connections,
-        &endpoint,
-        &http,
-        &graceful,
-        &shutdown,
-    );
-    let admin = async {
-        if let Some(listener) = listeners.admin {
-            let cap = limits::ADMIN_MAX_CONNECTIONS;
-            accept(
-                listener,
-                Door::Admin,
-                cap,
-                &endpoint,
-                &http,
-                &graceful,
-                &shutdown,
-            )
-            .await;
-        }
+    let options = Options {
+        cap: Some(Cap {
+            max_connections,
+            // A connection that has waited on its client for half of what
+            // `read_timeout` allows may make room for a new one at the cap.
+            evict_after: endpoint.read_timeout / 2,
+        }),
+        header_read_timeout: Some(endpoint.read_timeout),
+        max_buf_size: Some(limits::READ_BUFFER),
+        drain,
+        ..Options::new("webhook")
     };
-    tokio::join!(webhook, admin);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(drain) => tracing::warn!(?drain, "shutdown deadline reached, closing open connections"),
-    }
-}
-
-/// The accept loop of one listener: admits up to `max_connections` at once
-/// and answers the rest `503` at once ([`limits::shed`]).
-async fn accept(
-    listener: TcpListener,
-    door: Door,
-    max_connections: usize,
-    endpoint: &Arc<Endpoint>,
-    http: &hyper::server::conn::http1::Builder,
-    graceful: &GracefulShutdown,
-    shutdown: &CancellationToken,
-) {
-    // A connection that has waited on its client for half of what
-    // `read_timeout` allows may make room for a new one at the cap.
-    let connections = Slots::new(max_connections, endpoint.read_timeout / 2);
-    let lingering = Arc::new(Semaphore::new(limits::SHED_LINGERING));
-    let failures = Throttle::new("accept failures", ACCEPT_FAILURE_LOGS_PER_SEC);
-    let sheds = Throttle::new("connections shed", REFUSAL_LOGS_PER_SEC);
-    let evictions = Throttle::new("stalled connections closed", REFUSAL_LOGS_PER_SEC);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    if failures.admit() {
-                        tracing::warn!(error = %e, ?door, "accept failed");
-                    }
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let slot = match connections.admit() {
-            Admission::Admitted(slot) => slot,
-            Admission::Replaced(slot) => {
-                if evictions.admit() {
-                    tracing::warn!(%peer, ?door, max_connections, "connection limit reached; closed the connection that waited longest on its client to make room");
-                }
-                slot
-            }
-            Admission::Full => {
-                if sheds.admit() {
-                    tracing::warn!(%peer, ?door, max_connections, "connection limit reached; answered 503 with Retry-After");
-                }
-                limits::shed(stream, &lingering);
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    let handler = move |request, peer| {
         let endpoint = endpoint.clone();
-        let activity = slot.activity.clone();
-        let service = hyper::service::service_fn(move |mut request| {
-            let endpoint = endpoint.clone();
-            let activity = activity.clone();
-            request.extensions_mut().insert(activity.clone());
-            async move {
-                let response = match door {
-                    Door::Webhook => respond(&endpoint, request, peer).await,
-                    Door::Admin => admin(&endpoint, &request).await,
-                };
-                activity.answered();
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            tokio::select! {
-                ended = connection => {
-                    if let Err(e) = ended {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                }
-                () = slot.evicted.cancelled() => {
-                    tracing::debug!(%peer, "closed to make room for a new connection");
-                }
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
+        async move { respond(&endpoint, request, peer).await }
+    };
+    http_serve::serve(listener, options, handler, shutdown.cancelled_owned()).await;
 }
 
 /// Decides the answer to one request.
@@ -279,32 +152,6 @@ pub async fn respond(
         return health(endpoint).await;
     }
     message(StatusCode::NOT_FOUND, "Not found")
-}
-
-/// Decides the answer to one request on the admin listener.
-pub async fn admin(endpoint: &Endpoint, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if request.uri().path() != "/healthz" {
-        return message(StatusCode::NOT_FOUND, "Not found");
-    }
-    if let Some(refused) = only_get(request.method()) {
-        return refused;
-    }
-    health_details(endpoint).await
-}
-
-/// `405` unless `method` reads.
-fn only_get(method: &Method) -> Option<Response<Full<Bytes>>> {
-    if method == Method::GET || method == Method::HEAD {
-        return None;
-    }
-    let mut response = message(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method not allowed: send GET",
-    );
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-    Some(response)
 }
 
 async fn webhook(
@@ -498,60 +345,6 @@ async fn health(endpoint: &Endpoint) -> Response<Full<Bytes>> {
     }
 }
 
-/// The admin listener's `/healthz`: versions, reload errors, counters and
-/// queue depths.
-async fn health_details(endpoint: &Endpoint) -> Response<Full<Bytes>> {
-    let snapshot = endpoint.live.load();
-    let last_error = endpoint.live.last_error().map(|failure| {
-        json!({
-            "at": failure.at,
-            "problems": failure.error.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })
-    });
-    let unavailable = endpoint.unavailable().await;
-    let c = &endpoint.counters;
-    let routing = &endpoint.engine.counts;
-    let queues = match endpoint.engine.store().depths().await {
-        Ok(depths) => serde_json::to_value(depths).unwrap_or_default(),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    let status = match (&unavailable, &last_error) {
-        (Some(_), _) => "unavailable",
-        (None, Some(_)) => "degraded",
-        (None, None) => "ok",
-    };
-    // The file's name only: the folder layout is nobody's business.
-    let file = endpoint
-        .live
-        .path()
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned());
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "status": status,
-            "version": env!("CARGO_PKG_VERSION"),
-            "journal": { "writable": unavailable.is_none(), "error": unavailable },
-            "config": {
-                "file": file,
-                "version": snapshot.version,
-                "routes": snapshot.routes.len(),
-                "sinks": snapshot.config.sinks.len(),
-                "last_reload_error": last_error,
-            },
-            "events": {
-                "received": c.received.load(Ordering::Relaxed),
-                "duplicates": c.duplicates.load(Ordering::Relaxed),
-                "rejected": c.rejected.load(Ordering::Relaxed),
-                "failed": c.failed.load(Ordering::Relaxed),
-                "routed": routing.routed.load(Ordering::Relaxed),
-                "unmatched": routing.unmatched.load(Ordering::Relaxed),
-            },
-            "queues": queues,
-        }),
-    )
-}
-
 /// `server.body_buffer` is full. The body is left unread, so the connection
 /// closes.
 fn busy() -> Response<Full<Bytes>> {
@@ -590,18 +383,5 @@ fn too_large(max: u64) -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
-fn message(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
-    json_response(status, &json!({ "message": text }))
-}
-
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

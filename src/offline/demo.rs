@@ -9,7 +9,6 @@
 //! received is read back from the files and the service, so the report
 //! shows what the real code paths did, not what the demo expected.
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,7 +20,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +28,7 @@ use url::Url;
 use crate::app::{App, Settings};
 use crate::config::AdminListen;
 use crate::config::env::Env;
+use crate::http_serve::{self, Options};
 use crate::offline::send;
 use crate::offline::standin::{self, SessionEvent, StripeStandIn};
 use crate::routing::record::Address;
@@ -400,7 +399,20 @@ impl Shipping {
         let url = Url::parse(&format!("http://{}/orders", listener.local_addr()?))?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
-        tokio::spawn(accept(listener, received.clone(), stop.clone()));
+        let handler = {
+            let received = received.clone();
+            move |request, _peer| {
+                let received = received.clone();
+                async move { receive(request, &received).await }
+            }
+        };
+        let options = Options::new("demo shipping service");
+        tokio::spawn(http_serve::serve(
+            listener,
+            options,
+            handler,
+            stop.clone().cancelled_owned(),
+        ));
         Ok(Shipping {
             url,
             received,
@@ -422,56 +434,22 @@ impl Drop for Shipping {
     }
 }
 
-async fn accept(listener: TcpListener, received: Arc<Mutex<Vec<Value>>>, stop: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-        };
-        let received = received.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let received = received.clone();
-            async move {
-                if let Ok(body) = request.into_body().collect().await
-                    && let Ok(json) = serde_json::from_slice(&body.to_bytes())
-                {
-                    received
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(json);
-                }
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
-            }
-        });
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                () = stop.cancelled() => {}
-                _ = connection => {}
-            }
-        });
+/// Keeps the JSON body of a POST and answers 200.
+async fn receive(
+    request: Request<Incoming>,
+    received: &Mutex<Vec<Value>>,
+) -> Response<Full<Bytes>> {
+    if let Ok(body) = request.into_body().collect().await
+        && let Ok(json) = serde_json::from_slice(&body.to_bytes())
+    {
+        received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(json);
     }
+    Response::new(Full::new(Bytes::from_static(b"{}")))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[track_caller]
-    fn check(cents: Option<i64>, currency: Option<&str>, want: &str) {
-        assert_eq!(money(cents, currency), want);
-    }
-
-    #[test]
-    fn money_reads_like_money() {
-        check(Some(5198), Some("usd"), "51.98 USD");
-        check(Some(5), Some("eur"), "0.05 EUR");
-        check(Some(0), None, "0.00 ");
-        check(None, Some("usd"), "?");
-    }
-}
+#[path = "demo_tests.rs"]
+mod tests;

@@ -7,6 +7,7 @@
 //! stripe-standin` as `STRIPE_API_BASE` the router fetches `N` real-shaped
 //! line items whose total is the session's total.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::env::Env;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, redact_url};
 use crate::ingest::event::{Event, EventError};
 use crate::ingest::verify::{self, Secrets, SecretsError};
 use crate::offline::standin::{self, SessionEvent};
@@ -76,6 +77,69 @@ pub enum SendError {
     Config { path: String, error: ConfigError },
     #[error("cannot POST to {}: {source}", crate::config::redact_url(.url))]
     Request { url: Url, source: reqwest::Error },
+}
+
+/// What `send` sends.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A fresh event of type `kind`, built by [`build`].
+    Build {
+        kind: String,
+        payment_status: Option<PaymentStatus>,
+        items: usize,
+    },
+    /// The event in a file, with a fresh id unless `keep_id` ([`from_file`]).
+    File { path: PathBuf, keep_id: bool },
+}
+
+/// `stripe-router send`: prepares the body from `source`, signs it with the
+/// first secret of `STRIPE_WEBHOOK_SECRET`, POSTs it to `to` (default: the
+/// config's listen address and path), and writes what was sent and the
+/// router's answer to `out`. Whether a non-2xx answer is a failure is the
+/// caller's call.
+pub async fn run(
+    source: Source,
+    to: Option<Url>,
+    config_path: &Path,
+    env: &Env,
+    out: &mut dyn Write,
+) -> Result<Answer, SendError> {
+    let body = match source {
+        Source::File { path, keep_id } => from_file(&path, !keep_id)?,
+        Source::Build {
+            kind,
+            payment_status,
+            items,
+        } => {
+            let event = build(&kind, payment_status, items, crate::clock::unix_now())?;
+            serde_json::to_vec_pretty(&event).unwrap_or_default()
+        }
+    };
+    let secret = first_secret(env)?;
+    let url = target(to, config_path, env)?;
+    // What is printed is the command's output; a closed stdout does not
+    // stop the event from being sent.
+    let _ = writeln!(out, "POST {}: {}", redact_url(&url), summary(&body));
+    let client = reqwest::Client::new();
+    let answer = post(&client, &url, body, &secret, crate::clock::unix_now()).await?;
+    let _ = writeln!(out, "HTTP {}\n{}", answer.status, answer.body);
+    Ok(answer)
+}
+
+/// `type id (session id)` of the event in `body`, or nothing when it is not
+/// JSON.
+fn summary(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .map(|event| {
+            let session = &event["data"]["object"]["id"];
+            format!(
+                "{} {} ({})",
+                event["type"].as_str().unwrap_or("?"),
+                event["id"].as_str().unwrap_or("?"),
+                session.as_str().unwrap_or("?")
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// A random alphanumeric token for fresh ids.
@@ -242,118 +306,5 @@ pub async fn post(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: i64 = 1_760_000_000;
-
-    #[track_caller]
-    fn check(kind: &str, status: Option<PaymentStatus>, items: usize, want: &str) {
-        let event = build(kind, status, items, NOW).expect("builds");
-        let body = serde_json::to_vec_pretty(&event).expect("serializes");
-        let parsed = Event::parse(&body).expect("an event");
-        assert_eq!(parsed.kind, kind);
-        assert_eq!(parsed.created, NOW);
-        let object = &event["data"]["object"];
-        let got = format!(
-            "{} {} {}",
-            object["payment_status"].as_str().unwrap_or("-"),
-            object["amount_total"]
-                .as_i64()
-                .or(object["amount"].as_i64())
-                .unwrap_or(-1),
-            object["payment_intent"].as_str().map_or("no-pi", |_| "pi"),
-        );
-        assert_eq!(got, want, "{kind}");
-    }
-
-    #[test]
-    fn builds_each_type() {
-        use PaymentStatus::*;
-        check("checkout.session.completed", None, 2, "paid 6100 pi");
-        check(
-            "checkout.session.completed",
-            Some(Unpaid),
-            1,
-            "unpaid 2500 pi",
-        );
-        check(
-            "checkout.session.async_payment_succeeded",
-            None,
-            0,
-            "paid 0 pi",
-        );
-        check(
-            "checkout.session.async_payment_failed",
-            None,
-            1,
-            "unpaid 2500 pi",
-        );
-        check("checkout.session.expired", None, 1, "unpaid 2500 no-pi");
-        check("payment_intent.succeeded", None, 3, "- 10300 no-pi");
-    }
-
-    #[test]
-    fn ids_are_fresh_and_name_the_item_count() {
-        let a = build("checkout.session.completed", None, 4, NOW).expect("builds");
-        let b = build("checkout.session.completed", None, 4, NOW).expect("builds");
-        assert_ne!(a["id"], b["id"]);
-        assert_ne!(a["data"]["object"]["id"], b["data"]["object"]["id"]);
-        let session = a["data"]["object"]["id"].as_str().expect("an id");
-        assert!(
-            session.starts_with("cs_test_send_") && session.ends_with("_4items"),
-            "{session}"
-        );
-    }
-
-    #[test]
-    fn refuses_what_it_cannot_build() {
-        let err = build("checkout.sessions.completed", None, 1, NOW).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("did you mean `checkout.session.completed`?"),
-            "{err}"
-        );
-        let err = build("invoice.paid", None, 1, NOW).unwrap_err();
-        assert!(err.to_string().contains("--file"), "{err}");
-        assert!(matches!(
-            build("checkout.*", None, 1, NOW),
-            Err(SendError::NotAStripeType { .. })
-        ));
-        assert!(matches!(
-            build(BUILDS[0], None, 5000, NOW),
-            Err(SendError::TooManyItems(5000))
-        ));
-    }
-
-    #[test]
-    fn the_first_secret_signs() {
-        let env = Env::from_map([("STRIPE_WEBHOOK_SECRET", " whsec_a , whsec_b")]);
-        assert_eq!(first_secret(&env).expect("a secret"), "whsec_a");
-        let env = Env::from_map([("STRIPE_WEBHOOK_SECRET", "sk_test_123")]);
-        assert!(matches!(first_secret(&env), Err(SendError::Secret(_))));
-        assert!(matches!(
-            first_secret(&Env::empty()),
-            Err(SendError::NoSecret)
-        ));
-    }
-
-    #[test]
-    fn files_keep_their_bytes_or_get_a_fresh_id() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let path = dir.path().join("event.json");
-        let text = "{\"id\":\"evt_file\",\"object\":\"event\",\"type\":\"invoice.paid\",\
-                    \"created\":1,\"livemode\":false,\"data\":{\"object\":{}}}";
-        std::fs::write(&path, text).expect("writes");
-        assert_eq!(from_file(&path, false).expect("reads"), text.as_bytes());
-        let fresh: Value =
-            serde_json::from_slice(&from_file(&path, true).expect("reads")).expect("JSON");
-        assert_ne!(fresh["id"], "evt_file");
-        assert_eq!(fresh["type"], "invoice.paid");
-        std::fs::write(&path, "{}").expect("writes");
-        assert!(matches!(
-            from_file(&path, true),
-            Err(SendError::NotAnEvent { .. })
-        ));
-    }
-}
+#[path = "send_tests.rs"]
+mod tests;

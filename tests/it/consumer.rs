@@ -2,7 +2,6 @@
 //! with scripted statuses (200 once the script runs out).
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,9 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use stripe_router::http_serve::{self, Options};
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -41,7 +42,8 @@ struct State {
 pub struct Consumer {
     addr: SocketAddr,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
+    /// Stops the listener and closes every connection.
+    stop: CancellationToken,
 }
 
 impl Consumer {
@@ -60,53 +62,22 @@ impl Consumer {
         let listener = TcpListener::from_std(listener).expect("tokio listener");
         let addr = listener.local_addr().expect("consumer address");
         let state = Arc::new(State::default());
-        let task = tokio::spawn({
+        let handler = {
             let state = state.clone();
-            async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(
-                            move |request: Request<hyper::body::Incoming>| {
-                                let state = state.clone();
-                                async move {
-                                    let (parts, body) = request.into_parts();
-                                    let body = body
-                                        .collect()
-                                        .await
-                                        .map(|b| b.to_bytes())
-                                        .unwrap_or_default();
-                                    let status =
-                                        state.script.lock().unwrap().pop_front().unwrap_or(200);
-                                    state
-                                        .requests
-                                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                                    if (200..300).contains(&status) {
-                                        state.received.lock().unwrap().push(Received {
-                                            headers: parts.headers,
-                                            body,
-                                        });
-                                    }
-                                    state.changed.notify_waiters();
-                                    let mut response = Response::new(Full::new(
-                                        Bytes::from_static(b"{\"ok\":true}"),
-                                    ));
-                                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
-                                    Ok::<_, Infallible>(response)
-                                }
-                            },
-                        );
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
+            move |request, _peer| {
+                let state = state.clone();
+                async move { answer(&state, request).await }
             }
-        });
-        Consumer { addr, state, task }
+        };
+        let stop = CancellationToken::new();
+        let options = Options::new("test consumer");
+        tokio::spawn(http_serve::serve(
+            listener,
+            options,
+            handler,
+            stop.clone().cancelled_owned(),
+        ));
+        Consumer { addr, state, stop }
     }
 
     pub fn url(&self) -> String {
@@ -149,8 +120,32 @@ impl Consumer {
     }
 }
 
+/// Records the request and answers with the script's next status.
+async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
+    state
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if (200..300).contains(&status) {
+        state.received.lock().unwrap().push(Received {
+            headers: parts.headers,
+            body,
+        });
+    }
+    state.changed.notify_waiters();
+    let mut response = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    response
+}
+
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }

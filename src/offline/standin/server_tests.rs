@@ -1,0 +1,110 @@
+//! Tests of the stand-in's server: pages, errors, faults and catalogue mode.
+
+use super::*;
+use crate::offline::standin::{CATALOGUE_MAX, catalogue_session_id};
+
+const KEY: &str = "sk_test_standin0000000000000000";
+
+async fn get(base: &url::Url, path: &str, key: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(base.join(path).expect("a valid path"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("the stand-in answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+fn items(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            line_item_fixture(
+                &format!("li_{i:04}"),
+                &format!("prod_{i:04}"),
+                &format!("Product {i}"),
+                &format!("price_{i:04}"),
+                1000 + i as i64,
+                2,
+                "usd",
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn serves_pages_like_stripe() {
+    let standin = StripeStandIn::start(([127, 0, 0, 1], 0).into(), KEY)
+        .await
+        .expect("starts");
+    standin.add_session("cs_test_1", items(12));
+    let base = standin.url();
+    let path = "/v1/checkout/sessions/cs_test_1/line_items";
+
+    // Default limit 10, product not expanded: an id, like Stripe.
+    let (status, page) = get(&base, path, KEY).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(10));
+    assert_eq!(page["has_more"], true);
+    assert_eq!(page["url"], path);
+    assert_eq!(page["data"][0]["price"]["product"], "prod_0000");
+
+    let query = "?expand%5B%5D=data.price.product&limit=5&starting_after=li_0009";
+    let (status, page) = get(&base, &format!("{path}{query}"), KEY).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["has_more"], false);
+    assert_eq!(page["data"][0]["id"], "li_0010");
+    assert_eq!(page["data"][1]["price"]["product"]["name"], "Product 11");
+    assert_eq!(page["data"][1]["amount_total"], 2022);
+
+    let (status, body) = get(&base, "/v1/checkout/sessions/cs_nope/line_items", KEY).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "resource_missing");
+    assert_eq!(
+        body["error"]["message"],
+        "No such checkout.session: 'cs_nope'"
+    );
+
+    let (status, body) = get(&base, path, "sk_test_other").await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+
+    standin.fail_next_with(2, 503, Some(false));
+    for _ in 0..2 {
+        let (status, body) = get(&base, path, KEY).await;
+        assert_eq!(
+            (status, body["error"]["type"].as_str()),
+            (503, Some("api_error"))
+        );
+    }
+    assert_eq!(get(&base, path, KEY).await.0, 200);
+    assert_eq!(standin.requests(), 7);
+    let headers = standin.last_headers().expect("a request was seen");
+    assert_eq!(headers["authorization"], format!("Bearer {KEY}").as_str());
+}
+
+#[tokio::test]
+async fn catalogue_mode_serves_the_count_the_id_names() {
+    let standin = StripeStandIn::start(([127, 0, 0, 1], 0).into(), KEY)
+        .await
+        .expect("starts");
+    let id = catalogue_session_id("abc", 3);
+    let path = format!("/v1/checkout/sessions/{id}/line_items?expand%5B%5D=data.price.product");
+    assert_eq!(
+        get(&standin.url(), &path, KEY).await.0,
+        404,
+        "off by default"
+    );
+    standin.serve_catalogue();
+    let (status, page) = get(&standin.url(), &path, KEY).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        page["data"][1]["price"]["product"]["name"],
+        "Canvas tote bag"
+    );
+    assert_eq!(page["data"][1]["quantity"], 2);
+    let too_many = catalogue_session_id("abc", CATALOGUE_MAX + 1);
+    let path = format!("/v1/checkout/sessions/{too_many}/line_items");
+    assert_eq!(get(&standin.url(), &path, KEY).await.0, 404);
+}
