@@ -1,14 +1,12 @@
 //! Durable delivery: acknowledged means journaled; every record reaches
 //! every matched sink at least once, with a stable id; nothing routes twice.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
+use std::collections::BTreeSet;
 
 use crate::consumer::Consumer;
 use crate::flow::{line_items, session_event};
-use crate::harness::{SmallDisk, TestApp, WAIT, eventually, read_jsonl, spawn_app};
+use crate::harness::{SmallDisk, Stream, TestApp, WAIT, eventually, read_jsonl, spawn_app};
 
 /// Orders to a file and to an HTTP consumer at `{shipping}`, retried fast.
 const DURABLE_ROUTES: &str = r#"
@@ -243,55 +241,22 @@ async fn kill_9_loses_no_acknowledged_event() {
             .add_session(&format!("cs_test_durable_{n}"), line_items());
     }
     // Eight senders stream signed events; the router dies under them.
-    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut senders = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (acknowledged, next) = (acknowledged.clone(), next.clone());
-        let (http, url) = (app.http.clone(), app.url("/api/webhook"));
-        senders.spawn(async move {
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if n >= 200 {
-                    break;
-                }
-                let event = session_event(
-                    &format!("evt_durable_{n}"),
-                    "checkout.session.completed",
-                    &format!("cs_test_durable_{n}"),
-                    "paid",
-                );
-                let body = crate::harness::pretty(&event);
-                let signature = stripe_router::ingest::verify::sign(
-                    &body,
-                    crate::harness::SECRET,
-                    crate::harness::now(),
-                );
-                let sent = http
-                    .post(&url)
-                    .header("Stripe-Signature", signature)
-                    .body(body)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == 200 => {
-                        acknowledged
-                            .lock()
-                            .unwrap()
-                            .insert(format!("evt_durable_{n}:paid-orders"));
-                    }
-                    Ok(_) | Err(_) => break,
-                }
-            }
-        });
-    }
-    eventually(WAIT, || {
-        (acknowledged.lock().unwrap().len() >= 60).then_some(())
-    })
-    .await;
+    let stream = Stream::start(&app, 8, 0..200, |n| {
+        session_event(
+            &format!("evt_durable_{n}"),
+            "checkout.session.completed",
+            &format!("cs_test_durable_{n}"),
+            "paid",
+        )
+    });
+    eventually(WAIT, || (stream.acknowledged() >= 60).then_some(())).await;
     app.kill9();
-    while senders.join_next().await.is_some() {}
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged: BTreeSet<String> = stream
+        .finish()
+        .await
+        .into_iter()
+        .map(|event| format!("{event}:paid-orders"))
+        .collect();
     assert!(acknowledged.len() >= 60);
 
     app.restart();

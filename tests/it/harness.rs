@@ -323,7 +323,16 @@ impl TestApp {
 
     /// Waits until the admin `/healthz` satisfies `accept`, returning it.
     pub async fn wait_health(&self, accept: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_health_within(WAIT, accept).await
+    }
+
+    /// [`TestApp::wait_health`] with its own deadline.
+    pub async fn wait_health_within(
+        &self,
+        timeout: Duration,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
         loop {
             let health = self.health().await;
             if accept(&health) {
@@ -493,5 +502,71 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+/// Senders that post signed events to a router as fast as it answers, each
+/// taking the next number, until the numbers run out or the router stops
+/// answering (a kill). Remembers which events were acknowledged with 200.
+pub struct Stream {
+    acknowledged: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    senders: tokio::task::JoinSet<()>,
+}
+
+impl Stream {
+    /// `senders` at once post `event(n)` for every `n` in `numbers`.
+    pub fn start(
+        app: &TestApp,
+        senders: usize,
+        numbers: std::ops::Range<usize>,
+        event: impl Fn(usize) -> Value + Send + Sync + 'static,
+    ) -> Stream {
+        let acknowledged = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(numbers.start));
+        let event = Arc::new(event);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..senders {
+            let (acknowledged, next, event) = (acknowledged.clone(), next.clone(), event.clone());
+            let (http, url, end) = (app.http.clone(), app.url("/api/webhook"), numbers.end);
+            tasks.spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if n >= end {
+                        break;
+                    }
+                    let event = event(n);
+                    let body = pretty(&event);
+                    let signature = verify::sign(&body, SECRET, now());
+                    let sent = http
+                        .post(&url)
+                        .header("Stripe-Signature", signature)
+                        .body(body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status() == 200 => {
+                            let id = event["id"].as_str().unwrap_or_default().to_owned();
+                            acknowledged.lock().unwrap().insert(id);
+                        }
+                        Ok(_) | Err(_) => break,
+                    }
+                }
+            });
+        }
+        Stream {
+            acknowledged,
+            senders: tasks,
+        }
+    }
+
+    /// How many events were acknowledged so far.
+    pub fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Waits for every sender to stop; the ids of the acknowledged events.
+    pub async fn finish(mut self) -> std::collections::BTreeSet<String> {
+        while self.senders.join_next().await.is_some() {}
+        self.acknowledged.lock().unwrap().clone()
     }
 }

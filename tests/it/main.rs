@@ -6,6 +6,7 @@
 mod consumer;
 mod harness;
 
+mod crash_jsonl;
 mod durable;
 mod flow;
 mod limits_config;
