@@ -51,6 +51,11 @@ enum Command {
         /// `server.admin_listen` (default 127.0.0.1:9464).
         #[arg(long)]
         admin_listen: Option<AdminListen>,
+        /// Once listening, write the bound addresses to this file as JSON
+        /// (`{"webhook": "http://…/api/webhook", "listen": "…", "admin": "…"}`);
+        /// useful with port 0. Removed again at a clean exit.
+        #[arg(long, value_name = "FILE")]
+        addresses_file: Option<PathBuf>,
     },
     /// List dead letters: deliveries (or enrichments) that gave up.
     ///
@@ -235,12 +240,16 @@ fn main() -> ExitCode {
             config,
             listen,
             admin_listen,
-        } => serve(Settings {
-            config_path: config,
-            listen,
-            admin_listen,
-            env,
-        }),
+            addresses_file,
+        } => serve(
+            Settings {
+                config_path: config,
+                listen,
+                admin_listen,
+                env,
+            },
+            addresses_file,
+        ),
         Command::Check { config, no_env } => check(&config, &env, no_env),
         Command::Send {
             r#type,
@@ -422,7 +431,7 @@ async fn stripe_standin(listen: SocketAddr, key: String) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(settings: Settings) -> ExitCode {
+fn serve(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCode {
     let files: Vec<_> = settings
         .env
         .files()
@@ -447,9 +456,21 @@ fn serve(settings: Settings) -> ExitCode {
         if let Some(admin) = app.admin_addr() {
             tracing::info!("admin listener on http://{admin}");
         }
+        if let Some(path) = &addresses_file
+            && let Err(e) = app.write_addresses(path).await
+        {
+            eprintln!(
+                "error: cannot write the addresses to {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         app.run(shutdown).await;
+        if let Some(path) = &addresses_file {
+            let _ = tokio::fs::remove_file(path).await;
+        }
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
