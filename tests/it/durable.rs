@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use crate::consumer::Consumer;
 use crate::flow::{line_items, session_event};
-use crate::harness::{SmallDisk, Stream, TestApp, WAIT, eventually, read_jsonl, spawn_app};
+use crate::harness::{
+    SmallDisk, Stream, TestApp, WAIT, eventually, read_jsonl, spawn_app, spawn_in_process,
+};
 
 /// Orders to a file and to an HTTP consumer at `{shipping}`, retried fast.
 const DURABLE_ROUTES: &str = r#"
@@ -26,6 +28,11 @@ routes:
 
 async fn spawn_durable(shipping: &str) -> TestApp {
     spawn_app(&DURABLE_ROUTES.replace("{shipping}", shipping)).await
+}
+
+/// [`spawn_durable`] run in process, for tests that need no process.
+async fn spawn_durable_in_process(shipping: &str) -> TestApp {
+    spawn_in_process(&DURABLE_ROUTES.replace("{shipping}", shipping)).await
 }
 
 /// Sends paid order `n` (session and event ids derived from it).
@@ -145,7 +152,7 @@ async fn a_consumer_that_is_down_gets_every_record_once_it_is_back() {
 async fn a_consumer_answering_500_is_retried_until_it_answers_200() {
     let consumer = Consumer::start().await;
     consumer.script(&[500, 503, 429]);
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     assert_eq!(send_order(&app, 1).await.status, 200);
     let received = consumer.wait_for(1, WAIT).await;
     assert_eq!(
@@ -162,7 +169,7 @@ async fn a_consumer_answering_500_is_retried_until_it_answers_200() {
 async fn a_400_is_a_dead_letter_until_replayed() {
     let consumer = Consumer::start().await;
     consumer.script(&[400]);
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     assert_eq!(send_order(&app, 1).await.status, 200);
     app.wait_health(|h| h["queues"]["sinks"]["shipping"]["dead"] == 1)
         .await;
@@ -191,7 +198,7 @@ async fn a_400_is_a_dead_letter_until_replayed() {
 #[tokio::test]
 async fn the_same_event_twice_or_three_times_at_once_makes_one_record() {
     let consumer = Consumer::start().await;
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     let first = send_order(&app, 1).await;
     assert_eq!(first.body["duplicate"], false);
     let again = send_order(&app, 1).await;
@@ -290,7 +297,7 @@ async fn kill_9_loses_no_acknowledged_event() {
 #[tokio::test]
 async fn an_unwritable_jsonl_target_recovers_without_losing_records() {
     let consumer = Consumer::start().await;
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     let path = app.path("sinks/orders.jsonl");
     std::fs::remove_file(&path).unwrap();
     std::fs::create_dir(&path).unwrap();
@@ -329,7 +336,7 @@ async fn sigterm_with_a_consumer_down_keeps_deliveries_for_the_next_start() {
 #[tokio::test]
 async fn replay_reroute_runs_an_old_event_through_a_route_added_later() {
     let consumer = Consumer::start().await;
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     assert_eq!(send_order(&app, 1).await.status, 200);
     app.wait_lines("sinks/orders.jsonl", 1).await;
 

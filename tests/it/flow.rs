@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{ROUTES, SECRET, WAIT, eventually, now, pretty, read_jsonl, spawn_app};
+use crate::harness::{
+    ROUTES, SECRET, WAIT, eventually, now, pretty, read_jsonl, spawn_app, spawn_in_process,
+};
 
 fn fixture(name: &str) -> Value {
     let path = format!(
@@ -124,7 +126,7 @@ async fn a_paid_card_order_reaches_every_sink() {
 
 #[tokio::test]
 async fn an_async_payment_becomes_exactly_one_paid_order() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
     app.stripe.add_session("cs_test_sepa_1", line_items());
     let completed = app
         .send(&session_event(
@@ -166,7 +168,7 @@ async fn an_async_payment_becomes_exactly_one_paid_order() {
 
 #[tokio::test]
 async fn a_failed_async_payment_reaches_the_failure_route() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
     app.stripe.add_session("cs_test_sepa_2", line_items());
     let answer = app
         .send(&session_event(
@@ -269,7 +271,7 @@ routes:
     emit: event
     to: [audit]
 "#;
-    let app = crate::harness::spawn_with(crate::harness::Options {
+    let app = crate::harness::spawn_in_process_with(crate::harness::Options {
         routes: routes.to_owned(),
         env: vec![(
             "STRIPE_WEBHOOK_SECRET".into(),

@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::harness::{ROUTES, WAIT, spawn_app};
+use crate::harness::{ROUTES, WAIT, spawn_app, spawn_in_process};
 
 #[tokio::test]
 async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
 
     let get = app.http.get(app.url("/api/webhook")).send().await.unwrap();
     assert_eq!(get.status(), 405);
@@ -68,7 +68,7 @@ async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
 #[tokio::test]
 async fn max_body_comes_from_the_config() {
     let routes = format!("server: {{ max_body: 1KiB }}\n{ROUTES}");
-    let app = spawn_app(&routes).await;
+    let app = spawn_in_process(&routes).await;
     let body = vec![b' '; 2048];
     let answer = app.post_signed(body.clone()).await;
     assert_eq!(answer.status, 413);
