@@ -9,8 +9,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::flow::{line_items, session_event};
-use crate::harness::{Stream, TestApp, WAIT, eventually, spawn_app};
+use crate::events::{Stream, line_items, session_event};
+use crate::harness::{TestApp, WAIT, eventually, spawn_app};
 
 /// Orders only, to one file, retried fast.
 const ROUTES: &str = r#"

@@ -5,9 +5,9 @@ use serde_json::json;
 use std::collections::BTreeSet;
 
 use crate::consumer::Consumer;
-use crate::flow::{line_items, session_event};
+use crate::events::{Stream, assert_exactly_delivered, ids, line_items, session_event};
 use crate::harness::{
-    SmallDisk, Stream, TestApp, WAIT, eventually, read_jsonl, spawn_app, spawn_in_process,
+    SmallDisk, TestApp, WAIT, eventually, read_jsonl, spawn_app, spawn_in_process,
 };
 
 /// Orders to a file and to an HTTP consumer at `{shipping}`, retried fast.
@@ -46,33 +46,6 @@ async fn send_order(app: &TestApp, n: usize) -> crate::harness::Answer {
         "paid",
     ))
     .await
-}
-
-pub fn ids(records: &[serde_json::Value]) -> BTreeSet<String> {
-    records
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Waits until every acknowledged record id is in the JSONL file at
-/// `relative`, then asserts that nothing else is (nothing that was refused).
-pub async fn assert_exactly_delivered(
-    app: &TestApp,
-    relative: &str,
-    acknowledged: &BTreeSet<String>,
-    timeout: std::time::Duration,
-) {
-    let delivered = eventually(timeout, || {
-        let got = ids(&read_jsonl(&app.path(relative)));
-        acknowledged.is_subset(&got).then_some(got)
-    })
-    .await;
-    assert_eq!(
-        delivered.len(),
-        acknowledged.len(),
-        "and nothing that was refused"
-    );
 }
 
 /// A consumer that is down: connections to its port are closed at once,

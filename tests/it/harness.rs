@@ -253,17 +253,7 @@ fn start_router(
     };
     let _ = std::fs::remove_file(dir.join(ADDRESSES_FILE));
     let mut child = command
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--addresses-file",
-            ADDRESSES_FILE,
-        ])
+        .args(serve_args("127.0.0.1:0"))
         .current_dir(dir)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -321,21 +311,23 @@ pub fn wait_addresses(
 /// one is removed here); [`wait_addresses`] reads it.
 pub fn serve_command(dir: &Path, env: &[(String, String)]) -> Command {
     let _ = std::fs::remove_file(dir.join(ADDRESSES_FILE));
-    router_command(
-        dir,
-        env,
-        &[
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "off",
-            "--addresses-file",
-            ADDRESSES_FILE,
-        ],
-    )
+    router_command(dir, env, &serve_args("off"))
+}
+
+/// `serve` with `routes.yaml` on port 0, writing [`ADDRESSES_FILE`], with
+/// the admin listener at `admin` (`127.0.0.1:0`, or `off`).
+fn serve_args(admin: &'static str) -> [&'static str; 9] {
+    [
+        "serve",
+        "--config",
+        "routes.yaml",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        admin,
+        "--addresses-file",
+        ADDRESSES_FILE,
+    ]
 }
 
 /// `stripe-router args...` in `dir`, with only `env` (and `PATH`) set.
@@ -366,6 +358,13 @@ pub fn pretty(event: &Value) -> Vec<u8> {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+}
+
+impl Answer {
+    /// The `message` of a refusal; empty if there is none.
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
 }
 
 impl TestApp {
@@ -633,71 +632,5 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-    }
-}
-
-/// Senders that post signed events to a router as fast as it answers, each
-/// taking the next number, until the numbers run out or the router stops
-/// answering (a kill). Remembers which events were acknowledged with 200.
-pub struct Stream {
-    acknowledged: Arc<Mutex<std::collections::BTreeSet<String>>>,
-    senders: tokio::task::JoinSet<()>,
-}
-
-impl Stream {
-    /// `senders` at once post `event(n)` for every `n` in `numbers`.
-    pub fn start(
-        app: &TestApp,
-        senders: usize,
-        numbers: std::ops::Range<usize>,
-        event: impl Fn(usize) -> Value + Send + Sync + 'static,
-    ) -> Stream {
-        let acknowledged = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(numbers.start));
-        let event = Arc::new(event);
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..senders {
-            let (acknowledged, next, event) = (acknowledged.clone(), next.clone(), event.clone());
-            let (http, url, end) = (app.http.clone(), app.url("/api/webhook"), numbers.end);
-            tasks.spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if n >= end {
-                        break;
-                    }
-                    let event = event(n);
-                    let body = pretty(&event);
-                    let signature = verify::sign(&body, SECRET, now());
-                    let sent = http
-                        .post(&url)
-                        .header("Stripe-Signature", signature)
-                        .body(body)
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(response) if response.status() == 200 => {
-                            let id = event["id"].as_str().unwrap_or_default().to_owned();
-                            acknowledged.lock().unwrap().insert(id);
-                        }
-                        Ok(_) | Err(_) => break,
-                    }
-                }
-            });
-        }
-        Stream {
-            acknowledged,
-            senders: tasks,
-        }
-    }
-
-    /// How many events were acknowledged so far.
-    pub fn acknowledged(&self) -> usize {
-        self.acknowledged.lock().unwrap().len()
-    }
-
-    /// Waits for every sender to stop; the ids of the acknowledged events.
-    pub async fn finish(mut self) -> std::collections::BTreeSet<String> {
-        while self.senders.join_next().await.is_some() {}
-        self.acknowledged.lock().unwrap().clone()
     }
 }

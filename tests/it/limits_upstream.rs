@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stripe_router::offline::standin::{Misbehaviour, catalogue_items};
 
-use crate::flow::{line_items, session_event};
+use crate::events::{line_items, session_event};
 use crate::harness::{
     Lines, SECRET, SmallDisk, TestApp, WAIT, eventually, now, pretty, read_jsonl, serve_command,
     spawn_app, wait_addresses,

@@ -4,6 +4,7 @@
 //! receives.
 
 mod consumer;
+mod events;
 mod harness;
 
 mod crash_jsonl;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::flow::{line_items, session_event};
+use crate::events::{line_items, session_event};
 use crate::harness::{ROUTES, TestApp, WAIT, read_jsonl, spawn_app, spawn_in_process};
 
 const RELOAD: Duration = Duration::from_secs(10);
