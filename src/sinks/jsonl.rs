@@ -175,7 +175,7 @@ const TAIL_LINES_PER_SLOT: usize = 8;
 /// How long other records wait for the record that completes a line a crash
 /// cut short. That record is among the first the worker delivers again after
 /// a restart; the others are retried meanwhile.
-pub const TORN_LINE_GRACE: Duration = Duration::from_secs(10);
+const TORN_LINE_GRACE: Duration = Duration::from_secs(10);
 /// A record's id is at the very start of its line (`{"id":"evt_…:route"`);
 /// no id is longer than this.
 const ID_HEAD_BYTES: usize = 1024;
