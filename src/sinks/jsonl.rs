@@ -213,6 +213,7 @@ impl JsonlSink {
             );
             file.torn_line = Some(torn);
         }
+        file.torn_at = tail.cut_at;
         let appender = Appender {
             path: path.clone(),
             mode,
@@ -403,6 +404,9 @@ struct Tail {
     ids: Vec<String>,
     /// A last line without its newline.
     torn: Option<TornLine>,
+    /// Where to cut the file before the first write: a last line without its
+    /// newline too long to be one of this sink's records.
+    cut_at: Option<u64>,
 }
 
 /// Reads the ids of the whole lines in the last [`TAIL_BYTES`] of the file at
@@ -421,24 +425,25 @@ fn read_tail(path: &Path, min_lines: usize) -> io::Result<Tail> {
         let start = len.saturating_sub(window);
         let scan = scan_lines(&file, start, len)?;
         if start == 0 || scan.lines >= min_lines {
-            let torn = match len - scan.last_end {
-                0 => None,
+            let mut tail = Tail {
+                ids: scan.ids.into(),
+                ..Tail::default()
+            };
+            match len - scan.last_end {
+                0 => {}
                 // Longer than any record: not a line this sink began.
-                n if n > TORN_LINE_MAX => None,
+                n if n > TORN_LINE_MAX => tail.cut_at = Some(scan.last_end),
                 n => {
                     let mut bytes = vec![0; usize::try_from(n).unwrap_or(0)];
                     file.read_exact_at(&mut bytes, scan.last_end)?;
-                    Some(TornLine {
+                    tail.torn = Some(TornLine {
                         start: scan.last_end,
                         bytes,
                         until: Instant::now() + TORN_LINE_GRACE,
-                    })
+                    });
                 }
-            };
-            return Ok(Tail {
-                ids: scan.ids.into(),
-                torn,
-            });
+            }
+            return Ok(tail);
         }
         window = window.saturating_mul(4);
     }

@@ -463,3 +463,17 @@ fn a_bad_mode_is_a_config_error_with_its_place() {
         assert!(problem.message.contains(fragment), "{problem}");
     }
 }
+
+#[tokio::test]
+async fn a_last_line_longer_than_any_record_is_cut_off_before_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.jsonl");
+    torn_file(&path, 20);
+    // Grown past any record without a newline (sparse: no disk used).
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let first_line = record(5).body.len() as u64 + 1;
+    file.set_len(first_line + TORN_LINE_MAX + 1).unwrap();
+    drop(file);
+    deliver(&sink(&path), 7).await.unwrap();
+    check_lines(&path, &[5, 7]);
+}
