@@ -209,6 +209,23 @@ impl App {
         &self.endpoint.path
     }
 
+    /// Writes the bound addresses to `path` as one JSON object (`serve
+    /// --addresses-file`), for scripts and tests that listen on port 0:
+    /// `webhook` (the endpoint's URL), `listen` and `admin` (`null` when
+    /// off). Written beside it and renamed into place, so a reader polling
+    /// for the file never sees half of it.
+    pub async fn write_addresses(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let addresses = serde_json::json!({
+            "webhook": format!("http://{}{}", self.local_addr(), self.webhook_path()),
+            "listen": self.local_addr(),
+            "admin": self.admin_addr(),
+        });
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let partial = path.with_file_name(format!(".{name}.partial"));
+        tokio::fs::write(&partial, format!("{addresses}\n")).await?;
+        tokio::fs::rename(&partial, path).await
+    }
+
     /// Serves until `shutdown` is cancelled, then stops accepting, drains
     /// in-flight requests and background deliveries within
     /// `server.shutdown_timeout`. Whatever is not finished by then stays

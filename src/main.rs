@@ -48,6 +48,11 @@ enum Command {
         /// `server.admin_listen` (default 127.0.0.1:9464).
         #[arg(long)]
         admin_listen: Option<AdminListen>,
+        /// Once listening, write the bound addresses to this file as JSON
+        /// (`{"webhook": "http://…/api/webhook", "listen": "…", "admin": "…"}`);
+        /// useful with port 0. Removed again at a clean exit.
+        #[arg(long, value_name = "FILE")]
+        addresses_file: Option<PathBuf>,
     },
     /// List dead letters: deliveries, routes and events that gave up.
     ///
@@ -232,12 +237,16 @@ fn main() -> ExitCode {
             config,
             listen,
             admin_listen,
-        } => serve(Settings {
-            config_path: config,
-            listen,
-            admin_listen,
-            env,
-        }),
+            addresses_file,
+        } => serve(
+            Settings {
+                config_path: config,
+                listen,
+                admin_listen,
+                env,
+            },
+            addresses_file,
+        ),
         Command::Check { config, no_env } => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             if check::check(&config, &env, no_env, &mut out, &mut err) {
@@ -370,7 +379,7 @@ fn runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-fn serve(settings: Settings) -> ExitCode {
+fn serve(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCode {
     let files: Vec<_> = settings
         .env
         .files()
@@ -395,9 +404,21 @@ fn serve(settings: Settings) -> ExitCode {
         if let Some(admin) = app.admin_addr() {
             tracing::info!("admin listener on http://{admin}");
         }
+        if let Some(path) = &addresses_file
+            && let Err(e) = app.write_addresses(path).await
+        {
+            eprintln!(
+                "error: cannot write the addresses to {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         app.run(shutdown).await;
+        if let Some(path) = &addresses_file {
+            let _ = tokio::fs::remove_file(path).await;
+        }
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })

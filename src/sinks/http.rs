@@ -106,7 +106,11 @@ impl SinkType for HttpConfig {
         format!("{}{signed}", redact_url(&self.url))
     }
 
-    fn build(&self, _base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
+    fn build(
+        &self,
+        _base_dir: &Path,
+        _delivery: &super::Delivery,
+    ) -> Result<Arc<dyn Sink>, BuildError> {
         Ok(Arc::new(HttpSink::build(self)?))
     }
 }

@@ -14,11 +14,24 @@
 //! lands glued to a fragment.
 //!
 //! One line per record id: the sink remembers the ids of the last
-//! [`REMEMBERED`] records it wrote, starting from the ids in the file's last
-//! [`TAIL_BYTES`] when it is built. A record it already wrote is not
-//! appended again: not when the journal could not record the delivery (a
-//! full disk; the row is retried), not after a crash between the write and
-//! that record, not after the file was rotated away.
+//! [`REMEMBERED`] records it wrote, starting from the ids in the file's tail
+//! when it is built (its last [`TAIL_BYTES`], and at least its last
+//! [`TAIL_LINES_PER_SLOT`] lines per delivery slot however long lines are).
+//! A record it already wrote is not appended again: not when the journal
+//! could not record the delivery (a full disk; the row is retried), not after
+//! a crash between the write and that record, not after the file was rotated
+//! away.
+//!
+//! A crash in the middle of a write leaves the file ending in the first part
+//! of a line. The sink never cuts that part off at once: a `tail -F` reader
+//! has already printed it, and on seeing the file shrink, `tail -F` prints
+//! the whole file again from its start. Instead the line is completed: the
+//! record it belongs to is delivered again after the restart (the journal
+//! never saw it delivered), and the sink appends only the rest of its line,
+//! so the file and every reader get the line whole, once. Other records wait
+//! for it (their deliveries are retried) for up to [`TORN_LINE_GRACE`]; if
+//! no record completes it by then (the journal was reset, or another program
+//! wrote it) it is cut off, so the file stays whole JSON lines.
 //!
 //! Customer data: a file the sink creates is `0600` and a folder it creates
 //! `0700`, or what `mode` says (folders get `x` where the mode has `r`).
@@ -29,13 +42,14 @@
 use std::collections::{HashSet, VecDeque};
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer};
 
-use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink, SinkType};
+use super::{BuildError, DeliverFuture, Delivery, DeliveryError, Encoded, Sink, SinkType};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -59,8 +73,12 @@ impl SinkType for JsonlConfig {
         base_dir.join(&self.path).display().to_string()
     }
 
-    fn build(&self, base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
-        Ok(Arc::new(JsonlSink::build(self, base_dir)?))
+    fn build(&self, base_dir: &Path, delivery: &Delivery) -> Result<Arc<dyn Sink>, BuildError> {
+        Ok(Arc::new(JsonlSink::build_with(
+            self,
+            base_dir,
+            delivery.concurrency,
+        )?))
     }
 }
 
@@ -159,8 +177,17 @@ impl<'de> Deserialize<'de> for FileMode {
 const REMEMBERED: usize = 16_384;
 /// How much of the end of an existing file is read for the ids it holds
 /// when the sink is built. The records a crash can leave written but not
-/// recorded are the last `concurrency` lines; orders are a few KB each.
+/// recorded are among the last lines: about `concurrency` of them, more when
+/// the journal was slow to record deliveries. Orders are a few KB each.
 const TAIL_BYTES: u64 = 16 * 1024 * 1024;
+/// However long the lines (records of whole events can be megabytes), the
+/// tail read covers at least this many lines per delivery slot
+/// (`concurrency`): 16 MB would hold only 8 lines of 2 MB.
+const TAIL_LINES_PER_SLOT: usize = 8;
+/// How long other records wait for the record that completes a line a crash
+/// cut short. That record is among the first the worker delivers again after
+/// a restart; the others are retried meanwhile.
+const TORN_LINE_GRACE: Duration = Duration::from_secs(10);
 /// A record's id is at the very start of its line (`{"id":"evt_…:route"`);
 /// no id is longer than this.
 const ID_HEAD_BYTES: usize = 1024;
@@ -177,15 +204,38 @@ impl JsonlSink {
     /// config naming an unwritable place fails at build, not at the first
     /// record.
     pub fn build(config: &JsonlConfig, base_dir: &Path) -> Result<JsonlSink, BuildError> {
+        JsonlSink::build_with(config, base_dir, super::DEFAULT_CONCURRENCY)
+    }
+
+    /// As [`JsonlSink::build`], for a sink with `concurrency` deliveries in
+    /// flight at once.
+    pub fn build_with(
+        config: &JsonlConfig,
+        base_dir: &Path,
+        concurrency: usize,
+    ) -> Result<JsonlSink, BuildError> {
         let path = base_dir.join(&config.path);
         let mode = config.mode.unwrap_or(FileMode::DEFAULT);
         let fail =
             |(what, e): Failure| BuildError(format!("jsonl sink {}: {what}: {e}", path.display()));
-        let file = OpenFile::open(&path, mode).map_err(fail)?;
+        let mut file = OpenFile::open(&path, mode).map_err(fail)?;
+        let min_lines = TAIL_LINES_PER_SLOT * concurrency.max(1);
+        let tail = read_tail(&path, min_lines)
+            .map_err(|e| fail(("cannot read the end of the file", e)))?;
         let mut written = Written::default();
-        for id in tail_ids(&path).map_err(|e| fail(("cannot read the end of the file", e)))? {
+        for id in tail.ids {
             written.insert(id);
         }
+        if let Some(torn) = tail.torn {
+            tracing::warn!(
+                path = %path.display(), bytes = torn.bytes.len(),
+                record_id = line_id(&torn.bytes).as_deref().unwrap_or("unknown"),
+                "the file ends in a line cut short (a crash while writing it): it is \
+                 completed when its record is delivered again; other records wait for it"
+            );
+            file.torn_line = Some(torn);
+        }
+        file.torn_at = tail.cut_at;
         let appender = Appender {
             path: path.clone(),
             mode,
@@ -300,6 +350,20 @@ struct OpenFile {
     /// After a write failed midway and cutting back failed too: the length to
     /// cut back to before writing anything else.
     torn_at: Option<u64>,
+    /// The first part of a line a crash left at the end of the file, found
+    /// when the sink was built; the record whose line starts with it
+    /// completes it.
+    torn_line: Option<TornLine>,
+}
+
+/// The first part of a line that a crash left at the end of the file.
+#[derive(Debug)]
+struct TornLine {
+    /// Where the line starts in the file.
+    start: u64,
+    bytes: Vec<u8>,
+    /// Until when other records wait for it to be completed.
+    until: Instant,
 }
 
 impl OpenFile {
@@ -332,6 +396,7 @@ impl OpenFile {
             file,
             identity: (meta.dev(), meta.ino()),
             torn_at: None,
+            torn_line: None,
         })
     }
 }
@@ -354,29 +419,88 @@ fn create_folders(dir: &Path, mode: u32) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 
-/// The ids of the whole lines in the last [`TAIL_BYTES`] of the file at
-/// `path`, oldest first; none if there is no file. Only the head of each
-/// line is kept in memory.
-fn tail_ids(path: &Path) -> io::Result<Vec<String>> {
-    let mut file = match File::open(path) {
+/// What the end of an existing file holds.
+#[derive(Debug, Default)]
+struct Tail {
+    /// The ids of its last whole lines, oldest first (at most [`REMEMBERED`]).
+    ids: Vec<String>,
+    /// A last line without its newline.
+    torn: Option<TornLine>,
+    /// Where to cut the file before the first write: a last line without its
+    /// newline too long to be one of this sink's records.
+    cut_at: Option<u64>,
+}
+
+/// Reads the ids of the whole lines in the last [`TAIL_BYTES`] of the file at
+/// `path`, or further back until at least `min_lines` lines are covered, and
+/// the last line if it has no newline; nothing if there is no file. Only the
+/// head of each line is kept in memory.
+fn read_tail(path: &Path, min_lines: usize) -> io::Result<Tail> {
+    let file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
-    let start = len.saturating_sub(TAIL_BYTES);
+    let mut window = TAIL_BYTES;
+    loop {
+        let start = len.saturating_sub(window);
+        let scan = scan_lines(&file, start, len)?;
+        if start == 0 || scan.lines >= min_lines {
+            let mut tail = Tail {
+                ids: scan.ids.into(),
+                ..Tail::default()
+            };
+            match len - scan.last_end {
+                0 => {}
+                // Longer than any record: not a line this sink began.
+                n if n > TORN_LINE_MAX => tail.cut_at = Some(scan.last_end),
+                n => {
+                    let mut bytes = vec![0; usize::try_from(n).unwrap_or(0)];
+                    file.read_exact_at(&mut bytes, scan.last_end)?;
+                    tail.torn = Some(TornLine {
+                        start: scan.last_end,
+                        bytes,
+                        until: Instant::now() + TORN_LINE_GRACE,
+                    });
+                }
+            }
+            return Ok(tail);
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
+/// A last line longer than this is not completed but cut off at once.
+const TORN_LINE_MAX: u64 = 64 * 1024 * 1024;
+
+/// What one pass over the lines from `start` found.
+struct Scan {
+    ids: VecDeque<String>,
+    /// Whole lines seen (with or without an id).
+    lines: usize,
+    /// The offset just past the last newline, or `start` if none.
+    last_end: u64,
+}
+
+fn scan_lines(file: &File, start: u64, len: u64) -> io::Result<Scan> {
+    let mut file = file;
     file.seek(SeekFrom::Start(start))?;
     // Never past the length it had: a device like /dev/full never ends.
     let mut reader = BufReader::with_capacity(64 * 1024, file.take(len - start));
-    let mut ids = VecDeque::new();
+    let mut scan = Scan {
+        ids: VecDeque::new(),
+        lines: 0,
+        last_end: start,
+    };
+    let mut offset = start;
     let mut head = Vec::with_capacity(ID_HEAD_BYTES);
     // Starting mid-file, the first line is a part of one: skipped.
     let mut whole = start == 0;
     loop {
         let buffer = reader.fill_buf()?;
         if buffer.is_empty() {
-            // A last line without its newline was never completely written.
-            break;
+            return Ok(scan);
         }
         let end = buffer.iter().position(|&b| b == b'\n');
         let part = &buffer[..end.unwrap_or(buffer.len())];
@@ -386,18 +510,22 @@ fn tail_ids(path: &Path) -> io::Result<Vec<String>> {
         }
         let consumed = part.len() + usize::from(end.is_some());
         reader.consume(consumed);
+        offset += consumed as u64;
         if end.is_some() {
-            if whole && let Some(id) = line_id(&head) {
-                ids.push_back(id);
-                if ids.len() > REMEMBERED {
-                    ids.pop_front();
+            if whole {
+                scan.lines += 1;
+                if let Some(id) = line_id(&head) {
+                    scan.ids.push_back(id);
+                    if scan.ids.len() > REMEMBERED {
+                        scan.ids.pop_front();
+                    }
                 }
             }
+            scan.last_end = offset;
             head.clear();
             whole = true;
         }
     }
-    Ok(ids.into())
 }
 
 /// The record id at the head of a line: `{"id":"<JSON string>"`.
@@ -432,23 +560,56 @@ impl Appender {
             }
             return Ok(());
         }
-        let open = self.current()?;
+        let path = &self.path;
+        let open = Appender::current(&mut self.open, path, self.mode)?;
         if let Some(len) = open.torn_at {
             open.file
                 .set_len(len)
                 .map_err(|e| ("cannot cut back a torn line", e))?;
             open.torn_at = None;
         }
+        let mut rest = line;
+        if let Some(torn) = &open.torn_line {
+            if let Some(after) = line.strip_prefix(torn.bytes.as_slice()) {
+                rest = after;
+            } else if Instant::now() < torn.until {
+                return Err((
+                    "waiting for the record that completes the last line, cut short by a crash",
+                    io::Error::other(format!(
+                        "{} bytes of the line of {} are in the file",
+                        torn.bytes.len(),
+                        line_id(&torn.bytes)
+                            .as_deref()
+                            .unwrap_or("an unknown record")
+                    )),
+                ));
+            } else {
+                open.file
+                    .set_len(torn.start)
+                    .map_err(|e| ("cannot cut off a line cut short by a crash", e))?;
+                tracing::warn!(
+                    path = %path.display(), bytes = torn.bytes.len(),
+                    "no record completed the line a crash cut short: cut off (`tail -F` \
+                     readers see the file truncated)"
+                );
+                open.torn_line = None;
+            }
+        }
         let before = open
             .file
             .metadata()
             .map_err(|e| ("cannot inspect the open file", e))?
             .len();
-        if let Err(e) = open.file.write_all(line) {
+        if let Err(e) = open.file.write_all(rest) {
             if open.file.set_len(before).is_err() {
                 open.torn_at = Some(before);
             }
             return Err(("cannot write", e));
+        }
+        if rest.len() < line.len() {
+            tracing::info!(path = %path.display(), record_id = id,
+                "completed the line a crash cut short");
+            open.torn_line = None;
         }
         // `File` has no user-space buffer: after `write_all` the kernel has the
         // line, which is what `tail -F` readers see.
@@ -464,390 +625,25 @@ impl Appender {
         synced
     }
 
-    /// The open file, reopened when the path no longer names it.
-    fn current(&mut self) -> Result<&mut OpenFile, Failure> {
-        let stale = match (&self.open, fs::metadata(&self.path)) {
+    /// The open file in `slot`, reopened when `path` no longer names it.
+    fn current<'a>(
+        slot: &'a mut Option<OpenFile>,
+        path: &Path,
+        mode: FileMode,
+    ) -> Result<&'a mut OpenFile, Failure> {
+        let stale = match (&*slot, fs::metadata(path)) {
             (None, _) => true,
             (Some(open), Ok(meta)) => (meta.dev(), meta.ino()) != open.identity,
             (Some(_), Err(e)) if e.kind() == io::ErrorKind::NotFound => true,
             (Some(_), Err(e)) => return Err(("cannot inspect the path", e)),
         };
-        Ok(match self.open.take() {
-            Some(open) if !stale => self.open.insert(open),
-            _ => self.open.insert(OpenFile::open(&self.path, self.mode)?),
+        Ok(match slot.take() {
+            Some(open) if !stale => slot.insert(open),
+            _ => slot.insert(OpenFile::open(path, mode)?),
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use bytes::Bytes;
-
-    fn record(n: usize) -> Encoded {
-        Encoded {
-            id: format!("evt_{n}:route"),
-            body: Bytes::from(format!(
-                r#"{{"id":"evt_{n}:route","n":{n},"text":"line {n}"}}"#
-            )),
-        }
-    }
-
-    fn sink(path: &Path) -> JsonlSink {
-        JsonlSink::build(
-            &JsonlConfig {
-                path: path.to_path_buf(),
-                ..JsonlConfig::default()
-            },
-            Path::new("/"),
-        )
-        .expect("the test path is writable")
-    }
-
-    #[track_caller]
-    fn check_lines(path: &Path, expected: &[usize]) {
-        let text = fs::read_to_string(path).expect("the file exists");
-        let want: String = expected
-            .iter()
-            .map(|&n| format!("{}\n", String::from_utf8_lossy(&record(n).body)))
-            .collect();
-        assert_eq!(text, want, "contents of {}", path.display());
-    }
-
-    async fn deliver(sink: &JsonlSink, n: usize) -> Result<(), DeliveryError> {
-        sink.deliver(&record(n)).await
-    }
-
-    #[tokio::test]
-    async fn appends_whole_compact_lines_creating_parent_folders() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a/b/orders.jsonl");
-        let sink = sink(&path);
-        for n in 0..3 {
-            deliver(&sink, n).await.unwrap();
-        }
-        check_lines(&path, &[0, 1, 2]);
-    }
-
-    #[tokio::test]
-    async fn appends_to_an_existing_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.jsonl");
-        fs::write(&path, "{\"old\":true}\n").unwrap();
-        deliver(&sink(&path), 7).await.unwrap();
-        let text = fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            text,
-            "{\"old\":true}\n{\"id\":\"evt_7:route\",\"n\":7,\"text\":\"line 7\"}\n"
-        );
-    }
-
-    #[tokio::test]
-    async fn relative_paths_resolve_against_the_base_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = JsonlConfig {
-            path: PathBuf::from("sinks/orders.jsonl"),
-            ..JsonlConfig::default()
-        };
-        let sink = JsonlSink::build(&config, dir.path()).unwrap();
-        assert_eq!(sink.path(), dir.path().join("sinks/orders.jsonl"));
-        deliver(&sink, 1).await.unwrap();
-        check_lines(&dir.path().join("sinks/orders.jsonl"), &[1]);
-    }
-
-    #[tokio::test]
-    async fn concurrent_deliveries_give_intact_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.jsonl");
-        let sink = Arc::new(sink(&path).with_fsync(true));
-        let tasks: Vec<_> = (0..200)
-            .map(|n| {
-                let sink = Arc::clone(&sink);
-                tokio::spawn(async move { sink.deliver(&record(n)).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        let text = fs::read_to_string(&path).unwrap();
-        let mut seen: Vec<usize> = text
-            .lines()
-            .map(|line| {
-                let value: serde_json::Value = serde_json::from_str(line).expect("a whole line");
-                value["n"].as_u64().unwrap() as usize
-            })
-            .collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..200).collect::<Vec<_>>());
-        assert!(text.ends_with('\n'));
-    }
-
-    #[tokio::test]
-    async fn a_renamed_file_is_reopened_at_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.jsonl");
-        let rotated = dir.path().join("orders.jsonl.1");
-        let sink = sink(&path);
-        deliver(&sink, 1).await.unwrap();
-        fs::rename(&path, &rotated).unwrap();
-        deliver(&sink, 2).await.unwrap();
-        check_lines(&rotated, &[1]);
-        check_lines(&path, &[2]);
-    }
-
-    #[tokio::test]
-    async fn a_deleted_file_is_recreated() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("logs/orders.jsonl");
-        let sink = sink(&path);
-        deliver(&sink, 1).await.unwrap();
-        fs::remove_dir_all(dir.path().join("logs")).unwrap();
-        deliver(&sink, 2).await.unwrap();
-        check_lines(&path, &[2]);
-    }
-
-    #[tokio::test]
-    async fn an_unwritable_path_is_retryable_and_recovers() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.jsonl");
-        let sink = sink(&path);
-        deliver(&sink, 1).await.unwrap();
-        // A folder where the file was: root cannot open it for writing either.
-        fs::remove_file(&path).unwrap();
-        fs::create_dir(&path).unwrap();
-        let err = deliver(&sink, 2).await.unwrap_err();
-        assert!(err.retryable);
-        assert!(
-            err.message.contains(&path.display().to_string()),
-            "{}",
-            err.message
-        );
-        assert!(err.message.contains("os error"), "{}", err.message);
-        fs::remove_dir(&path).unwrap();
-        deliver(&sink, 3).await.unwrap();
-        check_lines(&path, &[3]);
-    }
-
-    #[tokio::test]
-    async fn a_full_disk_is_retryable() {
-        let full = Path::new("/dev/full");
-        if !full.exists() {
-            return;
-        }
-        let err = deliver(&sink(full), 1).await.unwrap_err();
-        assert!(err.retryable);
-        assert!(err.message.contains("/dev/full"), "{}", err.message);
-        assert!(err.message.contains("os error 28"), "{}", err.message);
-    }
-
-    #[tokio::test]
-    async fn a_torn_line_is_cut_back_before_the_next_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.jsonl");
-        let sink = sink(&path);
-        deliver(&sink, 1).await.unwrap();
-        let len = fs::metadata(&path).unwrap().len();
-        // What a write that failed midway, and a failed cut-back, leave.
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"{\"n\":2,")
-            .unwrap();
-        sink.appender.lock().unwrap().open.as_mut().unwrap().torn_at = Some(len);
-        deliver(&sink, 2).await.unwrap();
-        check_lines(&path, &[1, 2]);
-    }
-
-    #[tokio::test]
-    async fn a_body_with_a_newline_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.jsonl");
-        let record = Encoded {
-            id: "evt_1:r".into(),
-            body: Bytes::from_static(b"{\n}"),
-        };
-        let err = sink(&path).deliver(&record).await.unwrap_err();
-        assert!(!err.retryable);
-        assert_eq!(fs::read_to_string(&path).unwrap(), "");
-    }
-
-    #[track_caller]
-    fn check_build_error(path: &Path, expected: &str) {
-        let err = JsonlSink::build(
-            &JsonlConfig {
-                path: path.to_path_buf(),
-                ..JsonlConfig::default()
-            },
-            Path::new("/"),
-        )
-        .expect_err("the build fails");
-        assert!(err.0.contains(&path.display().to_string()), "{}", err.0);
-        assert!(
-            err.0.contains(expected),
-            "{} does not contain {expected}",
-            err.0
-        );
-        assert!(err.0.contains("os error"), "{}", err.0);
-    }
-
-    #[test]
-    fn unwritable_paths_fail_the_build() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("plain");
-        fs::write(&file, "").unwrap();
-        check_build_error(&file.join("orders.jsonl"), "cannot create its folder");
-        check_build_error(dir.path(), "cannot open for appending");
-    }
-
-    fn mode_of(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o7777
-    }
-
-    #[tokio::test]
-    async fn a_record_reaches_the_file_once_across_retries_restarts_and_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.jsonl");
-        let first = sink(&path);
-        // The journal could not record the delivery: the worker retries.
-        for _ in 0..3 {
-            deliver(&first, 1).await.unwrap();
-        }
-        deliver(&first, 2).await.unwrap();
-        check_lines(&path, &[1, 2]);
-        // A restart (a crash before the journal recorded them): the file's
-        // tail says what it holds.
-        let second = sink(&path);
-        deliver(&second, 2).await.unwrap();
-        deliver(&second, 1).await.unwrap();
-        deliver(&second, 3).await.unwrap();
-        check_lines(&path, &[1, 2, 3]);
-        // Rotated away, a record the old file has is not written anew.
-        let rotated = dir.path().join("orders.jsonl.1");
-        fs::rename(&path, &rotated).unwrap();
-        deliver(&second, 3).await.unwrap();
-        deliver(&second, 4).await.unwrap();
-        check_lines(&rotated, &[1, 2, 3]);
-        check_lines(&path, &[4]);
-    }
-
-    #[tokio::test]
-    async fn a_torn_last_line_does_not_count_as_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.jsonl");
-        // A crash in the middle of a write: no newline.
-        fs::write(
-            &path,
-            "{\"id\":\"evt_5:route\",\"n\":5}\n{\"id\":\"evt_6:route\",\"n\"",
-        )
-        .unwrap();
-        assert_eq!(tail_ids(&path).unwrap(), ["evt_5:route"]);
-    }
-
-    #[track_caller]
-    fn check_line_id(head: &str, want: Option<&str>) {
-        assert_eq!(line_id(head.as_bytes()).as_deref(), want, "{head}");
-    }
-
-    #[test]
-    fn ids_are_read_from_the_head_of_a_line() {
-        check_line_id(r#"{"id":"evt_1:r","kind":"order"}"#, Some("evt_1:r"));
-        check_line_id(r#"{"id":"evt_\"q\\:r"}"#, Some("evt_\"q\\:r"));
-        check_line_id(r#"{"id":"evt_1:r"#, None);
-        check_line_id(r#"{"kind":"order","id":"evt_1:r"}"#, None);
-        check_line_id(r#"{"id":7}"#, None);
-        check_line_id("", None);
-    }
-
-    #[tokio::test]
-    async fn files_and_folders_it_creates_are_private_unless_a_mode_says() {
-        let dir = tempfile::tempdir().unwrap();
-        let existing = dir.path().join("existing");
-        fs::create_dir(&existing).unwrap();
-        fs::set_permissions(&existing, Permissions::from_mode(0o755)).unwrap();
-        let path = existing.join("new/deeper/orders.jsonl");
-        deliver(&sink(&path), 1).await.unwrap();
-        assert_eq!(mode_of(&path), 0o600);
-        assert_eq!(mode_of(&existing.join("new/deeper")), 0o700);
-        assert_eq!(mode_of(&existing.join("new")), 0o700);
-        assert_eq!(
-            mode_of(&existing),
-            0o755,
-            "existing folders keep their mode"
-        );
-
-        let shared = dir.path().join("shared/orders.jsonl");
-        let config = JsonlConfig {
-            path: shared.clone(),
-            mode: Some(FileMode::parse("0640").unwrap()),
-        };
-        let sink = JsonlSink::build(&config, Path::new("/")).unwrap();
-        assert_eq!(mode_of(&shared), 0o640);
-        assert_eq!(mode_of(&dir.path().join("shared")), 0o750);
-        // Rotated away: the new file gets the mode too.
-        fs::rename(&shared, dir.path().join("shared/orders.jsonl.1")).unwrap();
-        sink.deliver(&record(1)).await.unwrap();
-        assert_eq!(mode_of(&shared), 0o640);
-
-        let old = dir.path().join("old.jsonl");
-        fs::write(&old, "").unwrap();
-        fs::set_permissions(&old, Permissions::from_mode(0o644)).unwrap();
-        deliver(&self::sink(&old), 1).await.unwrap();
-        assert_eq!(mode_of(&old), 0o644, "existing files keep their mode");
-    }
-
-    #[track_caller]
-    fn check_mode(text: &str, want: Result<(u32, u32), &str>) {
-        match (FileMode::parse(text), want) {
-            (Ok(mode), Ok(bits)) => assert_eq!((mode.file(), mode.folder()), bits, "{text}"),
-            (Err(e), Err(fragment)) => assert!(e.contains(fragment), "{text}: {e}"),
-            (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
-        }
-    }
-
-    #[test]
-    fn modes() {
-        check_mode("0600", Ok((0o600, 0o700)));
-        check_mode("0640", Ok((0o640, 0o750)));
-        check_mode("644", Ok((0o644, 0o755)));
-        check_mode("0o660", Ok((0o660, 0o770)));
-        check_mode("0666", Ok((0o666, 0o777)));
-        check_mode("0400", Err("owner read and write"));
-        check_mode("0200", Err("owner read and write"));
-        check_mode("4755", Err("not a file mode"));
-        check_mode("0689", Err("not a file mode"));
-        check_mode("", Err("not a file mode"));
-        check_mode("rw-r-----", Err("not a file mode"));
-    }
-
-    #[test]
-    fn a_bad_mode_is_a_config_error_with_its_place() {
-        let config = |mode: &str| {
-            format!(
-                "sinks:\n  orders: {{ type: jsonl, path: o.jsonl, mode: {mode} }}\nroutes:\n  \
-                 - name: all\n    when: {{ type: \"*\" }}\n    emit: event\n    to: orders\n"
-            )
-        };
-        let parse = |mode: &str| {
-            crate::config::Config::parse(
-                &config(mode),
-                Path::new("routes.yaml"),
-                &crate::config::env::Env::empty(),
-            )
-        };
-        let parsed = parse("\"0640\"").expect("a valid mode");
-        let Some(super::super::SinkKind::Jsonl(orders)) =
-            parsed.sinks.get("orders").map(|s| &s.kind)
-        else {
-            panic!("a jsonl sink");
-        };
-        assert_eq!(orders.mode, Some(FileMode(0o640)));
-        for (mode, fragment) in [("\"0470\"", "owner read and write"), ("0640", "quoted")] {
-            let error = parse(mode).expect_err("an invalid mode");
-            let problem = &error.problems[0];
-            assert!(problem.place.starts_with("routes.yaml:2:"), "{problem}");
-            assert!(problem.message.contains(fragment), "{problem}");
-        }
-    }
-}
+#[path = "jsonl_tests.rs"]
+mod tests;

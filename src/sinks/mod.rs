@@ -83,8 +83,10 @@ pub trait SinkType {
     fn target(&self, base_dir: &Path) -> String;
 
     /// Builds the runtime sink: opens files, creates clients. `base_dir` is
-    /// the config file's folder, against which relative paths resolve.
-    fn build(&self, base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError>;
+    /// the config file's folder, against which relative paths resolve;
+    /// `delivery` is how the sink's deliveries will be scheduled (a JSONL
+    /// sink sizes its memory of written ids by the concurrency).
+    fn build(&self, base_dir: &Path, delivery: &Delivery) -> Result<Arc<dyn Sink>, BuildError>;
 }
 
 impl SinkConfig {
@@ -99,7 +101,7 @@ impl SinkConfig {
     /// Builds the runtime sink: opens files, creates clients. `base_dir` is
     /// the config file's folder, against which relative paths resolve.
     pub fn build(&self, base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
-        self.kind.sink_type().build(base_dir)
+        self.kind.sink_type().build(base_dir, &self.delivery())
     }
 
     /// The sink as `check` shows it: its type, then where its records go

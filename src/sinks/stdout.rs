@@ -29,7 +29,11 @@ impl SinkType for StdoutConfig {
         String::new()
     }
 
-    fn build(&self, _base_dir: &Path) -> Result<Arc<dyn Sink>, BuildError> {
+    fn build(
+        &self,
+        _base_dir: &Path,
+        _delivery: &super::Delivery,
+    ) -> Result<Arc<dyn Sink>, BuildError> {
         Ok(Arc::new(StdoutSink::build(self)))
     }
 }

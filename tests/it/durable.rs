@@ -1,14 +1,14 @@
 //! Durable delivery: acknowledged means journaled; every record reaches
 //! every matched sink at least once, with a stable id; nothing routes twice.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
+use std::collections::BTreeSet;
 
 use crate::consumer::Consumer;
-use crate::flow::{line_items, session_event};
-use crate::harness::{SmallDisk, TestApp, WAIT, eventually, read_jsonl, spawn_app};
+use crate::events::{Stream, assert_exactly_delivered, ids, line_items, session_event};
+use crate::harness::{
+    SmallDisk, TestApp, WAIT, eventually, read_jsonl, spawn_app, spawn_in_process,
+};
 
 /// Orders to a file and to an HTTP consumer at `{shipping}`, retried fast.
 const DURABLE_ROUTES: &str = r#"
@@ -30,6 +30,11 @@ async fn spawn_durable(shipping: &str) -> TestApp {
     spawn_app(&DURABLE_ROUTES.replace("{shipping}", shipping)).await
 }
 
+/// [`spawn_durable`] run in process, for tests that need no process.
+async fn spawn_durable_in_process(shipping: &str) -> TestApp {
+    spawn_in_process(&DURABLE_ROUTES.replace("{shipping}", shipping)).await
+}
+
 /// Sends paid order `n` (session and event ids derived from it).
 async fn send_order(app: &TestApp, n: usize) -> crate::harness::Answer {
     let session = format!("cs_test_durable_{n}");
@@ -41,33 +46,6 @@ async fn send_order(app: &TestApp, n: usize) -> crate::harness::Answer {
         "paid",
     ))
     .await
-}
-
-pub fn ids(records: &[serde_json::Value]) -> BTreeSet<String> {
-    records
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Waits until every acknowledged record id is in the JSONL file at
-/// `relative`, then asserts that nothing else is (nothing that was refused).
-pub async fn assert_exactly_delivered(
-    app: &TestApp,
-    relative: &str,
-    acknowledged: &BTreeSet<String>,
-    timeout: std::time::Duration,
-) {
-    let delivered = eventually(timeout, || {
-        let got = ids(&read_jsonl(&app.path(relative)));
-        acknowledged.is_subset(&got).then_some(got)
-    })
-    .await;
-    assert_eq!(
-        delivered.len(),
-        acknowledged.len(),
-        "and nothing that was refused"
-    );
 }
 
 /// A consumer that is down: connections to its port are closed at once,
@@ -147,7 +125,7 @@ async fn a_consumer_that_is_down_gets_every_record_once_it_is_back() {
 async fn a_consumer_answering_500_is_retried_until_it_answers_200() {
     let consumer = Consumer::start().await;
     consumer.script(&[500, 503, 429]);
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     assert_eq!(send_order(&app, 1).await.status, 200);
     let received = consumer.wait_for(1, WAIT).await;
     assert_eq!(
@@ -164,7 +142,7 @@ async fn a_consumer_answering_500_is_retried_until_it_answers_200() {
 async fn a_400_is_a_dead_letter_until_replayed() {
     let consumer = Consumer::start().await;
     consumer.script(&[400]);
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     assert_eq!(send_order(&app, 1).await.status, 200);
     app.wait_health(|h| h["queues"]["sinks"]["shipping"]["dead"] == 1)
         .await;
@@ -193,7 +171,7 @@ async fn a_400_is_a_dead_letter_until_replayed() {
 #[tokio::test]
 async fn the_same_event_twice_or_three_times_at_once_makes_one_record() {
     let consumer = Consumer::start().await;
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     let first = send_order(&app, 1).await;
     assert_eq!(first.body["duplicate"], false);
     let again = send_order(&app, 1).await;
@@ -243,55 +221,22 @@ async fn kill_9_loses_no_acknowledged_event() {
             .add_session(&format!("cs_test_durable_{n}"), line_items());
     }
     // Eight senders stream signed events; the router dies under them.
-    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut senders = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (acknowledged, next) = (acknowledged.clone(), next.clone());
-        let (http, url) = (app.http.clone(), app.url("/api/webhook"));
-        senders.spawn(async move {
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if n >= 200 {
-                    break;
-                }
-                let event = session_event(
-                    &format!("evt_durable_{n}"),
-                    "checkout.session.completed",
-                    &format!("cs_test_durable_{n}"),
-                    "paid",
-                );
-                let body = crate::harness::pretty(&event);
-                let signature = stripe_router::ingest::verify::sign(
-                    &body,
-                    crate::harness::SECRET,
-                    crate::harness::now(),
-                );
-                let sent = http
-                    .post(&url)
-                    .header("Stripe-Signature", signature)
-                    .body(body)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == 200 => {
-                        acknowledged
-                            .lock()
-                            .unwrap()
-                            .insert(format!("evt_durable_{n}:paid-orders"));
-                    }
-                    Ok(_) | Err(_) => break,
-                }
-            }
-        });
-    }
-    eventually(WAIT, || {
-        (acknowledged.lock().unwrap().len() >= 60).then_some(())
-    })
-    .await;
+    let stream = Stream::start(&app, 8, 0..200, |n| {
+        session_event(
+            &format!("evt_durable_{n}"),
+            "checkout.session.completed",
+            &format!("cs_test_durable_{n}"),
+            "paid",
+        )
+    });
+    eventually(WAIT, || (stream.acknowledged() >= 60).then_some(())).await;
     app.kill9();
-    while senders.join_next().await.is_some() {}
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged: BTreeSet<String> = stream
+        .finish()
+        .await
+        .into_iter()
+        .map(|event| format!("{event}:paid-orders"))
+        .collect();
     assert!(acknowledged.len() >= 60);
 
     app.restart();
@@ -325,7 +270,7 @@ async fn kill_9_loses_no_acknowledged_event() {
 #[tokio::test]
 async fn an_unwritable_jsonl_target_recovers_without_losing_records() {
     let consumer = Consumer::start().await;
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     let path = app.path("sinks/orders.jsonl");
     std::fs::remove_file(&path).unwrap();
     std::fs::create_dir(&path).unwrap();
@@ -364,7 +309,7 @@ async fn sigterm_with_a_consumer_down_keeps_deliveries_for_the_next_start() {
 #[tokio::test]
 async fn replay_reroute_runs_an_old_event_through_a_route_added_later() {
     let consumer = Consumer::start().await;
-    let app = spawn_durable(&consumer.url()).await;
+    let app = spawn_durable_in_process(&consumer.url()).await;
     assert_eq!(send_order(&app, 1).await.status, 200);
     app.wait_lines("sinks/orders.jsonl", 1).await;
 

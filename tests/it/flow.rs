@@ -4,45 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{ROUTES, SECRET, WAIT, eventually, now, pretty, read_jsonl, spawn_app};
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/stripe/composed/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-/// A Checkout Session event shaped like the composed fixture, with fresh ids.
-pub fn session_event(event_id: &str, kind: &str, session_id: &str, payment_status: &str) -> Value {
-    let mut event = fixture("event_checkout.session.completed_paid.json");
-    event["id"] = json!(event_id);
-    event["type"] = json!(kind);
-    event["created"] = json!(now());
-    let session = &mut event["data"]["object"];
-    session["id"] = json!(session_id);
-    session["payment_status"] = json!(payment_status);
-    session["customer_details"]["name"] = json!("Jenny Rosen");
-    session["customer_details"]["email"] = json!("jenny.rosen@example.com");
-    session["customer_details"]["address"] = json!({
-        "city": "San Francisco", "country": "US", "line1": "510 Townsend St",
-        "line2": null, "postal_code": "94103", "state": "CA"
-    });
-    session["metadata"] = json!({"channel": "web"});
-    event
-}
-
-/// The two line items of the composed fixture pages (5198 in all).
-pub fn line_items() -> Vec<Value> {
-    [
-        "line_items_page1_has_more.json",
-        "line_items_page2_last.json",
-    ]
-    .iter()
-    .flat_map(|page| fixture(page)["data"].as_array().unwrap().clone())
-    .collect()
-}
+use crate::events::{fixture, line_items, session_event};
+use crate::harness::{
+    ROUTES, SECRET, WAIT, eventually, now, pretty, read_jsonl, spawn_app, spawn_in_process,
+};
 
 #[tokio::test]
 async fn a_paid_card_order_reaches_every_sink() {
@@ -124,7 +89,7 @@ async fn a_paid_card_order_reaches_every_sink() {
 
 #[tokio::test]
 async fn an_async_payment_becomes_exactly_one_paid_order() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
     app.stripe.add_session("cs_test_sepa_1", line_items());
     let completed = app
         .send(&session_event(
@@ -166,7 +131,7 @@ async fn an_async_payment_becomes_exactly_one_paid_order() {
 
 #[tokio::test]
 async fn a_failed_async_payment_reaches_the_failure_route() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
     app.stripe.add_session("cs_test_sepa_2", line_items());
     let answer = app
         .send(&session_event(
@@ -207,14 +172,7 @@ async fn unsigned_and_forged_requests_are_refused_and_write_nothing() {
     let forged = stripe_router::ingest::verify::sign(&body, "whsec_not_the_secret", now());
     let answer = app.post(body.clone(), Some(forged)).await;
     assert_eq!(answer.status, 400);
-    assert!(
-        answer.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("signature"),
-        "{}",
-        answer.body
-    );
+    assert!(answer.message().contains("signature"), "{}", answer.body);
 
     let mut tampered_event = event.clone();
     tampered_event["data"]["object"]["amount_total"] = json!(1);
@@ -225,14 +183,7 @@ async fn unsigned_and_forged_requests_are_refused_and_write_nothing() {
     let stale = stripe_router::ingest::verify::sign(&body, SECRET, now() - 3600);
     let answer = app.post(body.clone(), Some(stale)).await;
     assert_eq!(answer.status, 400);
-    assert!(
-        answer.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("tolerance"),
-        "{}",
-        answer.body
-    );
+    assert!(answer.message().contains("tolerance"), "{}", answer.body);
 
     let garbage = app.post(body, Some("garbage".to_owned())).await;
     assert_eq!(garbage.status, 400);
@@ -269,7 +220,7 @@ routes:
     emit: event
     to: [audit]
 "#;
-    let app = crate::harness::spawn_with(crate::harness::Options {
+    let app = crate::harness::spawn_in_process_with(crate::harness::Options {
         routes: routes.to_owned(),
         env: vec![(
             "STRIPE_WEBHOOK_SECRET".into(),

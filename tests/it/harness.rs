@@ -1,4 +1,8 @@
-//! `spawn_app`: the real binary in a temporary folder, with its stand-ins.
+//! Test routers in a temporary folder, each with a Stripe stand-in and a
+//! recording consumer: `spawn_app` / `spawn_with` start the real binary (for
+//! crashes, signals, limits and log lines), `spawn_in_process` /
+//! `spawn_in_process_with` run `App::build` + `App::run` inside the test (for
+//! flows through HTTP on loopback). Both give a [`TestApp`].
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -8,8 +12,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use stripe_router::app::{App, Settings};
+use stripe_router::config::AdminListen;
+use stripe_router::config::env::Env;
 use stripe_router::ingest::verify;
 use stripe_router::offline::standin::StripeStandIn;
+use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Consumer;
 
@@ -67,13 +75,22 @@ pub struct TestApp {
     pub admin: SocketAddr,
     pub stripe: StripeStandIn,
     pub consumer: Consumer,
+    /// The process's output; empty for a router run in process.
     pub stdout: Lines,
     pub stderr: Lines,
     pub http: reqwest::Client,
     /// The environment the router runs with.
     pub env: Vec<(String, String)>,
-    wrapper: Vec<String>,
-    child: Child,
+    runner: Runner,
+}
+
+/// How the router of a [`TestApp`] runs.
+enum Runner {
+    /// `stripe-router serve`, started through `wrapper` if any.
+    Process { child: Child, wrapper: Vec<String> },
+    /// `App::run` on its own runtime in a thread of the test; cancelling
+    /// stops it.
+    InProcess { shutdown: CancellationToken },
 }
 
 /// What to start the router with.
@@ -124,6 +141,69 @@ pub async fn spawn_app(routes: &str) -> TestApp {
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
+    let wrapper = options.wrapper.clone();
+    let mut app = prepare(options).await;
+    let (child, [addr, admin], stdout, stderr) = start_router(app.dir.path(), &app.env, &wrapper);
+    (app.addr, app.admin, app.stdout, app.stderr) = (addr, admin, stdout, stderr);
+    app.runner = Runner::Process { child, wrapper };
+    app
+}
+
+/// The router built and run in this process (`App::build`, `App::run`),
+/// for tests of flows through HTTP that need no process: no signals, no
+/// kill, no log lines, no stdout.
+pub async fn spawn_in_process(routes: &str) -> TestApp {
+    spawn_in_process_with(Options::new(routes)).await
+}
+
+pub async fn spawn_in_process_with(options: Options) -> TestApp {
+    assert!(options.wrapper.is_empty(), "a wrapper needs a process");
+    let mut app = prepare(options).await;
+    let settings = Settings {
+        config_path: app.path("routes.yaml"),
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        admin_listen: Some(AdminListen::On(SocketAddr::from(([127, 0, 0, 1], 0)))),
+        env: Env::from_map(app.env.clone()),
+    };
+    let shutdown = CancellationToken::new();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    // Its own runtime, as in its own process: a test blocking its thread
+    // (a CLI run, a wait on lines) does not stop the router.
+    std::thread::spawn({
+        let shutdown = shutdown.clone();
+        move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the router");
+            runtime.block_on(async move {
+                match App::build(settings).await {
+                    Ok(router) => {
+                        let bound = (router.local_addr(), router.admin_addr());
+                        let _ = bound_tx.send(Ok(bound));
+                        router.run(shutdown).await;
+                    }
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        }
+    });
+    let (addr, admin) = bound_rx
+        .await
+        .expect("the router thread answers")
+        .unwrap_or_else(|e| panic!("the router did not start: {e}"));
+    app.addr = addr;
+    app.admin = admin.expect("the admin listener is on");
+    app.runner = Runner::InProcess { shutdown };
+    app
+}
+
+/// The folder with routes.yaml, the stand-ins and the environment; the
+/// router not started yet.
+async fn prepare(options: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let stripe = StripeStandIn::start(SocketAddr::from(([127, 0, 0, 1], 0)), API_KEY)
         .await
@@ -138,20 +218,20 @@ pub async fn spawn_with(options: Options) -> TestApp {
         ("STRIPE_API_BASE".to_owned(), stripe.url().to_string()),
     ];
     env.extend(options.env);
-    let wrapper = options.wrapper;
-    let (child, [addr, admin], stdout, stderr) = start_router(dir.path(), &env, &wrapper);
+    let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     TestApp {
         dir,
-        addr,
-        admin,
-        wrapper,
+        addr: unbound,
+        admin: unbound,
         stripe,
         consumer,
-        stdout,
-        stderr,
+        stdout: Lines::default(),
+        stderr: Lines::default(),
         http: reqwest::Client::new(),
         env,
-        child,
+        runner: Runner::InProcess {
+            shutdown: CancellationToken::new(),
+        },
     }
 }
 
@@ -171,16 +251,9 @@ fn start_router(
         }
         None => Command::new(router),
     };
+    let _ = std::fs::remove_file(dir.join(ADDRESSES_FILE));
     let mut child = command
-        .args([
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
+        .args(serve_args("127.0.0.1:0"))
         .current_dir(dir)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -191,42 +264,70 @@ fn start_router(
         .expect("start stripe-router");
     let stdout = Lines::follow(child.stdout.take().unwrap());
     let stderr = Lines::follow(child.stderr.take().unwrap());
-    let addr = stderr.wait_for(WAIT, address_after("listening on http://"));
-    let admin = stderr.wait_for(WAIT, address_after("admin listener on http://"));
+    let (addr, admin) = wait_addresses(dir, &mut child, &stderr);
+    let admin = admin.expect("the admin listener is on");
     (child, [addr, admin], stdout, stderr)
 }
 
-/// Reads the address a log line gives after `marker`.
-fn address_after(marker: &'static str) -> impl Fn(&str) -> Option<SocketAddr> {
-    move |line: &str| {
-        let rest = line.split(marker).nth(1)?;
-        rest.split('/').next()?.trim().parse::<SocketAddr>().ok()
-    }
-}
+/// The file that `serve --addresses-file` writes, in the router's folder.
+pub const ADDRESSES_FILE: &str = "addresses.json";
 
-/// Waits until the router following on `stderr` listens; its webhook address.
-pub fn listening(stderr: &Lines) -> SocketAddr {
-    stderr.wait_for(WAIT, address_after("listening on http://"))
+/// Waits until the router started in `dir` has written [`ADDRESSES_FILE`]
+/// (it does once it listens); its webhook and admin addresses. Fails at once,
+/// with its log, if the router exits first.
+pub fn wait_addresses(
+    dir: &Path,
+    child: &mut Child,
+    stderr: &Lines,
+) -> (SocketAddr, Option<SocketAddr>) {
+    let path = dir.join(ADDRESSES_FILE);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // Renamed into place whole: there is no half-written file to see.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let addresses: Value = serde_json::from_str(&text).expect("addresses as JSON");
+            let parse = |key: &str| addresses[key].as_str().map(|a| a.parse().expect(key));
+            return (parse("listen").expect("listen"), parse("admin"));
+        }
+        if let Some(status) = child.try_wait().expect("the router's status") {
+            panic!(
+                "stripe-router exited ({status}) before listening:\n{}",
+                stderr.all().join("\n")
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stripe-router wrote no {ADDRESSES_FILE} within {WAIT:?}:\n{}",
+            stderr.all().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// `stripe-router serve` in `dir` with `routes.yaml`, on port 0, with only
 /// `env` (and `PATH`) set and the admin listener off (its default port
 /// would collide with other tests): for tests that start and stop the
-/// router themselves.
+/// router themselves. It writes [`ADDRESSES_FILE`] once it listens (a stale
+/// one is removed here); [`wait_addresses`] reads it.
 pub fn serve_command(dir: &Path, env: &[(String, String)]) -> Command {
-    router_command(
-        dir,
-        env,
-        &[
-            "serve",
-            "--config",
-            "routes.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "off",
-        ],
-    )
+    let _ = std::fs::remove_file(dir.join(ADDRESSES_FILE));
+    router_command(dir, env, &serve_args("off"))
+}
+
+/// `serve` with `routes.yaml` on port 0, writing [`ADDRESSES_FILE`], with
+/// the admin listener at `admin` (`127.0.0.1:0`, or `off`).
+fn serve_args(admin: &'static str) -> [&'static str; 9] {
+    [
+        "serve",
+        "--config",
+        "routes.yaml",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        admin,
+        "--addresses-file",
+        ADDRESSES_FILE,
+    ]
 }
 
 /// `stripe-router args...` in `dir`, with only `env` (and `PATH`) set.
@@ -259,22 +360,41 @@ pub struct Answer {
     pub body: Value,
 }
 
+impl Answer {
+    /// The `message` of a refusal; empty if there is none.
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
+}
+
 impl TestApp {
+    /// The router's process; only `spawn_app` / `spawn_with` have one.
+    fn child(&mut self) -> &mut Child {
+        match &mut self.runner {
+            Runner::Process { child, .. } => child,
+            Runner::InProcess { .. } => panic!("this test needs a process: use spawn_app"),
+        }
+    }
+
     /// Kills the router with SIGKILL: no shutdown, no flush, no goodbye.
     pub fn kill9(&mut self) {
-        self.signal("KILL");
-        let _ = self.child.wait();
+        let child = self.child();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Starts the router again in the same folder (same config, same
     /// journal), as after a crash or a deploy.
     pub fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill9();
+        let Runner::Process { wrapper, .. } = &self.runner else {
+            unreachable!("kill9 checked it is a process")
+        };
         let (child, [addr, admin], stdout, stderr) =
-            start_router(self.dir.path(), &self.env, &self.wrapper);
-        (self.child, self.addr, self.admin) = (child, addr, admin);
+            start_router(self.dir.path(), &self.env, wrapper);
+        (self.addr, self.admin) = (addr, admin);
         (self.stdout, self.stderr) = (stdout, stderr);
+        *self.child() = child;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -323,7 +443,16 @@ impl TestApp {
 
     /// Waits until the admin `/healthz` satisfies `accept`, returning it.
     pub async fn wait_health(&self, accept: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_health_within(WAIT, accept).await
+    }
+
+    /// [`TestApp::wait_health`] with its own deadline.
+    pub async fn wait_health_within(
+        &self,
+        timeout: Duration,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
         loop {
             let health = self.health().await;
             if accept(&health) {
@@ -370,8 +499,12 @@ impl TestApp {
 
     /// Sends SIGHUP or SIGTERM.
     pub fn signal(&self, name: &str) {
+        let Runner::Process { child, .. } = &self.runner else {
+            panic!("this test needs a process: use spawn_app")
+        };
+        let pid = child.id().to_string();
         let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .args([&format!("-{name}"), &pid])
             .status()
             .unwrap();
         assert!(status.success());
@@ -381,7 +514,7 @@ impl TestApp {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child().try_wait().unwrap() {
                 return status.code();
             }
             assert!(
@@ -395,8 +528,14 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.runner {
+            Runner::Process { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // Its thread drains what it can and ends on its own.
+            Runner::InProcess { shutdown } => shutdown.cancel(),
+        }
     }
 }
 

@@ -460,7 +460,7 @@ async fn a_verified_event_nested_too_deeply_is_refused_at_the_door() {
     );
     let answer = app.post_signed(body.into_bytes()).await;
     assert_eq!(answer.status, 400, "{}", answer.body);
-    let message = answer.body["message"].as_str().unwrap_or_default();
+    let message = answer.message();
     assert!(message.contains("more than 64 levels"), "{message}");
     assert_eq!(app.health().await["events"]["rejected"], 1);
 }

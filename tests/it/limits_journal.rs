@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::durable::assert_exactly_delivered;
-use crate::flow::session_event;
+use crate::events::assert_exactly_delivered;
+use crate::events::session_event;
 use crate::harness::{SmallDisk, TestApp, WAIT, serve_command, spawn_app};
 
 /// Every checkout event to one JSONL file, journal at `{store}`.

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stripe_router::offline::standin::{Misbehaviour, catalogue_items};
 
-use crate::flow::{line_items, session_event};
+use crate::events::{line_items, session_event};
 use crate::harness::{
-    Lines, SECRET, SmallDisk, TestApp, WAIT, eventually, listening, now, pretty, read_jsonl,
-    serve_command, spawn_app,
+    Lines, SECRET, SmallDisk, TestApp, WAIT, eventually, now, pretty, read_jsonl, serve_command,
+    spawn_app, wait_addresses,
 };
 use std::os::unix::fs::PermissionsExt;
 
@@ -150,7 +150,7 @@ fn serve(dir: &Path, stdout: Stdio) -> (Child, SocketAddr, Lines) {
         .spawn()
         .expect("start stripe-router");
     let stderr = Lines::follow(child.stderr.take().expect("piped stderr"));
-    let addr = listening(&stderr);
+    let (addr, _) = wait_addresses(dir, &mut child, &stderr);
     (child, addr, stderr)
 }
 

@@ -4,8 +4,10 @@
 //! receives.
 
 mod consumer;
+mod events;
 mod harness;
 
+mod crash_jsonl;
 mod durable;
 mod flow;
 mod limits_config;

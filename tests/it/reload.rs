@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::flow::{line_items, session_event};
-use crate::harness::{ROUTES, TestApp, WAIT, read_jsonl, spawn_app};
+use crate::events::{line_items, session_event};
+use crate::harness::{ROUTES, TestApp, WAIT, read_jsonl, spawn_app, spawn_in_process};
 
 const RELOAD: Duration = Duration::from_secs(10);
 
@@ -78,7 +78,7 @@ fn write_atomically(path: &Path, text: &str) {
 
 #[tokio::test]
 async fn an_in_place_edit_applies_and_untouched_sinks_keep_running() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
     assert_eq!(send_paid(&app, 1).await, "evt_reload_1:paid-orders");
     let edited = consumer_routes(
         &app,
@@ -101,7 +101,7 @@ async fn an_in_place_edit_applies_and_untouched_sinks_keep_running() {
 
 #[tokio::test]
 async fn a_save_through_a_temporary_file_and_rename_applies() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
     let edited = consumer_routes(
         &app,
         &ROUTES.replace("to: [orders, shipping, console]", "to: [orders]"),
@@ -178,7 +178,7 @@ async fn invalid_yaml_is_refused_with_its_place() {
 
 #[tokio::test]
 async fn a_route_naming_a_missing_sink_is_refused() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
     let broken = consumer_routes(
         &app,
         &ROUTES.replace("to: [failed]", "to: [failed, warehouse]"),
@@ -196,7 +196,7 @@ async fn a_route_naming_a_missing_sink_is_refused() {
 
 #[tokio::test]
 async fn a_new_sink_and_route_receive_the_next_event() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
     let extended = format!(
         "{}\n  - name: eu-orders\n    when: {{ type: checkout.session.completed, data.object.currency: usd }}\n    emit: order\n    to: [warehouse]\n",
         consumer_routes(&app, ROUTES).trim_end()

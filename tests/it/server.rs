@@ -2,11 +2,14 @@
 
 use serde_json::json;
 
-use crate::harness::{ROUTES, WAIT, spawn_app};
+use crate::harness::{
+    ADDRESSES_FILE, Lines, ROUTES, SECRET, WAIT, serve_command, spawn_app, spawn_in_process,
+    wait_addresses,
+};
 
 #[tokio::test]
 async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
-    let app = spawn_app(ROUTES).await;
+    let app = spawn_in_process(ROUTES).await;
 
     let get = app.http.get(app.url("/api/webhook")).send().await.unwrap();
     assert_eq!(get.status(), 405);
@@ -26,24 +29,14 @@ async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
     let answer = app.post_signed(body.clone()).await;
     assert_eq!(answer.status, 400);
     assert!(
-        answer.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("checkout.session"),
+        answer.message().contains("checkout.session"),
         "{}",
         answer.body
     );
     let body = b"definitely not json".to_vec();
     let answer = app.post_signed(body.clone()).await;
     assert_eq!(answer.status, 400);
-    assert!(
-        answer.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("not JSON"),
-        "{}",
-        answer.body
-    );
+    assert!(answer.message().contains("not JSON"), "{}", answer.body);
 
     // Over max_body (2 MiB by default): answered from the declared length,
     // before the body is read. A raw connection reads the answer whatever
@@ -68,7 +61,7 @@ async fn answers_other_methods_paths_and_bodies_as_the_spec_says() {
 #[tokio::test]
 async fn max_body_comes_from_the_config() {
     let routes = format!("server: {{ max_body: 1KiB }}\n{ROUTES}");
-    let app = spawn_app(&routes).await;
+    let app = spawn_in_process(&routes).await;
     let body = vec![b' '; 2048];
     let answer = app.post_signed(body.clone()).await;
     assert_eq!(answer.status, 413);
@@ -82,6 +75,42 @@ async fn sigterm_stops_the_server_cleanly() {
     assert_eq!(app.wait_exit(WAIT), Some(0));
     app.stderr
         .wait_for(WAIT, |l| l.contains("stopped").then_some(()));
+    assert!(
+        !app.path(ADDRESSES_FILE).exists(),
+        "the addresses file goes with the router"
+    );
+}
+
+#[tokio::test]
+async fn serve_writes_its_bound_addresses_to_the_addresses_file() {
+    let app = spawn_app(ROUTES).await;
+    let text = std::fs::read_to_string(app.path(ADDRESSES_FILE)).unwrap();
+    let addresses: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        addresses,
+        serde_json::json!({
+            "webhook": format!("http://{}/api/webhook", app.addr),
+            "listen": app.addr.to_string(),
+            "admin": app.admin.to_string(),
+        })
+    );
+    // With the admin listener off, `admin` is null.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "sinks: { out: { type: stdout } }\nroutes: []\n",
+    )
+    .unwrap();
+    let env = [("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
+    let mut child = serve_command(dir.path(), &env)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Lines::follow(child.stderr.take().unwrap());
+    let (addr, admin) = wait_addresses(dir.path(), &mut child, &stderr);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(addr.port() != 0 && admin.is_none(), "{addr} {admin:?}");
 }
 
 #[tokio::test]
