@@ -30,6 +30,7 @@
 pub mod admin;
 pub mod app;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod http_serve;
@@ -37,6 +38,8 @@ pub mod ingest;
 pub mod offline;
 #[cfg(test)]
 mod proptests;
+pub mod redact;
 pub mod routing;
 pub mod sinks;
 pub mod store;
+pub mod units;

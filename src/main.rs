@@ -11,14 +11,14 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use stripe_router::app::{App, Settings};
+use stripe_router::commands::check;
+use stripe_router::commands::deadletters;
 use stripe_router::config::AdminListen;
-use stripe_router::config::command as check;
 use stripe_router::config::env::Env;
 use stripe_router::offline::demo;
 use stripe_router::offline::send::{self, PaymentStatus};
 use stripe_router::offline::standin;
 use stripe_router::store::Filter;
-use stripe_router::store::deadletters;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -14,25 +14,22 @@
 //! one URL redactor).
 
 mod checker;
-pub mod command;
 pub mod env;
 mod interpolate;
 mod problems;
-pub mod redact;
 mod routes;
 mod schema;
-pub mod units;
 mod yaml;
 
 use std::path::{Path, PathBuf};
 
 use crate::config::env::Env;
 
+pub use crate::redact::{REDACTED, redact_url};
+pub use crate::units::{byte_size, duration, opt_duration};
 pub use interpolate::UnsetVars;
 pub use problems::{ConfigError, ConfigProblem};
-pub use redact::{REDACTED, redact_url};
 pub use schema::{AdminListen, Config, Emit, RouteConfig, ServerConfig, StoreConfig, StripeConfig};
-pub use units::{byte_size, duration, opt_duration};
 
 impl Config {
     /// Reads and parses the file at `path`; `path` as given names the file in
@@ -100,6 +97,6 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::units::{byte_size, duration, opt_duration};
 use crate::sinks::SinkConfig;
+use crate::units::{byte_size, duration, opt_duration};
 
 /// A fully parsed and cross-checked configuration.
 #[derive(Debug, Clone, PartialEq)]

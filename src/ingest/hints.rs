@@ -1,6 +1,6 @@
 //! What to do about the classic mistakes: the hint for a refused webhook
 //! request. (`check`'s warnings about the environment are in
-//! `config::command`.)
+//! `commands::check`.)
 //!
 //! Pure, like [`crate::ingest::verify`]: the refused request's body, header and the
 //! secrets go in, a sentence comes out. A hint never quotes a secret or the

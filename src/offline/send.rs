@@ -75,7 +75,7 @@ pub enum SendError {
     Secret(#[from] SecretsError),
     #[error("cannot tell where to send from {path} (pass --to URL instead):\n{error}")]
     Config { path: String, error: ConfigError },
-    #[error("cannot POST to {}: {source}", crate::config::redact_url(.url))]
+    #[error("cannot POST to {}: {source}", crate::redact::redact_url(.url))]
     Request { url: Url, source: reqwest::Error },
 }
 

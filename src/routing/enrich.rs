@@ -144,7 +144,7 @@ pub struct EnrichError {
 /// The client could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("the stripe api base `{}` must be an http or https URL", crate::config::redact_url(.0))]
+    #[error("the stripe api base `{}` must be an http or https URL", crate::redact::redact_url(.0))]
     Base(Url),
     #[error("stripe.api_version `{0}` is not a valid header value")]
     ApiVersion(String),

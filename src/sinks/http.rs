@@ -29,8 +29,8 @@ use sha2::Sha256;
 use url::Url;
 
 use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink, SinkType};
-use crate::config::redact::{REDACTED, redact_url};
-use crate::config::units::opt_duration;
+use crate::redact::{REDACTED, redact_url};
+use crate::units::opt_duration;
 
 /// Per-request limit when `timeout` is not set: connect, send and answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

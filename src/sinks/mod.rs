@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::config::units::duration;
+use crate::units::duration;
 
 pub mod http;
 pub mod jsonl;

@@ -8,7 +8,6 @@
 //! ([`sqlite`]) implements it on an embedded SQLite database in WAL mode.
 //! [`deadletters`] holds the operator commands over dead letters.
 
-pub mod deadletters;
 mod rows;
 pub mod sqlite;
 

@@ -1,6 +1,6 @@
-use super::super::env::Env;
-use super::super::test_support::parse;
 use super::environment;
+use crate::config::env::Env;
+use crate::config::test_support::parse;
 
 #[test]
 fn summary_names_sinks_and_routes_without_secrets() {

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use super::env::Env;
-use super::{Config, Emit, UnsetVars};
 use crate::app;
+use crate::config::env::Env;
+use crate::config::{Config, Emit, UnsetVars};
 use crate::ingest::hints::WHICH_SECRET;
 use crate::ingest::verify::Secrets;
 use crate::routing::enrich::ApiKey;
@@ -198,5 +198,5 @@ pub fn environment(env: &Env) -> Vec<String> {
 }
 
 #[cfg(test)]
-#[path = "command_tests.rs"]
+#[path = "check_tests.rs"]
 mod tests;
