@@ -18,9 +18,9 @@ use crate::delivery::Engine;
 use crate::ingest::limits::{self, BodyBuffer, Throttle};
 use crate::ingest::verify::{Secrets, SecretsError};
 use crate::ingest::{self, Counters, Endpoint, Listeners};
+use crate::routing::build::Builder;
 use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::routing::live::{Live, Snapshot, Watch};
-use crate::routing::pipeline::Pipeline;
 use crate::store::{SqliteStore, Store, StoreError};
 
 /// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
@@ -157,7 +157,7 @@ impl App {
         let engine = Engine::start(
             store.clone(),
             live.clone(),
-            Pipeline::new(stripe),
+            Builder::new(stripe),
             shutdown.clone(),
             &tracker,
         );
