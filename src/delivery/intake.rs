@@ -89,6 +89,7 @@ impl Engine {
                 received_at_ms,
                 attempts: 0,
                 reroute: false,
+                settled: Vec::new(),
             };
             // A full queue is fine: the row is in the store and a scan
             // takes it once its lease ends.

@@ -7,7 +7,7 @@ use super::*;
 use crate::config::Config;
 use crate::config::env::Env;
 use crate::routing::live::Reloaded;
-use crate::store::{NewEvent, NewRecord, SqliteStore};
+use crate::store::{NewEvent, NewRecord, Routing, SqliteStore};
 
 const BOTH: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\n  b: { type: jsonl, path: b.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a, b]\n";
 const ONLY_A: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a]\n";
@@ -69,7 +69,16 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
         body: body.clone(),
         sinks: vec!["a".to_owned(), "b".to_owned()],
     };
-    store.save_routed("evt_1", vec![record]).await.unwrap();
+    store
+        .save_routing(
+            "evt_1",
+            Routing {
+                records: vec![record],
+                failed: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
     for sink in ["a", "b"] {
         workers.dispatch(PendingDelivery {
             record_id: "evt_1:all".to_owned(),

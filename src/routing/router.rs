@@ -26,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::retry::{self, ROUTING_RETRY};
 use crate::delivery::workers::Workers;
 use crate::ingest::event::Event;
-use crate::routing::build::{Builder, Built};
+use crate::routing::build::{Builder, Built, Failed};
 use crate::routing::live::Live;
 use crate::routing::snapshot::Snapshot;
-use crate::store::{self, NewRecord, PendingDelivery, PendingEvent, Store};
+use crate::store::{self, NewRecord, PendingDelivery, PendingEvent, RouteFailure, Routing, Store};
 
 /// Rows one scan takes at most.
 pub const SCAN_PAGE: usize = 256;
@@ -188,7 +188,8 @@ impl Router {
                 let snapshot = self.live.load();
                 if !snapshot.wants_type(&pending.kind) {
                     // No route can want this type: done, without parsing the body.
-                    self.routed(&pending, &pending.kind, Vec::new()).await;
+                    self.finish(&pending, &pending.kind, Vec::new(), Vec::new(), Vec::new())
+                        .await;
                     return;
                 }
                 match Event::parse(&pending.body) {
@@ -211,52 +212,81 @@ impl Router {
                 }
             }
         };
-        let settled = if pending.reroute {
-            match self.store.record_ids(&pending.id).await {
-                Ok(ids) => ids,
-                Err(e) => {
-                    tracing::error!(event_id = %pending.id, error = %e, "cannot read the event's records");
-                    return;
-                }
-            }
-        } else {
-            Vec::new()
-        };
         let received_at = crate::routing::record::received_at(pending.received_at_ms);
-        let mut records = Builder::event_records(&snapshot, &event, &received_at, &settled);
-        let Built {
-            records: orders,
-            failed,
-        } = self
-            .builder
-            .order_records(&snapshot, &event, &received_at, &settled)
-            .await;
-        records.extend(orders);
-        if let Some(first) = failed.first() {
-            let e = &first.error;
-            let dead = failed.iter().any(|f| !f.error.retryable())
-                || retry::expired(&ROUTING_RETRY, pending.received_at_ms, store::now_ms());
-            let next = retry::next_attempt_ms(&ROUTING_RETRY, pending.attempts, store::now_ms());
-            if dead {
-                tracing::error!(event_id = %pending.id, error = %e, "event cannot be routed; kept as a dead letter (see `stripe-router deadletters`)");
-            } else {
-                tracing::warn!(event_id = %pending.id, error = %e, attempt = pending.attempts + 1, "event routing failed; will retry");
-            }
-            if let Err(store_error) = self
-                .store
-                .event_failed(&pending.id, e.to_string(), next, dead)
-                .await
-            {
-                tracing::error!(event_id = %pending.id, error = %store_error, "cannot record the routing failure");
-            }
+        let settled = &pending.settled;
+        let mut routes = Vec::new();
+        let records = Builder::event_records(&snapshot, &event, &received_at, settled);
+        let orders = Builder::order_routes(&snapshot, &event, settled);
+        if orders.is_empty() {
+            self.finish(&pending, &event.kind, records, Vec::new(), routes)
+                .await;
             return;
         }
-        self.routed(&pending, &event.kind, records).await;
+        if !records.is_empty() {
+            // `emit: event` records never wait for the Stripe API: they are
+            // stored and delivered now. The order routes are stored as due
+            // once the lease ends, so a crash while their line items are
+            // read loses none of them.
+            let waiting = orders
+                .iter()
+                .map(|(route, record_id)| RouteFailure {
+                    route: route.clone(),
+                    record_id: record_id.clone(),
+                    error: "line items not read yet".to_owned(),
+                    next_attempt_ms: store::now_ms() + store::LEASE_MS,
+                    dead: false,
+                })
+                .collect();
+            routes.extend(records.iter().map(|r| r.route.clone()));
+            if !self.save(&pending, records, waiting).await {
+                return;
+            }
+        }
+        let Built { records, failed } = self
+            .builder
+            .order_records(&snapshot, &event, &received_at, settled)
+            .await;
+        let failed = failed
+            .into_iter()
+            .map(|failed| route_failure(&pending, failed))
+            .collect();
+        self.finish(&pending, &event.kind, records, failed, routes)
+            .await;
     }
 
-    /// Stores an event's records and hands their deliveries to the sink
-    /// workers.
-    async fn routed(&self, job: &PendingEvent, kind: &str, records: Vec<NewRecord>) {
+    /// Stores the last part of a routing pass and says what it did.
+    /// `routes`: those whose records an earlier part of the pass stored.
+    async fn finish(
+        &self,
+        job: &PendingEvent,
+        kind: &str,
+        records: Vec<NewRecord>,
+        failed: Vec<RouteFailure>,
+        mut routes: Vec<String>,
+    ) {
+        routes.extend(records.iter().map(|r| r.route.clone()));
+        let failures = failed.len();
+        if !self.save(job, records, failed).await {
+            return;
+        }
+        if routes.is_empty() && failures == 0 && !job.reroute {
+            self.counts.unmatched.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(event_id = %job.id, event_type = %kind, "no route matched");
+        } else {
+            self.counts.routed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(event_id = %job.id, event_type = %kind, ?routes, failures, "routed");
+        }
+    }
+
+    /// Stores records and failed routes in one transaction and hands the
+    /// records' deliveries to the sink workers. False when the store
+    /// refused: the event stays due and is routed again.
+    async fn save(
+        &self,
+        job: &PendingEvent,
+        records: Vec<NewRecord>,
+        failed: Vec<RouteFailure>,
+    ) -> bool {
         let created_at_ms = store::now_ms();
         let deliveries: Vec<PendingDelivery> = records
             .iter()
@@ -271,21 +301,39 @@ impl Router {
                 })
             })
             .collect();
-        let routes: Vec<String> = records.iter().map(|r| r.route.clone()).collect();
-        if let Err(e) = self.store.save_routed(&job.id, records).await {
+        if let Err(e) = self
+            .store
+            .save_routing(&job.id, Routing { records, failed })
+            .await
+        {
             tracing::error!(event_id = %job.id, error = %e, "cannot store the event's records; retrying later");
-            return;
-        }
-        if routes.is_empty() && !job.reroute {
-            self.counts.unmatched.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(event_id = %job.id, event_type = %kind, "no route matched");
-        } else {
-            self.counts.routed.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(event_id = %job.id, event_type = %kind, ?routes, "routed");
+            return false;
         }
         for delivery in deliveries {
             self.workers.dispatch(delivery);
         }
+        true
+    }
+}
+
+/// What the store keeps of a route whose record could not be built: retry
+/// it with the one backoff, or give up (a permanent error, or past
+/// [`ROUTING_RETRY`]'s `max_age`): a route-level dead letter.
+fn route_failure(job: &PendingEvent, failed: Failed) -> RouteFailure {
+    let now = store::now_ms();
+    let dead = !failed.error.retryable() || retry::expired(&ROUTING_RETRY, job.received_at_ms, now);
+    let error = failed.error.to_string();
+    if dead {
+        tracing::error!(event_id = %job.id, route = %failed.route, %error, "route cannot be built; kept as a route-level dead letter (see `stripe-router deadletters`)");
+    } else {
+        tracing::warn!(event_id = %job.id, route = %failed.route, %error, attempt = job.attempts + 1, "route could not be built; will retry");
+    }
+    RouteFailure {
+        route: failed.route,
+        record_id: failed.record_id,
+        error,
+        next_attempt_ms: retry::next_attempt_ms(&ROUTING_RETRY, job.attempts, now),
+        dead,
     }
 }
 

@@ -46,6 +46,7 @@ fn session_event(n: u32) -> (Event, PendingEvent) {
         received_at_ms: store::now_ms(),
         attempts: 0,
         reroute: false,
+        settled: Vec::new(),
     };
     (event, pending)
 }

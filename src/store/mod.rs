@@ -108,6 +108,10 @@ pub struct PendingEvent {
     pub attempts: u32,
     /// Route through the current config even if some records exist.
     pub reroute: bool,
+    /// Record ids the router must not build: records already stored for
+    /// the event, and routes given up at route level (dead letters until
+    /// replayed). Empty for a fresh event.
+    pub settled: Vec<String>,
 }
 
 /// A record built from an event for one route, and the sinks it goes to.
@@ -117,6 +121,30 @@ pub struct NewRecord {
     pub route: String,
     pub body: Bytes,
     pub sinks: Vec<String>,
+}
+
+/// What one routing pass of an event produced.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    /// Records built in this pass, each with its sinks; ids already stored
+    /// are kept as they are.
+    pub records: Vec<NewRecord>,
+    /// Routes whose record could not be built in this pass.
+    pub failed: Vec<RouteFailure>,
+}
+
+/// One route of an event whose record could not be built (its enrichment
+/// failed): retried later, or given up as a route-level dead letter.
+#[derive(Debug, Clone)]
+pub struct RouteFailure {
+    pub route: String,
+    /// The id the record will have (`record::record_id(event_id, route)`).
+    pub record_id: String,
+    pub error: String,
+    /// When to try this route again; ignored when `dead`.
+    pub next_attempt_ms: i64,
+    /// Give up on this route: a route-level dead letter.
+    pub dead: bool,
 }
 
 /// One (record, sink) delivery that is due.
@@ -148,7 +176,9 @@ pub struct Filter {
     pub event: Option<String>,
 }
 
-/// A delivery (or an event's enrichment, `sink` = None) that gave up.
+/// A delivery that gave up; or a route whose record could not be built
+/// (`sink` None, `route` and `record_id` set); or an event that cannot be
+/// routed at all (`sink`, `route` and `record_id` None).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetter {
     pub record_id: Option<String>,
@@ -174,6 +204,8 @@ pub struct Depths {
     /// Events journaled but not yet routed (waiting for enrichment).
     pub events_pending: u64,
     pub events_dead: u64,
+    /// Routes of events given up at route level (route-level dead letters).
+    pub routes_dead: u64,
     pub sinks: std::collections::BTreeMap<String, SinkQueue>,
 }
 
@@ -187,12 +219,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes>;
     /// Ids of the records already built from an event.
     fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>>;
-    /// Stores an event's records and queues their deliveries, and marks the
-    /// event routed, in one transaction. Existing record ids are kept as
-    /// they are (a record is built once).
-    fn save_routed(&self, event_id: &str, records: Vec<NewRecord>) -> StoreFuture<'_, ()>;
-    /// Routing failed (enrichment); try again at `next_attempt_ms`, or give
-    /// up (`dead`).
+    /// Stores one routing pass in one transaction: the records built and
+    /// one delivery row per (record, sink); a row per failed route (state
+    /// retry or dead, attempts + 1, last error); failure rows of routes
+    /// whose record now exists, or that this pass no longer retries, are
+    /// removed. Existing record ids are kept as they are (a record is built
+    /// once). The event is then routed when no failed route is left to
+    /// retry, else due again at the earliest `next_attempt_ms` (attempts +
+    /// 1, last error the first retried route's).
+    fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, ()>;
+    /// The event as a whole cannot be routed (its journaled body cannot be
+    /// parsed); try again at `next_attempt_ms`, or give up (`dead`).
     fn event_failed(
         &self,
         event_id: &str,
@@ -210,10 +247,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreFuture<'_, Vec<PendingDelivery>>;
     fn settle(&self, record_id: &str, sink: &str, outcome: Settle) -> StoreFuture<'_, ()>;
     fn dead_letters(&self, filter: Filter) -> StoreFuture<'_, Vec<DeadLetter>>;
-    /// Re-queues dead letters matching `filter`, due now. Returns how many.
+    /// Re-queues dead letters matching `filter`, due now. A route-level
+    /// one makes its event due for routing (the router builds only the
+    /// missing records). Returns how many.
     fn replay(&self, filter: Filter) -> StoreFuture<'_, u64>;
-    /// Queues a journaled event to be routed again by the current routes.
-    /// False when the event id is not in the journal.
+    /// Queues a journaled event to be routed again by the current routes,
+    /// its route-level dead letters included. False when the event id is
+    /// not in the journal.
     fn reroute(&self, event_id: &str) -> StoreFuture<'_, bool>;
     fn depths(&self) -> StoreFuture<'_, Depths>;
     /// Whether the journal takes writes now; the error says why not (a full
@@ -222,6 +262,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes delivered deliveries, and events and records with nothing
     /// left to deliver, last touched before `before_ms`: at most `limit`
     /// rows of each table, so one call never holds the writer for long.
+    /// An event with a route-level dead letter keeps it and its records
+    /// (a replay must not build them again); its failure rows go with it.
     fn prune(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, u64>;
 }
 
@@ -276,6 +318,24 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, next_attempt_at) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (sink) WHERE state = 2;
 CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries (updated_at) WHERE state = 1;
+-- Routes of an event whose record could not be built: retried (state 0)
+-- with the event, or given up (state 2, a route-level dead letter).
+CREATE TABLE IF NOT EXISTS route_failures (
+    event_id TEXT NOT NULL,
+    route TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (event_id, route)
+) STRICT;
+CREATE INDEX IF NOT EXISTS route_failures_dead ON route_failures (updated_at) WHERE state = 2;
+CREATE TRIGGER IF NOT EXISTS route_failures_follow AFTER DELETE ON events
+BEGIN
+    DELETE FROM route_failures WHERE event_id = OLD.id;
+END;
 -- One row the writer rewrites to find out whether the journal takes writes:
 -- at start, and while writes fail.
 CREATE TABLE IF NOT EXISTS probe (
@@ -287,11 +347,7 @@ CREATE TABLE IF NOT EXISTS probe (
 /// Writes, each answered once its transaction committed.
 enum Write {
     Journal(NewEvent, oneshot::Sender<Result<Journaled, StoreError>>),
-    Routed(
-        String,
-        Vec<NewRecord>,
-        oneshot::Sender<Result<(), StoreError>>,
-    ),
+    Routing(String, Routing, oneshot::Sender<Result<(), StoreError>>),
     EventFailed {
         id: String,
         error: String,
@@ -788,7 +844,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        wrote(health, apply(&mut connection, &mut batch));
+        apply(&mut connection, &mut batch, health);
         wal.after_commit(&connection);
     }
 }
@@ -816,7 +872,7 @@ impl Write {
     fn bytes(&self) -> u64 {
         let body = match self {
             Write::Journal(event, _) => event.body.len(),
-            Write::Routed(_, records, _) => records.iter().map(|r| r.body.len()).sum(),
+            Write::Routing(_, routing, _) => routing.records.iter().map(|r| r.body.len()).sum(),
             _ => 0,
         };
         // Small rows and index entries besides.
@@ -827,8 +883,9 @@ impl Write {
 /// Applies a batch of writes in one transaction, then answers each. If any
 /// statement or the commit fails (disk full, I/O error), the transaction is
 /// rolled back and every write in the batch is answered with that error:
-/// nothing of it is acknowledged.
-fn apply(connection: &mut Connection, batch: &mut Vec<Write>) -> Result<(), String> {
+/// nothing of it is acknowledged. The outcome reaches [`Store::health`]
+/// before any answer does: a write refused means health says so.
+fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) {
     let now = now_ms();
     let mut answers: Answers = Vec::with_capacity(batch.len());
     let mut failure: Option<rusqlite::Error> = None;
@@ -855,10 +912,10 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>) -> Result<(), Stri
         }
     }
     let failure = failure.map(|e| e.to_string());
+    wrote(health, failure.clone().map_or(Ok(()), Err));
     for answer in answers {
         answer(failure.as_deref());
     }
-    failure.map_or(Ok(()), Err)
 }
 
 type Answers = Vec<Box<dyn FnOnce(Option<&str>)>>;
@@ -893,44 +950,8 @@ fn execute(
                 .execute(params![tx.last_insert_rowid(), &event.body[..]])?;
             Ok(Journaled::Inserted)
         }),
-        Write::Routed(event_id, records, reply) => run(answers, failure, reply, || {
-            for record in &records {
-                let fresh = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO records (id, event_id, route, body, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![
-                        record.id,
-                        event_id,
-                        record.route,
-                        &record.body[..],
-                        now
-                    ])?;
-                if fresh == 0 {
-                    continue;
-                }
-                for sink in &record.sinks {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO deliveries
-                         (record_id, sink, route, event_id, next_attempt_at, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5)",
-                    )?
-                    .execute(params![
-                        record.id,
-                        sink,
-                        record.route,
-                        event_id,
-                        now,
-                        now + LEASE_MS
-                    ])?;
-                }
-            }
-            tx.prepare_cached(
-                "UPDATE events SET state = 1, reroute = 0, last_error = NULL, updated_at = ?2 WHERE id = ?1",
-            )?
-            .execute(params![event_id, now])?;
-            Ok(())
+        Write::Routing(event_id, routing, reply) => run(answers, failure, reply, || {
+            save_routing(tx, &event_id, &routing, now)
         }),
         Write::EventFailed {
             id,
@@ -963,28 +984,9 @@ fn execute(
             .execute(params![record_id, sink, state, next, error, now])?;
             Ok(())
         }),
-        Write::Replay(filter, reply) => run(answers, failure, reply, || {
-            let deliveries = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET state = 0, next_attempt_at = 0, attempts = 0, created_at = ?4,
-                     updated_at = ?4
-                     WHERE state = 2 AND (?1 IS NULL OR sink = ?1) AND (?2 IS NULL OR route = ?2)
-                     AND (?3 IS NULL OR event_id = ?3)",
-                )?
-                .execute(params![filter.sink, filter.route, filter.event, now])?;
-            // Events whose enrichment gave up have no sink or route yet; a
-            // filter by sink or route does not select them.
-            let events = if filter.sink.is_none() && filter.route.is_none() {
-                tx.prepare_cached(
-                    "UPDATE events SET state = 0, next_attempt_at = 0, attempts = 0, updated_at = ?2
-                     WHERE state = 2 AND (?1 IS NULL OR id = ?1)",
-                )?
-                .execute(params![filter.event, now])?
-            } else {
-                0
-            };
-            Ok((deliveries + events) as u64)
-        }),
+        Write::Replay(filter, reply) => {
+            run(answers, failure, reply, || replay(tx, &filter, now));
+        }
         Write::Reroute(event_id, reply) => run(answers, failure, reply, || {
             let found = tx
                 .prepare_cached(
@@ -992,6 +994,8 @@ fn execute(
                      updated_at = ?2 WHERE id = ?1",
                 )?
                 .execute(params![event_id, now])?;
+            tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND state = ?2")?
+                .execute(params![event_id, RouteState::Dead.sql()])?;
             Ok(found == 1)
         }),
         Write::Prune(before, limit, reply) => run(answers, failure, reply, || {
@@ -1005,19 +1009,186 @@ fn execute(
             removed += tx
                 .prepare_cached(
                     "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records WHERE created_at < ?1
-                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = records.id) LIMIT ?2)",
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = records.id)
+                     AND NOT EXISTS (SELECT 1 FROM route_failures f WHERE f.event_id = records.event_id)
+                     LIMIT ?2)",
                 )?
                 .execute(params![before, limit])?;
             removed += tx
                 .prepare_cached(
                     "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE state = 1
                      AND updated_at < ?1
-                     AND NOT EXISTS (SELECT 1 FROM records r WHERE r.event_id = events.id) LIMIT ?2)",
+                     AND NOT EXISTS (SELECT 1 FROM records r WHERE r.event_id = events.id)
+                     AND NOT EXISTS (SELECT 1 FROM route_failures f WHERE f.event_id = events.id)
+                     LIMIT ?2)",
                 )?
                 .execute(params![before, limit])?;
             Ok(removed as u64)
         }),
     }
+}
+
+/// The state of a route in `route_failures`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteState {
+    /// Tried again when its event is next routed.
+    Retry = 0,
+    /// Given up: a route-level dead letter until replayed or rerouted.
+    Dead = 2,
+}
+
+impl RouteState {
+    pub const fn sql(self) -> i64 {
+        self as i64
+    }
+}
+
+/// Re-queues the dead letters `filter` matches; how many.
+fn replay(
+    tx: &rusqlite::Transaction<'_>,
+    filter: &Filter,
+    now: i64,
+) -> Result<u64, rusqlite::Error> {
+    let deliveries = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = 0, next_attempt_at = 0, attempts = 0, created_at = ?4,
+             updated_at = ?4
+             WHERE state = 2 AND (?1 IS NULL OR sink = ?1) AND (?2 IS NULL OR route = ?2)
+             AND (?3 IS NULL OR event_id = ?3)",
+        )?
+        .execute(params![filter.sink, filter.route, filter.event, now])?;
+    // A route whose record could not be built has no sink: its event is
+    // routed again, and builds only what is missing.
+    let routes = if filter.sink.is_none() {
+        let dead = RouteState::Dead.sql();
+        tx.prepare_cached(
+            "UPDATE events SET state = 0, next_attempt_at = 0, attempts = 0, updated_at = ?3
+             WHERE id IN (SELECT event_id FROM route_failures WHERE state = ?4
+             AND (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR event_id = ?2))",
+        )?
+        .execute(params![filter.route, filter.event, now, dead])?;
+        tx.prepare_cached(
+            "DELETE FROM route_failures WHERE state = ?3 AND (?1 IS NULL OR route = ?1)
+             AND (?2 IS NULL OR event_id = ?2)",
+        )?
+        .execute(params![filter.route, filter.event, dead])?
+    } else {
+        0
+    };
+    // Events that cannot be routed at all have no sink or route; a filter
+    // by sink or route does not select them.
+    let events = if filter.sink.is_none() && filter.route.is_none() {
+        tx.prepare_cached(
+            "UPDATE events SET state = 0, next_attempt_at = 0, attempts = 0, updated_at = ?2
+             WHERE state = 2 AND (?1 IS NULL OR id = ?1)",
+        )?
+        .execute(params![filter.event, now])?
+    } else {
+        0
+    };
+    Ok((deliveries + routes + events) as u64)
+}
+
+/// One routing pass's statements (see [`Store::save_routing`]).
+fn save_routing(
+    tx: &rusqlite::Transaction<'_>,
+    event_id: &str,
+    routing: &Routing,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    for record in &routing.records {
+        let fresh = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO records (id, event_id, route, body, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                record.id,
+                event_id,
+                record.route,
+                &record.body[..],
+                now
+            ])?;
+        tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND route = ?2")?
+            .execute(params![event_id, record.route])?;
+        if fresh == 0 {
+            continue;
+        }
+        for sink in &record.sinks {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO deliveries
+                 (record_id, sink, route, event_id, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5)",
+            )?
+            .execute(params![
+                record.id,
+                sink,
+                record.route,
+                event_id,
+                now,
+                now + LEASE_MS
+            ])?;
+        }
+    }
+    // A route this pass neither built nor retried (removed by a reload, or
+    // built under another id) has nothing left to retry.
+    let retried: Vec<String> = {
+        let mut statement = tx.prepare_cached(
+            "SELECT route FROM route_failures WHERE event_id = ?1 AND state = ?2",
+        )?;
+        let rows = statement.query_map(params![event_id, RouteState::Retry.sql()], |row| {
+            row.get::<_, String>(0)
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for route in retried {
+        if !routing.failed.iter().any(|f| f.route == route) {
+            tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND route = ?2")?
+                .execute(params![event_id, route])?;
+        }
+    }
+    for failure in &routing.failed {
+        let state = if failure.dead {
+            RouteState::Dead
+        } else {
+            RouteState::Retry
+        };
+        tx.prepare_cached(
+            "INSERT INTO route_failures
+             (event_id, route, record_id, state, attempts, last_error, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6)
+             ON CONFLICT (event_id, route) DO UPDATE SET record_id = excluded.record_id,
+             state = excluded.state, attempts = attempts + 1, last_error = excluded.last_error,
+             updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            event_id,
+            failure.route,
+            failure.record_id,
+            state.sql(),
+            failure.error,
+            now
+        ])?;
+    }
+    let retry = routing.failed.iter().filter(|f| !f.dead);
+    match retry.clone().map(|f| f.next_attempt_ms).min() {
+        None => {
+            tx.prepare_cached(
+                "UPDATE events SET state = 1, reroute = 0, last_error = NULL, updated_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![event_id, now])?;
+        }
+        Some(next) => {
+            let error = retry.map(|f| f.error.as_str()).next();
+            tx.prepare_cached(
+                "UPDATE events SET state = 0, attempts = attempts + 1, next_attempt_at = ?2,
+                 last_error = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![event_id, next, error, now])?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `op` unless the transaction already failed, and queues the answer.
@@ -1053,7 +1224,7 @@ fn refuse(write: Write, answers: &mut Answers) {
     let mut skip = Some(rusqlite::Error::InvalidQuery);
     match write {
         Write::Journal(_, reply) => run(answers, &mut skip, reply, || Ok(Journaled::Duplicate)),
-        Write::Routed(_, _, reply)
+        Write::Routing(_, _, reply)
         | Write::EventFailed { reply, .. }
         | Write::Settle(_, _, _, reply) => {
             run(answers, &mut skip, reply, || Ok(()));
@@ -1072,7 +1243,9 @@ impl Store for SqliteStore {
 
     fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>> {
         self.read(move |c| {
-            let mut statement = c.prepare_cached(
+            // One read transaction: the settled ids are those of the page read.
+            let tx = c.unchecked_transaction()?;
+            let mut statement = tx.prepare_cached(
                 "SELECT e.id, b.body, e.received_at, e.attempts, e.reroute, e.type
                  FROM events e JOIN event_bodies b ON b.seq = e.seq
                  WHERE e.state = 0 AND e.next_attempt_at <= ?1
@@ -1086,9 +1259,38 @@ impl Store for SqliteStore {
                     attempts: row.get(3)?,
                     reroute: row.get::<_, i64>(4)? != 0,
                     kind: row.get(5)?,
+                    settled: Vec::new(),
                 })
             })?;
-            rows.collect()
+            let mut due: Vec<PendingEvent> = rows.collect::<Result<_, _>>()?;
+            drop(statement);
+            if due.is_empty() {
+                return Ok(due);
+            }
+            let mut statement = tx.prepare_cached(
+                "WITH page AS (SELECT id FROM events WHERE state = 0 AND next_attempt_at <= ?1
+                               ORDER BY next_attempt_at, received_at LIMIT ?2)
+                 SELECT event_id, id FROM records WHERE event_id IN page
+                 UNION ALL
+                 SELECT event_id, record_id FROM route_failures
+                 WHERE state = ?3 AND event_id IN page",
+            )?;
+            let rows = statement.query_map(
+                params![now_ms, limit as i64, RouteState::Dead.sql()],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            )?;
+            let mut settled: std::collections::HashMap<String, Vec<String>> =
+                std::collections::HashMap::new();
+            for row in rows {
+                let (event_id, record_id) = row?;
+                settled.entry(event_id).or_default().push(record_id);
+            }
+            for event in &mut due {
+                if let Some(ids) = settled.remove(&event.id) {
+                    event.settled = ids;
+                }
+            }
+            Ok(due)
         })
     }
 
@@ -1110,9 +1312,9 @@ impl Store for SqliteStore {
         })
     }
 
-    fn save_routed(&self, event_id: &str, records: Vec<NewRecord>) -> StoreFuture<'_, ()> {
+    fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, ()> {
         let event_id = event_id.to_owned();
-        self.write(|reply| Write::Routed(event_id, records, reply))
+        self.write(|reply| Write::Routing(event_id, routing, reply))
     }
 
     fn event_failed(
@@ -1186,6 +1388,21 @@ impl Store for SqliteStore {
             for row in rows {
                 letters.push(row?);
             }
+            if filter.sink.is_none() {
+                // Routes whose record could not be built: no sink.
+                let mut statement = c.prepare_cached(
+                    "SELECT record_id, event_id, NULL, route, attempts, last_error, created_at, updated_at
+                     FROM route_failures WHERE state = ?3 AND (?1 IS NULL OR route = ?1)
+                     AND (?2 IS NULL OR event_id = ?2) ORDER BY updated_at",
+                )?;
+                let rows = statement.query_map(
+                    params![filter.route, filter.event, RouteState::Dead.sql()],
+                    dead_letter,
+                )?;
+                for row in rows {
+                    letters.push(row?);
+                }
+            }
             if filter.sink.is_none() && filter.route.is_none() {
                 // Events whose routing gave up: no record, sink or route yet.
                 let mut statement = c.prepare_cached(
@@ -1220,6 +1437,7 @@ impl Store for SqliteStore {
             let mut depths = Depths {
                 events_pending: count("SELECT COUNT(*) FROM events WHERE state = 0")? as u64,
                 events_dead: count("SELECT COUNT(*) FROM events WHERE state = 2")? as u64,
+                routes_dead: count("SELECT COUNT(*) FROM route_failures WHERE state = 2")? as u64,
                 sinks: Default::default(),
             };
             for (state, sql) in [
@@ -1292,6 +1510,13 @@ mod tests {
             received_at_ms: now_ms(),
             body: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
             routed: false,
+        }
+    }
+
+    fn routed(records: Vec<NewRecord>) -> Routing {
+        Routing {
+            records,
+            failed: Vec::new(),
         }
     }
 
@@ -1430,7 +1655,7 @@ mod tests {
             1
         );
         store
-            .save_routed("evt_1", vec![record("evt_1", "r", &["a"])])
+            .save_routing("evt_1", routed(vec![record("evt_1", "r", &["a"])]))
             .await
             .unwrap();
         assert!(
@@ -1455,12 +1680,12 @@ mod tests {
         let (_dir, store) = open();
         store.journal(event("evt_1")).await.unwrap();
         store
-            .save_routed(
+            .save_routing(
                 "evt_1",
-                vec![
+                routed(vec![
                     record("evt_1", "orders", &["file", "http"]),
                     record("evt_1", "audit", &["http"]),
-                ],
+                ]),
             )
             .await
             .unwrap();
@@ -1571,7 +1796,7 @@ mod tests {
         let (_dir, store) = open();
         store.journal(event("evt_1")).await.unwrap();
         store
-            .save_routed("evt_1", vec![record("evt_1", "orders", &["file"])])
+            .save_routing("evt_1", routed(vec![record("evt_1", "orders", &["file"])]))
             .await
             .unwrap();
         store
@@ -1584,12 +1809,17 @@ mod tests {
         let due = store.due_events(now_ms(), 10).await.unwrap();
         assert_eq!((due.len(), due[0].reroute), (1, true));
         assert_eq!(store.record_ids("evt_1").await.unwrap(), ["evt_1:orders"]);
+        assert_eq!(
+            due[0].settled,
+            ["evt_1:orders"],
+            "built records are settled"
+        );
         let mut changed = record("evt_1", "orders", &["file"]);
         changed.body = Bytes::from_static(b"{}");
         store
-            .save_routed(
+            .save_routing(
                 "evt_1",
-                vec![changed, record("evt_1", "new-route", &["file"])],
+                routed(vec![changed, record("evt_1", "new-route", &["file"])]),
             )
             .await
             .unwrap();
@@ -1653,14 +1883,17 @@ mod tests {
             store.journal(event(id)).await.unwrap();
         }
         store
-            .save_routed("evt_done", vec![record("evt_done", "r", &["a"])])
+            .save_routing("evt_done", routed(vec![record("evt_done", "r", &["a"])]))
             .await
             .unwrap();
         store
-            .save_routed("evt_dead", vec![record("evt_dead", "r", &["a"])])
+            .save_routing("evt_dead", routed(vec![record("evt_dead", "r", &["a"])]))
             .await
             .unwrap();
-        store.save_routed("evt_unmatched", vec![]).await.unwrap();
+        store
+            .save_routing("evt_unmatched", routed(vec![]))
+            .await
+            .unwrap();
         store
             .settle("evt_done:r", "a", Settle::Delivered)
             .await
@@ -1697,5 +1930,329 @@ mod tests {
             Journaled::Inserted,
             "forgotten after retention"
         );
+    }
+
+    fn failure(event_id: &str, route: &str, next_attempt_ms: i64, dead: bool) -> RouteFailure {
+        RouteFailure {
+            route: route.to_owned(),
+            record_id: format!("{event_id}:{route}"),
+            error: format!("{route}: session not found"),
+            next_attempt_ms,
+            dead,
+        }
+    }
+
+    /// One number from the journal, read beside the store.
+    fn count(store: &SqliteStore, sql: &str) -> i64 {
+        let reader = store.reader.lock().unwrap();
+        reader.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_audit_record_is_stored_while_the_order_route_is_retried() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        let later = now_ms() + 60_000;
+        store
+            .save_routing(
+                "evt_1",
+                Routing {
+                    records: vec![record("evt_1", "audit", &["file"])],
+                    failed: vec![failure("evt_1", "orders", later, false)],
+                },
+            )
+            .await
+            .unwrap();
+
+        let due = store
+            .due_deliveries("file", i64::MAX, 10, vec![])
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1, "the audit record is queued at once");
+        assert_eq!(due[0].record_id, "evt_1:audit");
+        assert!(store.due_events(later - 1, 10).await.unwrap().is_empty());
+        let again = store.due_events(later, 10).await.unwrap();
+        assert_eq!(again.len(), 1, "due again when the order route is");
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].settled, ["evt_1:audit"]);
+        assert_eq!(store.depths().await.unwrap().events_pending, 1);
+        assert!(
+            store
+                .dead_letters(Filter::default())
+                .await
+                .unwrap()
+                .is_empty(),
+            "a route being retried is no dead letter"
+        );
+
+        // Two routes retried: the event is due at the earlier of them.
+        store
+            .save_routing(
+                "evt_1",
+                Routing {
+                    records: Vec::new(),
+                    failed: vec![
+                        failure("evt_1", "orders", later + 5_000, false),
+                        failure("evt_1", "refunds", later + 1_000, false),
+                    ],
+                },
+            )
+            .await
+            .unwrap();
+        assert!(store.due_events(later + 999, 10).await.unwrap().is_empty());
+        let again = store.due_events(later + 1_000, 10).await.unwrap();
+        assert_eq!(again[0].attempts, 2);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT attempts FROM route_failures WHERE route = 'orders'"
+            ),
+            2
+        );
+
+        // The order record is built at last; `refunds` is no longer
+        // routed (a reload removed it): nothing is left to retry.
+        store
+            .save_routing(
+                "evt_1",
+                routed(vec![record("evt_1", "orders", &["file", "http"])]),
+            )
+            .await
+            .unwrap();
+        assert!(store.due_events(i64::MAX, 10).await.unwrap().is_empty());
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM route_failures"), 0);
+        assert_eq!(
+            store
+                .due_deliveries("http", i64::MAX, 10, vec![])
+                .await
+                .unwrap()[0]
+                .record_id,
+            "evt_1:orders"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_route_is_listed_by_route_and_event_and_replayed() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        let later = now_ms() + 60_000;
+        store
+            .save_routing(
+                "evt_1",
+                Routing {
+                    records: vec![record("evt_1", "audit", &["file"])],
+                    failed: vec![
+                        failure("evt_1", "orders", 0, true),
+                        failure("evt_1", "refunds", later, false),
+                    ],
+                },
+            )
+            .await
+            .unwrap();
+        let due = store.due_events(later, 10).await.unwrap();
+        let mut settled = due[0].settled.clone();
+        settled.sort();
+        assert_eq!(
+            settled,
+            ["evt_1:audit", "evt_1:orders"],
+            "a dead route is not built again"
+        );
+        store
+            .save_routing("evt_1", routed(vec![record("evt_1", "refunds", &["file"])]))
+            .await
+            .unwrap();
+        assert!(
+            store.due_events(i64::MAX, 10).await.unwrap().is_empty(),
+            "only a dead route is left: routed"
+        );
+
+        let dead = store.dead_letters(Filter::default()).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        let letter = &dead[0];
+        assert_eq!(letter.record_id.as_deref(), Some("evt_1:orders"));
+        assert_eq!(letter.event_id, "evt_1");
+        assert_eq!(letter.sink, None);
+        assert_eq!(letter.route.as_deref(), Some("orders"));
+        assert_eq!(letter.attempts, 1);
+        assert_eq!(
+            letter.last_error.as_deref(),
+            Some("orders: session not found")
+        );
+        assert_eq!(store.depths().await.unwrap().routes_dead, 1);
+        let matching = |sink: Option<&str>, route: Option<&str>, event: Option<&str>| Filter {
+            sink: sink.map(str::to_owned),
+            route: route.map(str::to_owned),
+            event: event.map(str::to_owned),
+        };
+        for (filter, found) in [
+            (matching(Some("file"), None, None), 0),
+            (matching(None, Some("orders"), None), 1),
+            (matching(None, Some("audit"), None), 0),
+            (matching(None, None, Some("evt_1")), 1),
+            (matching(None, None, Some("evt_2")), 0),
+        ] {
+            assert_eq!(
+                store.dead_letters(filter.clone()).await.unwrap().len(),
+                found,
+                "{filter:?}"
+            );
+        }
+        assert_eq!(
+            store
+                .replay(matching(Some("file"), Some("orders"), None))
+                .await
+                .unwrap(),
+            0,
+            "a route-level dead letter has no sink"
+        );
+        assert_eq!(
+            store
+                .replay(matching(None, Some("orders"), None))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(
+            store
+                .dead_letters(Filter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.depths().await.unwrap().routes_dead, 0);
+        let due = store.due_events(now_ms(), 10).await.unwrap();
+        assert_eq!(due.len(), 1, "its event is due now");
+        assert_eq!((due[0].attempts, due[0].reroute), (0, false));
+        let mut settled = due[0].settled.clone();
+        settled.sort();
+        assert_eq!(settled, ["evt_1:audit", "evt_1:refunds"]);
+    }
+
+    #[tokio::test]
+    async fn reroute_tries_dead_routes_again() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        store
+            .save_routing(
+                "evt_1",
+                Routing {
+                    records: vec![record("evt_1", "audit", &["file"])],
+                    failed: vec![failure("evt_1", "orders", 0, true)],
+                },
+            )
+            .await
+            .unwrap();
+        assert!(store.reroute("evt_1").await.unwrap());
+        assert!(
+            store
+                .dead_letters(Filter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let due = store.due_events(now_ms(), 10).await.unwrap();
+        assert!(due[0].reroute);
+        assert_eq!(due[0].settled, ["evt_1:audit"]);
+    }
+
+    #[tokio::test]
+    async fn prune_keeps_a_dead_route_and_its_records_and_then_removes_them() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        store
+            .save_routing(
+                "evt_1",
+                Routing {
+                    records: vec![record("evt_1", "audit", &["file"])],
+                    failed: vec![failure("evt_1", "orders", 0, true)],
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .settle("evt_1:audit", "file", Settle::Delivered)
+            .await
+            .unwrap();
+        let after = now_ms() + 60_000;
+        assert_eq!(
+            store.prune(after, 100).await.unwrap(),
+            1,
+            "only the delivered delivery: a replay must not build the audit record again"
+        );
+        assert_eq!(
+            store.dead_letters(Filter::default()).await.unwrap().len(),
+            1
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM records"), 1);
+
+        store.replay(Filter::default()).await.unwrap();
+        store
+            .save_routing("evt_1", routed(vec![record("evt_1", "orders", &["file"])]))
+            .await
+            .unwrap();
+        store
+            .settle("evt_1:orders", "file", Settle::Delivered)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.prune(after, 100).await.unwrap(),
+            4,
+            "a delivery, two records, the event"
+        );
+        for table in ["events", "records", "deliveries", "route_failures"] {
+            assert_eq!(
+                count(&store, &format!("SELECT COUNT(*) FROM {table}")),
+                0,
+                "{table}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn route_failures_go_with_their_event() {
+        let (_dir, store) = open();
+        store.journal(event("evt_1")).await.unwrap();
+        store
+            .save_routing(
+                "evt_1",
+                Routing {
+                    records: Vec::new(),
+                    failed: vec![failure("evt_1", "orders", 0, true)],
+                },
+            )
+            .await
+            .unwrap();
+        let reader = store.reader.lock().unwrap();
+        reader.execute("DELETE FROM events", []).unwrap();
+        let left: i64 = reader
+            .query_row("SELECT COUNT(*) FROM route_failures", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn a_journal_without_route_failures_upgrades_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        {
+            let store = SqliteStore::open(&path, true, 64 << 20).unwrap();
+            store.journal(event("evt_old")).await.unwrap();
+            let reader = store.reader.lock().unwrap();
+            reader
+                .execute_batch("DROP TRIGGER route_failures_follow; DROP TABLE route_failures;")
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path, true, 64 << 20).unwrap();
+        store
+            .save_routing(
+                "evt_old",
+                Routing {
+                    records: Vec::new(),
+                    failed: vec![failure("evt_old", "orders", 0, true)],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.depths().await.unwrap().routes_dead, 1);
     }
 }
