@@ -24,7 +24,6 @@ use crate::delivery::retry::{self, ROUTING_RETRY};
 use crate::routing::live::Live;
 use crate::routing::router::SCAN_EVERY;
 use crate::routing::snapshot::Snapshot;
-use crate::sinks::Encoded;
 use crate::store::{self, PendingDelivery, Settle, Store};
 
 /// Deliveries a worker holds in memory beyond those in flight; more wait in
@@ -87,7 +86,7 @@ impl Workers {
         if handle.queued.fetch_add(1, Ordering::Relaxed) >= BACKLOG {
             // A long queue holds ids only; each body is read from the store
             // when its turn comes, so memory stays bounded in a burst.
-            delivery.body = None;
+            delivery.record.body = bytes::Bytes::new();
         }
         let _ = handle.queue.send(delivery);
     }
@@ -201,7 +200,7 @@ impl Worker {
                     break;
                 };
                 // A row can reach the backlog twice (fast path and scan).
-                if in_flight.insert(delivery.record_id.clone()) {
+                if in_flight.insert(delivery.record.id.clone()) {
                     sending.start();
                     tasks.spawn(attempt(
                         self.store.clone(),
@@ -320,24 +319,25 @@ async fn attempt(
     let snapshot = live.load();
     let built = snapshot.sink(&delivery.sink);
     let policy = built.map_or(ROUTING_RETRY, |s| s.config.delivery().retry);
-    let body = match &delivery.body {
-        Some(body) => Ok(body.clone()),
-        None => store.record_body(&delivery.record_id).await.map_err(|e| {
-            crate::sinks::DeliveryError::retryable(format!(
+    let mut delivery = delivery;
+    // Queued past the backlog, the bytes waited in the store.
+    let unreadable = if delivery.record.body.is_empty() {
+        match store.record_body(&delivery.record.id).await {
+            Ok(body) => {
+                delivery.record.body = body;
+                None
+            }
+            Err(e) => Some(crate::sinks::DeliveryError::retryable(format!(
                 "record not readable from the journal: {e}"
-            ))
-        }),
-    };
-    let (result, sink_known) = match (built, body) {
-        (_, Err(error)) => (Err(error), true),
-        (Some(built), Ok(body)) => {
-            let encoded = Encoded {
-                id: delivery.record_id.clone(),
-                body,
-            };
-            (built.sink.deliver(&encoded).await, true)
+            ))),
         }
-        (None, Ok(_)) => (
+    } else {
+        None
+    };
+    let (result, sink_known) = match (built, unreadable) {
+        (_, Some(error)) => (Err(error), true),
+        (Some(built), None) => (built.sink.deliver(&delivery.record).await, true),
+        (None, None) => (
             Err(crate::sinks::DeliveryError {
                 retryable: true,
                 message: format!("sink `{}` is not in the current config", delivery.sink),
@@ -352,7 +352,7 @@ async fn attempt(
         Err(error) => {
             if !error.retryable {
                 tracing::error!(
-                    sink = %delivery.sink, record_id = %delivery.record_id, error = %error,
+                    sink = %delivery.sink, record_id = %delivery.record.id, error = %error,
                     "delivery refused; kept as a dead letter"
                 );
                 Settle::Dead {
@@ -360,7 +360,7 @@ async fn attempt(
                 }
             } else if retry::expired(&policy, delivery.created_at_ms, store::now_ms()) {
                 tracing::error!(
-                    sink = %delivery.sink, record_id = %delivery.record_id, error = %error,
+                    sink = %delivery.sink, record_id = %delivery.record.id, error = %error,
                     "delivery gave up after retry.max_age; kept as a dead letter"
                 );
                 Settle::Dead {
@@ -376,16 +376,16 @@ async fn attempt(
         }
     };
     if let Err(e) = store
-        .settle(&delivery.record_id, &delivery.sink, outcome)
+        .settle(&delivery.record.id, &delivery.sink, outcome)
         .await
     {
         tracing::error!(
-            sink = %delivery.sink, record_id = %delivery.record_id, error = %e,
+            sink = %delivery.sink, record_id = %delivery.record.id, error = %e,
             "cannot record the delivery outcome; it will be attempted again"
         );
     }
     Attempt {
-        record_id: delivery.record_id,
+        record_id: delivery.record.id,
         error: result.err(),
         sink_known,
     }

@@ -7,6 +7,7 @@ use super::*;
 use crate::config::Config;
 use crate::config::env::Env;
 use crate::routing::live::Reloaded;
+use crate::sinks::Encoded;
 use crate::store::{NewEvent, NewRecord, Routing, SqliteStore};
 
 const BOTH: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\n  b: { type: jsonl, path: b.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a, b]\n";
@@ -64,9 +65,11 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
         .unwrap();
     let body = Bytes::from_static(br#"{"id":"evt_1:all"}"#);
     let record = NewRecord {
-        id: "evt_1:all".to_owned(),
+        record: Encoded {
+            id: "evt_1:all".to_owned(),
+            body: body.clone(),
+        },
         route: "all".to_owned(),
-        body: body.clone(),
         sinks: vec!["a".to_owned(), "b".to_owned()],
     };
     store
@@ -81,10 +84,12 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
         .unwrap();
     for sink in ["a", "b"] {
         workers.dispatch(PendingDelivery {
-            record_id: "evt_1:all".to_owned(),
+            record: Encoded {
+                id: "evt_1:all".to_owned(),
+                body: body.clone(),
+            },
             sink: sink.to_owned(),
             route: "all".to_owned(),
-            body: Some(body.clone()),
             attempts: 0,
             created_at_ms: store::now_ms(),
         });

@@ -82,11 +82,9 @@ fn matching<'a>(
 }
 
 fn new_record(route: &Route, record: &record::Record) -> NewRecord {
-    let encoded = record.encode();
     NewRecord {
-        id: encoded.id,
+        record: record.encode(),
         route: route.name.clone(),
-        body: encoded.body,
         sinks: route.to.iter().map(|(name, _)| name.clone()).collect(),
     }
 }

@@ -292,10 +292,9 @@ impl Router {
             .iter()
             .flat_map(|r| {
                 r.sinks.iter().map(|sink| PendingDelivery {
-                    record_id: r.id.clone(),
+                    record: r.record.clone(),
                     sink: sink.clone(),
                     route: r.route.clone(),
-                    body: Some(r.body.clone()),
                     attempts: 0,
                     created_at_ms,
                 })

@@ -22,6 +22,8 @@ use bytes::Bytes;
 use rusqlite::{Connection, params, wal::CheckpointMode};
 use tokio::sync::oneshot;
 
+use crate::sinks::Encoded;
+
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,11 +117,12 @@ pub struct PendingEvent {
 }
 
 /// A record built from an event for one route, and the sinks it goes to.
+/// `record` is the id and bytes every sink receives, in the one shape they
+/// keep from the router to the sink.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
-    pub id: String,
+    pub record: Encoded,
     pub route: String,
-    pub body: Bytes,
     pub sinks: Vec<String>,
 }
 
@@ -147,15 +150,15 @@ pub struct RouteFailure {
     pub dead: bool,
 }
 
-/// One (record, sink) delivery that is due.
+/// One (record, sink) delivery that is due: the record as the sink gets
+/// it, and where it stands.
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
-    pub record_id: String,
+    /// Its `body` is empty when the bytes are to be read from the store
+    /// ([`Store::record_body`]) at delivery time (a record is never empty).
+    pub record: Encoded,
     pub sink: String,
     pub route: String,
-    /// The record's bytes; `None` when they are to be read from the store
-    /// ([`Store::record_body`]) at delivery time.
-    pub body: Option<Bytes>,
     pub attempts: u32,
     pub created_at_ms: i64,
 }
@@ -872,7 +875,9 @@ impl Write {
     fn bytes(&self) -> u64 {
         let body = match self {
             Write::Journal(event, _) => event.body.len(),
-            Write::Routing(_, routing, _) => routing.records.iter().map(|r| r.body.len()).sum(),
+            Write::Routing(_, routing, _) => {
+                routing.records.iter().map(|r| r.record.body.len()).sum()
+            }
             _ => 0,
         };
         // Small rows and index entries besides.
@@ -1103,10 +1108,10 @@ fn save_routing(
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
-                record.id,
+                record.record.id,
                 event_id,
                 record.route,
-                &record.body[..],
+                &record.record.body[..],
                 now
             ])?;
         tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND route = ?2")?
@@ -1121,7 +1126,7 @@ fn save_routing(
                  VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5)",
             )?
             .execute(params![
-                record.id,
+                record.record.id,
                 sink,
                 record.route,
                 event_id,
@@ -1352,10 +1357,12 @@ impl Store for SqliteStore {
             let rows =
                 statement.query_map(params![sink, now_ms, (limit + busy.len()) as i64], |row| {
                     Ok(PendingDelivery {
-                        record_id: row.get(0)?,
+                        record: Encoded {
+                            id: row.get(0)?,
+                            body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                        },
                         sink: row.get(1)?,
                         route: row.get(2)?,
-                        body: Some(Bytes::from(row.get::<_, Vec<u8>>(3)?)),
                         attempts: row.get(4)?,
                         created_at_ms: row.get(5)?,
                     })
@@ -1363,7 +1370,7 @@ impl Store for SqliteStore {
             let mut due = Vec::with_capacity(limit);
             for row in rows {
                 let row = row?;
-                if !busy.contains(&row.record_id) && due.len() < limit {
+                if !busy.contains(&row.record.id) && due.len() < limit {
                     due.push(row);
                 }
             }
@@ -1522,9 +1529,11 @@ mod tests {
 
     fn record(event_id: &str, route: &str, sinks: &[&str]) -> NewRecord {
         NewRecord {
-            id: format!("{event_id}:{route}"),
+            record: Encoded {
+                id: format!("{event_id}:{route}"),
+                body: Bytes::from(format!(r#"{{"id":"{event_id}:{route}"}}"#)),
+            },
             route: route.to_owned(),
-            body: Bytes::from(format!(r#"{{"id":"{event_id}:{route}"}}"#)),
             sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
@@ -1786,7 +1795,7 @@ mod tests {
             .unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(
-            (due[0].record_id.as_str(), due[0].attempts),
+            (due[0].record.id.as_str(), due[0].attempts),
             ("evt_1:audit", 0)
         );
     }
@@ -1815,7 +1824,7 @@ mod tests {
             "built records are settled"
         );
         let mut changed = record("evt_1", "orders", &["file"]);
-        changed.body = Bytes::from_static(b"{}");
+        changed.record.body = Bytes::from_static(b"{}");
         store
             .save_routing(
                 "evt_1",
@@ -1828,7 +1837,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(due.len(), 1, "the delivered record is not queued again");
-        assert_eq!(due[0].record_id, "evt_1:new-route");
+        assert_eq!(due[0].record.id, "evt_1:new-route");
     }
 
     #[tokio::test]
@@ -1969,7 +1978,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(due.len(), 1, "the audit record is queued at once");
-        assert_eq!(due[0].record_id, "evt_1:audit");
+        assert_eq!(due[0].record.id, "evt_1:audit");
         assert!(store.due_events(later - 1, 10).await.unwrap().is_empty());
         let again = store.due_events(later, 10).await.unwrap();
         assert_eq!(again.len(), 1, "due again when the order route is");
@@ -2026,7 +2035,8 @@ mod tests {
                 .due_deliveries("http", i64::MAX, 10, vec![])
                 .await
                 .unwrap()[0]
-                .record_id,
+                .record
+                .id,
             "evt_1:orders"
         );
     }
