@@ -107,3 +107,137 @@ async fn the_wait_for_a_routing_permit_watches_shutdown() {
         .await
         .expect("the router stopped taking events at shutdown");
 }
+
+/// The SQLite store, except that the first routing pass it is asked to
+/// save panics, as a bug would.
+#[derive(Debug)]
+struct PanicsOnce {
+    inner: SqliteStore,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl Store for PanicsOnce {
+    fn journal(&self, event: store::NewEvent) -> store::StoreFuture<'_, store::Journaled> {
+        self.inner.journal(event)
+    }
+    fn due_events(&self, now_ms: i64, limit: usize) -> store::StoreFuture<'_, Vec<PendingEvent>> {
+        self.inner.due_events(now_ms, limit)
+    }
+    fn record_body(&self, record_id: &str) -> store::StoreFuture<'_, Bytes> {
+        self.inner.record_body(record_id)
+    }
+    fn record_ids(&self, event_id: &str) -> store::StoreFuture<'_, Vec<String>> {
+        self.inner.record_ids(event_id)
+    }
+    fn save_routing(&self, event_id: &str, routing: Routing) -> store::StoreFuture<'_, ()> {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("a bug while saving {event_id}");
+        }
+        self.inner.save_routing(event_id, routing)
+    }
+    fn event_failed(
+        &self,
+        event_id: &str,
+        error: String,
+        next_attempt_ms: i64,
+        dead: bool,
+    ) -> store::StoreFuture<'_, ()> {
+        self.inner
+            .event_failed(event_id, error, next_attempt_ms, dead)
+    }
+    fn due_deliveries(
+        &self,
+        sink: &str,
+        now_ms: i64,
+        limit: usize,
+        busy: Vec<String>,
+    ) -> store::StoreFuture<'_, Vec<PendingDelivery>> {
+        self.inner.due_deliveries(sink, now_ms, limit, busy)
+    }
+    fn settle(
+        &self,
+        record_id: &str,
+        sink: &str,
+        outcome: store::Settle,
+    ) -> store::StoreFuture<'_, ()> {
+        self.inner.settle(record_id, sink, outcome)
+    }
+    fn dead_letters(
+        &self,
+        filter: store::Filter,
+    ) -> store::StoreFuture<'_, Vec<store::DeadLetter>> {
+        self.inner.dead_letters(filter)
+    }
+    fn replay(&self, filter: store::Filter) -> store::StoreFuture<'_, u64> {
+        self.inner.replay(filter)
+    }
+    fn reroute(&self, event_id: &str) -> store::StoreFuture<'_, bool> {
+        self.inner.reroute(event_id)
+    }
+    fn depths(&self) -> store::StoreFuture<'_, store::Depths> {
+        self.inner.depths()
+    }
+    fn health(&self) -> store::StoreFuture<'_, ()> {
+        self.inner.health()
+    }
+    fn prune(&self, before_ms: i64, limit: usize) -> store::StoreFuture<'_, u64> {
+        self.inner.prune(before_ms, limit)
+    }
+}
+
+const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n  - name: audit\n    when: {}\n    emit: event\n    to: [out]\n";
+
+#[tokio::test]
+async fn an_event_whose_routing_panicked_is_routed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    std::fs::write(&path, AUDIT).unwrap();
+    let config = Config::load(&path, &Env::empty()).unwrap();
+    let snapshot = Snapshot::build(config, None, 1, false).unwrap();
+    let live = Arc::new(Live::new(snapshot, path, Env::empty(), false));
+    let store: Arc<dyn Store> = Arc::new(PanicsOnce {
+        inner: SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap(),
+        panicked: std::sync::atomic::AtomicBool::new(false),
+    });
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
+    let router = Router::new(
+        store.clone(),
+        live.clone(),
+        Builder::new(None),
+        workers,
+        Arc::default(),
+    );
+    let (event, pending) = session_event(7);
+    store
+        .journal(store::NewEvent {
+            id: pending.id.clone(),
+            kind: pending.kind.clone(),
+            received_at_ms: pending.received_at_ms,
+            body: pending.body.clone(),
+            routed: false,
+        })
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    tracker.spawn(router.run(rx, shutdown.clone()));
+    let snapshot = live.load();
+    tx.send(Routable {
+        pending,
+        accepted: Some(Accepted { event, snapshot }),
+    })
+    .await
+    .unwrap();
+    // The panicked pass left the event due; once its lease ends a scan
+    // routes it again.
+    let out = dir.path().join("out.jsonl");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("evt_7:audit")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event was never routed again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+}
