@@ -18,6 +18,7 @@
 //! - [`reload`]: the routing snapshot, file watching and `SIGHUP`.
 //! - [`deadletters`]: listing and replaying dead letters (`deadletters`, `replay`).
 //! - [`app`]: builds everything from a config and runs it until shutdown.
+//! - [`clock`]: the wall clock (unix ms, unix seconds, RFC 3339); a leaf.
 //! - [`diagnose`]: hints for refused requests and environment warnings; pure.
 //! - [`event_types`]: the event types Stripe sends; `check` warns about routes
 //!   that can never match one.
@@ -27,6 +28,7 @@
 //!   payloads, for tests, `demo` and benchmarks.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod ingest;

@@ -20,8 +20,8 @@ use stripe_router::offline::demo;
 use stripe_router::offline::send::{self, PaymentStatus};
 use stripe_router::offline::standin::StripeStandIn;
 use stripe_router::routing::{event_types, live as reload};
+use stripe_router::store::Filter;
 use stripe_router::store::deadletters;
-use stripe_router::store::{Filter, SqliteStore, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,7 +52,7 @@ enum Command {
         #[arg(long)]
         admin_listen: Option<AdminListen>,
     },
-    /// List dead letters: deliveries (or enrichments) that gave up.
+    /// List dead letters: deliveries, routes and events that gave up.
     ///
     /// Example: stripe-router deadletters --sink shipping
     Deadletters {
@@ -257,7 +257,7 @@ fn main() -> ExitCode {
                     &kind,
                     payment_status,
                     items,
-                    stripe_router::ingest::verify::unix_now(),
+                    stripe_router::clock::unix_now(),
                 )
                 .map(|event| serde_json::to_vec_pretty(&event).unwrap_or_default()),
                 // clap requires one of them.
@@ -287,21 +287,28 @@ fn main() -> ExitCode {
             config,
             filter,
             json,
-        } => with_store(&config, &env, |store| async move {
-            deadletters::list(&*store, filter.into(), json, &mut std::io::stdout())
-                .await
-                .map(drop)
-        }),
+        } => runtime(deadletters::run(
+            &config,
+            &env,
+            deadletters::Command::List {
+                filter: filter.into(),
+                json,
+            },
+        )),
         Command::Replay {
             config,
             filter,
             all,
             reroute,
-        } => with_store(&config, &env, |store| async move {
-            deadletters::replay(&*store, filter.into(), all, reroute, &mut std::io::stdout())
-                .await
-                .map(drop)
-        }),
+        } => runtime(deadletters::run(
+            &config,
+            &env,
+            deadletters::Command::Replay {
+                filter: filter.into(),
+                all,
+                reroute,
+            },
+        )),
     }
 }
 
@@ -382,7 +389,7 @@ fn send_event(
             &url,
             body,
             &secret,
-            stripe_router::ingest::verify::unix_now(),
+            stripe_router::clock::unix_now(),
         )
         .await
         {
@@ -552,45 +559,6 @@ fn check(path: &std::path::Path, env: &Env, no_env: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-/// Runs `command` against the journal named by the config at `path`.
-fn with_store<F, Fut>(path: &std::path::Path, env: &Env, command: F) -> ExitCode
-where
-    F: FnOnce(std::sync::Arc<dyn Store>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let config = match Config::load(path, env) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{} is not valid:\n{error}", path.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let store_path = config.store.path_in(&config.base_dir);
-    if !store_path.exists() {
-        eprintln!(
-            "error: no journal at {} yet (the server creates it on its first start)",
-            store_path.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    runtime(async {
-        let store = match SqliteStore::open(&store_path, true, config.store.wal_limit) {
-            Ok(store) => std::sync::Arc::new(store) as std::sync::Arc<dyn Store>,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        match command(store).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        }
-    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -50,15 +50,9 @@ pub fn event_index(id: &[u8]) -> Option<usize> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Builds and signs `n` distinct events of `kind`.
 pub fn prepare(kind: Kind, n: usize) -> Vec<Signed> {
-    let now = unix_now();
+    let now = stripe_router::clock::unix_now();
     let padding = (kind == Kind::LargeOrder).then(large_metadata);
     (0..n)
         .map(|i| {

@@ -308,8 +308,11 @@ async fn connection(
     while Instant::now() < deadline {
         let id = load::event_id(next.fetch_add(1, Ordering::Relaxed));
         body[id_at..id_at + id.len()].copy_from_slice(id.as_bytes());
-        let signature =
-            stripe_router::ingest::verify::sign(&body, crate::WEBHOOK_SECRET, load::unix_now());
+        let signature = stripe_router::ingest::verify::sign(
+            &body,
+            crate::WEBHOOK_SECRET,
+            stripe_router::clock::unix_now(),
+        );
         let request = Request::post("/api/webhook")
             .header(HOST, host.clone())
             .header(CONTENT_TYPE, "application/json; charset=utf-8")

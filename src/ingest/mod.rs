@@ -372,7 +372,7 @@ async fn webhook(
         &body,
         &signature,
         &endpoint.secrets,
-        verify::unix_now(),
+        crate::clock::unix_now(),
         endpoint.tolerance,
     ) {
         Counters::bump(&endpoint.counters.rejected);

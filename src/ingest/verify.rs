@@ -193,15 +193,6 @@ pub fn verify(
     Ok(())
 }
 
-/// Now, in unix seconds: the clock the callers of [`verify`] and [`sign`]
-/// pass in.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// The `Stripe-Signature` header Stripe would send for `body` at `timestamp`.
 pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
     let v1 = signature(body, secret, &timestamp.to_string());

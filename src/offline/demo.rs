@@ -30,7 +30,6 @@ use url::Url;
 use crate::app::{App, Settings};
 use crate::config::AdminListen;
 use crate::config::env::Env;
-use crate::ingest::verify;
 use crate::offline::send;
 use crate::offline::standin::{self, SessionEvent, StripeStandIn};
 use crate::routing::record::Address;
@@ -111,14 +110,21 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
          sinks/failed-payments.jsonl\n"
     )?;
 
-    let steps = story(&stripe, verify::unix_now());
+    let steps = story(&stripe, crate::clock::unix_now());
     let client = reqwest::Client::new();
     let mut refused = Vec::new();
     writeln!(out, "Sent, signed as Stripe signs:")?;
     for (n, step) in steps.into_iter().enumerate() {
         let kind = step.event["type"].as_str().unwrap_or("?").to_owned();
         let body = serde_json::to_vec_pretty(&step.event)?;
-        let answer = send::post(&client, &webhook, body, step.secret, verify::unix_now()).await?;
+        let answer = send::post(
+            &client,
+            &webhook,
+            body,
+            step.secret,
+            crate::clock::unix_now(),
+        )
+        .await?;
         let text = match serde_json::from_str::<Value>(&answer.body) {
             Ok(_) if answer.status.is_success() => "received".to_owned(),
             Ok(json) => json["message"].as_str().unwrap_or_default().to_owned(),

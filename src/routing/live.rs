@@ -107,7 +107,7 @@ impl Live {
                     "config reload refused, the previous config keeps running:\n{error}"
                 );
                 *last = Some(ReloadFailure {
-                    at: crate::routing::record::received_at_now(),
+                    at: crate::clock::rfc3339(crate::clock::now_ms()),
                     error: error.clone(),
                 });
             }

@@ -200,30 +200,15 @@ pub fn line_item(raw: &Value) -> LineItem {
     }
 }
 
-/// Now, as a record's `received_at`: RFC 3339, UTC, whole seconds.
-pub fn received_at_now() -> String {
-    format_received_at(time::OffsetDateTime::now_utc())
-}
-
-/// `received_at` for a time in unix milliseconds (as the journal keeps it).
+/// `received_at` for a time in unix milliseconds (as the journal keeps it):
+/// RFC 3339, UTC, whole seconds.
 pub fn received_at(unix_ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format_received_at(at)
+    crate::clock::rfc3339(unix_ms)
 }
 
 /// The stable id of the record an event makes for a route.
 pub fn record_id(event_id: &str, route: &str) -> String {
     format!("{event_id}:{route}")
-}
-
-fn format_received_at(at: time::OffsetDateTime) -> String {
-    let at = at
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(at);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
 impl Record {

@@ -381,7 +381,7 @@ fn sent_secrets(url: &Url, headers: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 fn unix_now() -> u64 {
-    u64::try_from(crate::ingest::verify::unix_now()).unwrap_or(0)
+    u64::try_from(crate::clock::unix_now()).unwrap_or(0)
 }
 
 /// A Standard Webhooks signing key, from a `whsec_<base64>` secret.

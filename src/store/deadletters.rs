@@ -1,12 +1,74 @@
-//! Dead letters for operators: list them, re-queue them, or route a
-//! journaled event again. Used by the `deadletters` and `replay` commands;
-//! both work against the journal while the server runs.
+//! Dead letters for operators: the `deadletters` and `replay` commands.
+//! List them (deliveries, routes and events that gave up), re-queue them,
+//! or route a journaled event again; both work against the journal named
+//! by the routes file, while the server runs.
 
 use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::store::{DeadLetter, Filter, Store, now_ms};
+use crate::config::Config;
+use crate::config::env::Env;
+use crate::store::{DeadLetter, Filter, SqliteStore, Store, now_ms};
+
+/// A store command, as the command line asks it.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// `deadletters`: a table, or JSON lines.
+    List { filter: Filter, json: bool },
+    /// `replay`: `all`, or those matching `filter`; with `reroute`, the
+    /// event `filter.event` through the current routes.
+    Replay {
+        filter: Filter,
+        all: bool,
+        reroute: bool,
+    },
+}
+
+/// Runs `command` against the journal named by the routes file at
+/// `config`: its answer on stdout, an error on stderr and in the exit code.
+pub async fn run(config: &Path, env: &Env, command: Command) -> ExitCode {
+    let store = match open_journal(config, env) {
+        Ok(store) => store,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = &mut std::io::stdout();
+    let done = match command {
+        Command::List { filter, json } => list(&store, filter, json, out).await.map(drop),
+        Command::Replay {
+            filter,
+            all,
+            reroute,
+        } => replay(&store, filter, all, reroute, out).await.map(drop),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The journal the routes file at `config` names; it must exist (the
+/// server creates it). The error is the message to show.
+fn open_journal(config: &Path, env: &Env) -> Result<SqliteStore, String> {
+    let loaded = Config::load(config, env)
+        .map_err(|error| format!("{} is not valid:\n{error}", config.display()))?;
+    let path = loaded.store.path_in(&loaded.base_dir);
+    if !path.exists() {
+        return Err(format!(
+            "error: no journal at {} yet (the server creates it on its first start)",
+            path.display()
+        ));
+    }
+    SqliteStore::open(&path, true, loaded.store.wal_limit).map_err(|e| format!("error: {e}"))
+}
 
 /// Writes the dead letters matching `filter` to `out`, as a table or as
 /// JSON lines.
@@ -40,14 +102,14 @@ pub async fn list(
             out,
             "{:<44} {:<14} {:>8} {:>9}  {}",
             letter.record_id.as_deref().unwrap_or(&letter.event_id),
-            letter.sink.as_deref().unwrap_or("(routing)"),
+            match (&letter.sink, &letter.route) {
+                (Some(sink), _) => sink.as_str(),
+                (None, Some(_)) => "-",
+                (None, None) => "(routing)",
+            },
             letter.attempts,
             age(letter),
-            letter
-                .last_error
-                .as_deref()
-                .unwrap_or("")
-                .replace('\n', " "),
+            error_column(letter),
         )?;
     }
     writeln!(
@@ -93,6 +155,20 @@ pub async fn replay(
     Ok(queued)
 }
 
+/// The last error on one line; a route-level dead letter (no sink) names
+/// its route first.
+fn error_column(letter: &DeadLetter) -> String {
+    let error = letter
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .replace('\n', " ");
+    match (&letter.sink, &letter.route) {
+        (None, Some(route)) => format!("route {route}: {error}"),
+        _ => error,
+    }
+}
+
 fn age(letter: &DeadLetter) -> String {
     let seconds = (now_ms() - letter.created_at_ms).max(0) / 1000;
     match seconds {
@@ -102,3 +178,7 @@ fn age(letter: &DeadLetter) -> String {
         s => format!("{}d", s / 86_400),
     }
 }
+
+#[cfg(test)]
+#[path = "deadletters_tests.rs"]
+mod tests;

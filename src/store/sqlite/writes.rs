@@ -1,0 +1,303 @@
+//! The statements of each write, run by the writer thread inside its batch
+//! transaction ([`super::writer`]). A state in a `WHERE` clause is written
+//! into the statement's text, so that SQLite matches its partial index; a
+//! state set is bound.
+
+use rusqlite::{Transaction, params};
+
+use super::state::{DeliveryState, EventState, RouteState};
+use crate::store::{Filter, Journaled, LEASE_MS, NewEvent, Routing, Settle};
+
+/// Journals an event, unless its id is already there.
+pub(super) fn journal(
+    tx: &Transaction<'_>,
+    event: &NewEvent,
+    now: i64,
+) -> Result<Journaled, rusqlite::Error> {
+    let state = if event.routed {
+        EventState::Routed
+    } else {
+        EventState::Due
+    };
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (id, type, received_at, state, next_attempt_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            event.id,
+            event.kind,
+            event.received_at_ms,
+            state,
+            event.received_at_ms + LEASE_MS,
+            now
+        ])?;
+    if inserted == 0 {
+        return Ok(Journaled::Duplicate);
+    }
+    tx.prepare_cached("INSERT INTO event_bodies (seq, body) VALUES (?1, ?2)")?
+        .execute(params![tx.last_insert_rowid(), &event.body[..]])?;
+    Ok(Journaled::Inserted)
+}
+
+/// One routing pass (see [`Store::save_routing`](crate::store::Store::save_routing)).
+pub(super) fn save_routing(
+    tx: &Transaction<'_>,
+    event_id: &str,
+    routing: &Routing,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    for record in &routing.records {
+        let fresh = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO records (id, event_id, route, body, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                record.record.id,
+                event_id,
+                record.route,
+                &record.record.body[..],
+                now
+            ])?;
+        tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND route = ?2")?
+            .execute(params![event_id, record.route])?;
+        if fresh == 0 {
+            continue;
+        }
+        for sink in &record.sinks {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO deliveries
+                 (record_id, sink, route, event_id, state, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?7, ?6, ?5, ?5)",
+            )?
+            .execute(params![
+                record.record.id,
+                sink,
+                record.route,
+                event_id,
+                now,
+                now + LEASE_MS,
+                DeliveryState::Pending
+            ])?;
+        }
+    }
+    // A route this pass neither built nor retried (removed by a reload, or
+    // built under another id) has nothing left to retry.
+    let retried: Vec<String> = {
+        let mut statement = tx.prepare_cached(&format!(
+            "SELECT route FROM route_failures WHERE event_id = ?1 AND state = {}",
+            RouteState::Retry
+        ))?;
+        let rows = statement.query_map(params![event_id], |row| row.get::<_, String>(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for route in retried {
+        if !routing.failed.iter().any(|f| f.route == route) {
+            tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND route = ?2")?
+                .execute(params![event_id, route])?;
+        }
+    }
+    for failure in &routing.failed {
+        let state = if failure.dead {
+            RouteState::Dead
+        } else {
+            RouteState::Retry
+        };
+        tx.prepare_cached(
+            "INSERT INTO route_failures
+             (event_id, route, record_id, state, attempts, last_error, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6)
+             ON CONFLICT (event_id, route) DO UPDATE SET record_id = excluded.record_id,
+             state = excluded.state, attempts = attempts + 1, last_error = excluded.last_error,
+             updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            event_id,
+            failure.route,
+            failure.record_id,
+            state,
+            failure.error,
+            now
+        ])?;
+    }
+    let retry = routing.failed.iter().filter(|f| !f.dead);
+    match retry.clone().map(|f| f.next_attempt_ms).min() {
+        None => {
+            tx.prepare_cached(
+                "UPDATE events SET state = ?2, reroute = 0, last_error = NULL, updated_at = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![event_id, EventState::Routed, now])?;
+        }
+        Some(next) => {
+            let error = retry.map(|f| f.error.as_str()).next();
+            tx.prepare_cached(
+                "UPDATE events SET state = ?5, attempts = attempts + 1, next_attempt_at = ?2,
+                 last_error = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![event_id, next, error, now, EventState::Due])?;
+        }
+    }
+    Ok(())
+}
+
+/// The event as a whole could not be routed.
+pub(super) fn event_failed(
+    tx: &Transaction<'_>,
+    id: &str,
+    error: &str,
+    next: i64,
+    dead: bool,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    let state = if dead {
+        EventState::Dead
+    } else {
+        EventState::Due
+    };
+    tx.prepare_cached(
+        "UPDATE events SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
+         state = ?4, updated_at = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id, error, next, state, now])?;
+    Ok(())
+}
+
+/// How one delivery attempt ended.
+pub(super) fn settle(
+    tx: &Transaction<'_>,
+    record_id: &str,
+    sink: &str,
+    outcome: Settle,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    let (state, next, error) = match outcome {
+        Settle::Delivered => (DeliveryState::Delivered, 0, None),
+        Settle::Retry {
+            next_attempt_ms,
+            error,
+        } => (DeliveryState::Pending, next_attempt_ms, Some(error)),
+        Settle::Dead { error } => (DeliveryState::Dead, 0, Some(error)),
+    };
+    tx.prepare_cached(
+        "UPDATE deliveries SET state = ?3, attempts = attempts + 1, next_attempt_at = ?4,
+         last_error = COALESCE(?5, last_error), updated_at = ?6
+         WHERE record_id = ?1 AND sink = ?2",
+    )?
+    .execute(params![record_id, sink, state, next, error, now])?;
+    Ok(())
+}
+
+/// Re-queues the dead letters `filter` matches; how many.
+pub(super) fn replay(
+    tx: &Transaction<'_>,
+    filter: &Filter,
+    now: i64,
+) -> Result<u64, rusqlite::Error> {
+    let deliveries = tx
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = ?5, next_attempt_at = 0, attempts = 0, created_at = ?4,
+             updated_at = ?4
+             WHERE state = {} AND (?1 IS NULL OR sink = ?1) AND (?2 IS NULL OR route = ?2)
+             AND (?3 IS NULL OR event_id = ?3)",
+            DeliveryState::Dead
+        ))?
+        .execute(params![
+            filter.sink,
+            filter.route,
+            filter.event,
+            now,
+            DeliveryState::Pending
+        ])?;
+    // A route whose record could not be built has no sink: its event is
+    // routed again, and builds only what is missing.
+    let routes = if filter.sink.is_none() {
+        tx.prepare_cached(&format!(
+            "UPDATE events SET state = ?4, next_attempt_at = 0, attempts = 0, updated_at = ?3
+             WHERE id IN (SELECT event_id FROM route_failures WHERE state = {}
+             AND (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR event_id = ?2))",
+            RouteState::Dead
+        ))?
+        .execute(params![filter.route, filter.event, now, EventState::Due])?;
+        tx.prepare_cached(&format!(
+            "DELETE FROM route_failures WHERE state = {} AND (?1 IS NULL OR route = ?1)
+             AND (?2 IS NULL OR event_id = ?2)",
+            RouteState::Dead
+        ))?
+        .execute(params![filter.route, filter.event])?
+    } else {
+        0
+    };
+    // Events that cannot be routed at all have no sink or route; a filter
+    // by sink or route does not select them.
+    let events = if filter.sink.is_none() && filter.route.is_none() {
+        tx.prepare_cached(&format!(
+            "UPDATE events SET state = ?3, next_attempt_at = 0, attempts = 0, updated_at = ?2
+             WHERE state = {} AND (?1 IS NULL OR id = ?1)",
+            EventState::Dead
+        ))?
+        .execute(params![filter.event, now, EventState::Due])?
+    } else {
+        0
+    };
+    Ok((deliveries + routes + events) as u64)
+}
+
+/// Queues an event to be routed again by the current routes, its dead
+/// routes included; false when it is not in the journal.
+pub(super) fn reroute(
+    tx: &Transaction<'_>,
+    event_id: &str,
+    now: i64,
+) -> Result<bool, rusqlite::Error> {
+    let found = tx
+        .prepare_cached(
+            "UPDATE events SET state = ?3, reroute = 1, next_attempt_at = 0, attempts = 0,
+             updated_at = ?2 WHERE id = ?1",
+        )?
+        .execute(params![event_id, now, EventState::Due])?;
+    tx.prepare_cached(&format!(
+        "DELETE FROM route_failures WHERE event_id = ?1 AND state = {}",
+        RouteState::Dead
+    ))?
+    .execute(params![event_id])?;
+    Ok(found == 1)
+}
+
+/// Deletes finished history (see [`Store::prune`](crate::store::Store::prune)).
+pub(super) fn prune(
+    tx: &Transaction<'_>,
+    before: i64,
+    limit: usize,
+) -> Result<u64, rusqlite::Error> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut removed = tx
+        .prepare_cached(&format!(
+            "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries
+             WHERE state = {} AND updated_at < ?1 LIMIT ?2)",
+            DeliveryState::Delivered
+        ))?
+        .execute(params![before, limit])?;
+    // A record or an event with a route failure stays: a replay of that
+    // route must find the records already built, not build them again.
+    removed += tx
+        .prepare_cached(
+            "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records WHERE created_at < ?1
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = records.id)
+             AND NOT EXISTS (SELECT 1 FROM route_failures f WHERE f.event_id = records.event_id)
+             LIMIT ?2)",
+        )?
+        .execute(params![before, limit])?;
+    removed += tx
+        .prepare_cached(&format!(
+            "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE state = {}
+             AND updated_at < ?1
+             AND NOT EXISTS (SELECT 1 FROM records r WHERE r.event_id = events.id)
+             AND NOT EXISTS (SELECT 1 FROM route_failures f WHERE f.event_id = events.id)
+             LIMIT ?2)",
+            EventState::Routed
+        ))?
+        .execute(params![before, limit])?;
+    Ok(removed as u64)
+}
