@@ -12,7 +12,7 @@
 //!
 //! An event is in the in-flight set from the moment it is taken until its
 //! routing pass ends, however it ends: a pass that panics leaves the set on
-//! unwind ([`InFlight`]), so the next scan takes the event again.
+//! unwind (`InFlight`), so the next scan takes the event again.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,7 +115,7 @@ impl Router {
         }
     }
 
-    /// Routes at most `n` events at once instead of [`ROUTING_CONCURRENCY`].
+    /// Routes at most `n` events at once instead of `ROUTING_CONCURRENCY`.
     pub fn with_concurrency(mut self, n: usize) -> Router {
         self.concurrency = n.max(1);
         self

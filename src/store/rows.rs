@@ -82,7 +82,7 @@ pub struct RouteFailure {
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
     /// The record as its sink gets it. Its `body` is empty when the bytes
-    /// are to be read from the store ([`Store::record_body`]) at delivery
+    /// are to be read from the store ([`super::Store::record_body`]) at delivery
     /// time (a record is never empty).
     pub record: Encoded,
     pub sink: String,
