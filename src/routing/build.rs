@@ -94,14 +94,6 @@ impl Builder {
         Builder { stripe }
     }
 
-    /// Whether `event` matches an `emit: order` route not in `settled`,
-    /// i.e. whether [`Builder::order_records`] has anything to do.
-    pub fn wants_orders(snapshot: &Snapshot, event: &Event, settled: &[String]) -> bool {
-        matching(snapshot, event, Emit::Order, settled)
-            .next()
-            .is_some()
-    }
-
     /// The records of the matching `emit: event` routes. No I/O: these
     /// never wait for the Stripe API.
     pub fn event_records(
@@ -115,32 +107,30 @@ impl Builder {
             .collect()
     }
 
-    /// The order routes `event` matches and that are not settled yet, by
-    /// record id; what [`Builder::order_records`] will try to build.
-    pub fn order_routes(
-        snapshot: &Snapshot,
-        event: &Event,
-        settled: &[String],
-    ) -> Vec<(String, String)> {
-        matching(snapshot, event, Emit::Order, settled)
-            .map(|(route, id)| (route.name.clone(), id))
-            .collect()
+    /// The `emit: order` routes `event` matches that are not settled yet,
+    /// each with the id its record will have: what
+    /// [`Builder::order_records`] builds.
+    pub fn order_routes<'a>(
+        snapshot: &'a Snapshot,
+        event: &'a Event,
+        settled: &'a [String],
+    ) -> Vec<(&'a Route, String)> {
+        matching(snapshot, event, Emit::Order, settled).collect()
     }
 
-    /// The records of the matching `emit: order` routes. The line items
-    /// are read once for all of them; when that fails, every order route
-    /// fails with the same error, and each record that cannot be built
-    /// from them fails on its own.
+    /// The records of `orders` (from [`Builder::order_routes`]). The line
+    /// items are read once for all of them; when that fails, every order
+    /// route fails with the same error, and each record that cannot be
+    /// built from them fails on its own.
     pub async fn order_records(
         &self,
-        snapshot: &Snapshot,
         event: &Event,
+        orders: &[(&Route, String)],
         received_at: &str,
-        settled: &[String],
     ) -> Built {
         let mut built = Built::default();
         let mut line_items: Option<Result<Vec<LineItem>, BuildError>> = None;
-        for (route, record_id) in matching(snapshot, event, Emit::Order, settled) {
+        for (route, record_id) in orders {
             let items = match &line_items {
                 Some(items) => items.clone(),
                 None => line_items
@@ -159,7 +149,7 @@ impl Builder {
                 Ok(record) => built.records.push(new_record(route, &record)),
                 Err(error) => built.failed.push(Failed {
                     route: route.name.clone(),
-                    record_id,
+                    record_id: record_id.clone(),
                     // The shared fetch failure names the route that asked
                     // first; each failure names its own.
                     error: error.for_route(&route.name),

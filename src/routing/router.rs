@@ -230,7 +230,7 @@ impl Router {
             let waiting = orders
                 .iter()
                 .map(|(route, record_id)| RouteFailure {
-                    route: route.clone(),
+                    route: route.name.clone(),
                     record_id: record_id.clone(),
                     error: "line items not read yet".to_owned(),
                     next_attempt_ms: store::now_ms() + store::LEASE_MS,
@@ -244,7 +244,7 @@ impl Router {
         }
         let Built { records, failed } = self
             .builder
-            .order_records(&snapshot, &event, &received_at, settled)
+            .order_records(&event, &orders, &received_at)
             .await;
         let failed = failed
             .into_iter()
