@@ -20,9 +20,9 @@ use crate::http_serve::Throttle;
 use crate::ingest::limits::{self, BodyBuffer};
 use crate::ingest::verify::{Secrets, SecretsError};
 use crate::ingest::{self, Counters, Endpoint};
+use crate::routing::build::Builder;
 use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::routing::live::{Live, Snapshot, Watch};
-use crate::routing::pipeline::Pipeline;
 use crate::store::{SqliteStore, Store, StoreError};
 
 /// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
@@ -106,7 +106,15 @@ impl App {
             admin_listen,
             env,
         } = settings;
-        let config = Config::load(&config_path, &env).map_err(|error| StartError::Config {
+        // Reading the file, building the sinks (a JSONL sink reads up to
+        // 16 MiB of its file's tail) and opening the journal block: they run
+        // on the blocking pool, never on the threads that serve requests.
+        let config = blocking({
+            let (path, env) = (config_path.clone(), env.clone());
+            move || Config::load(&path, &env)
+        })
+        .await
+        .map_err(|error| StartError::Config {
             path: config_path.display().to_string(),
             error,
         })?;
@@ -117,12 +125,12 @@ impl App {
         let server_config = config.server.clone();
         let store_config = config.store.clone();
         let base_dir = config.base_dir.clone();
-        let snapshot = Snapshot::build(config, None, 1, orders_enabled).map_err(|error| {
-            StartError::Config {
+        let snapshot = blocking(move || Snapshot::build(config, None, 1, orders_enabled))
+            .await
+            .map_err(|error| StartError::Config {
                 path: config_path.display().to_string(),
                 error,
-            }
-        })?;
+            })?;
         let addr = listen.unwrap_or(server_config.listen);
         let admin_addr = match admin_listen.unwrap_or(server_config.admin_listen) {
             AdminListen::Off => None,
@@ -147,11 +155,9 @@ impl App {
         };
 
         let store_path = store_config.path_in(&base_dir);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-            &store_path,
-            store_config.fsync,
-            store_config.wal_limit,
-        )?);
+        let (fsync, wal_limit) = (store_config.fsync, store_config.wal_limit);
+        let store: Arc<dyn Store> =
+            Arc::new(blocking(move || SqliteStore::open(&store_path, fsync, wal_limit)).await?);
 
         let live = Arc::new(Live::new(snapshot, config_path, env, orders_enabled));
         let shutdown = CancellationToken::new();
@@ -159,7 +165,7 @@ impl App {
         let engine = Engine::start(
             store.clone(),
             live.clone(),
-            Pipeline::new(stripe),
+            Builder::new(stripe),
             shutdown.clone(),
             &tracker,
         );
@@ -284,6 +290,19 @@ impl App {
                 "shutdown deadline reached; unfinished deliveries stay pending in the journal"
             );
         }
+    }
+}
+
+/// Runs blocking start-up work on the blocking pool. A panic there is
+/// carried on: start-up cannot go on without its result.
+async fn blocking<T, F>(work: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::*;
+use crate::sinks::Encoded;
 use crate::store::{NewEvent, NewRecord, RouteFailure, Routing, Settle};
 
 /// A journal with one dead letter of each kind: a delivery (`file`), a
@@ -28,9 +29,11 @@ async fn journal() -> (tempfile::TempDir, SqliteStore) {
             "evt_1",
             Routing {
                 records: vec![NewRecord {
-                    id: "evt_1:audit".to_owned(),
+                    record: Encoded {
+                        id: "evt_1:audit".to_owned(),
+                        body: Bytes::from_static(b"{}"),
+                    },
                     route: "audit".to_owned(),
-                    body: Bytes::from_static(b"{}"),
                     sinks: vec!["file".to_owned()],
                 }],
                 failed: vec![RouteFailure {

@@ -235,7 +235,8 @@ async fn webhook(
             }),
         );
     }
-    let event = match Event::head(&body) {
+    // Parsed whole, once: the intake hands the parsed event to the router.
+    let event = match Event::parse(&body) {
         Ok(event) => event,
         Err(e) => {
             Counters::bump(&endpoint.counters.rejected);

@@ -1,14 +1,13 @@
-//! The live routing snapshot and how it is replaced.
+//! The live routing snapshot and how it is replaced: [`Live`] holds the
+//! current [`Snapshot`] in an `ArcSwap`; [`Watch`] reloads it when the config
+//! file changes or on `SIGHUP`.
 //!
-//! A [`Snapshot`] is one whole routing table: compiled routes and the sinks
-//! they deliver to. [`Live`] holds the current one in an `ArcSwap`; a request
-//! loads it once and uses it to the end, so every event is routed by exactly
-//! one config. A reload parses and builds a complete new snapshot first and
+//! Every event is routed by exactly one config: the intake loads the
+//! snapshot once and the event carries it to the router. A reload parses the
+//! file and builds a complete new snapshot on the blocking pool first, and
 //! only then swaps it in; on any error the old one keeps running and the
-//! error is kept for `/healthz`. Sinks whose settings did not change are
-//! carried over untouched (same file handle, same connection pool).
+//! error is kept for `/healthz`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,164 +17,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::env::Env;
-use crate::config::{Config, ConfigError, ConfigProblem, Emit};
-use crate::routing::rules::When;
-use crate::sinks::{Sink, SinkConfig};
-
-/// One compiled route.
-#[derive(Debug)]
-pub struct Route {
-    pub name: String,
-    pub when: When,
-    pub emit: Emit,
-    /// The sinks this route delivers to, by name.
-    pub to: Vec<(String, Arc<dyn Sink>)>,
-}
-
-/// A built sink with the settings it was built from.
-#[derive(Debug, Clone)]
-pub struct BuiltSink {
-    pub config: SinkConfig,
-    pub base_dir: PathBuf,
-    pub sink: Arc<dyn Sink>,
-}
-
-/// A complete routing table, built from one config.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// Counts up from 1 with every applied config.
-    pub version: u64,
-    pub config: Config,
-    pub routes: Vec<Route>,
-    sinks: BTreeMap<String, BuiltSink>,
-}
-
-impl Snapshot {
-    /// Compiles the routes of `config` and builds its sinks, reusing the
-    /// sinks of `previous` whose settings are unchanged. `orders_enabled`
-    /// says whether a Stripe API key is configured for `emit: order`.
-    pub fn build(
-        config: Config,
-        previous: Option<&Snapshot>,
-        version: u64,
-        orders_enabled: bool,
-    ) -> Result<Snapshot, ConfigError> {
-        // Pure compile step first: no sink is built for a config that has
-        // errors in its rules.
-        let compiled = compile(&config, orders_enabled)?;
-        let mut problems = Vec::new();
-        let mut sinks = BTreeMap::new();
-        for (name, sink_config) in &config.sinks {
-            let reused = previous
-                .and_then(|p| p.sinks.get(name))
-                .filter(|old| old.config == *sink_config && old.base_dir == config.base_dir);
-            let built = match reused {
-                Some(old) => old.clone(),
-                None => match sink_config.build(&config.base_dir) {
-                    Ok(sink) => BuiltSink {
-                        config: sink_config.clone(),
-                        base_dir: config.base_dir.clone(),
-                        sink,
-                    },
-                    Err(e) => {
-                        problems.push(ConfigProblem {
-                            place: config.file.display().to_string(),
-                            message: format!("sink `{name}` cannot start: {e}"),
-                        });
-                        continue;
-                    }
-                },
-            };
-            sinks.insert(name.clone(), built);
-        }
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
-        }
-
-        let routes = config
-            .routes
-            .iter()
-            .zip(compiled)
-            .map(|(route, when)| Route {
-                name: route.name.clone(),
-                when,
-                emit: route.emit,
-                to: route
-                    .to
-                    .iter()
-                    .filter_map(|name| Some((name.clone(), sinks.get(name)?.sink.clone())))
-                    .collect(),
-            })
-            .collect();
-        Ok(Snapshot {
-            version,
-            config,
-            routes,
-            sinks,
-        })
-    }
-
-    /// Whether any route could want an event of type `kind`.
-    pub fn wants_type(&self, kind: &str) -> bool {
-        self.routes.iter().any(|r| r.when.admits_type(kind))
-    }
-
-    /// The routes whose conditions `event` satisfies, in file order.
-    pub fn matching<'a>(
-        &'a self,
-        event: &'a serde_json::Value,
-    ) -> impl Iterator<Item = &'a Route> + 'a {
-        self.routes.iter().filter(move |r| r.when.matches(event))
-    }
-
-    /// The sink called `name`, if this config has it.
-    pub fn sink(&self, name: &str) -> Option<&BuiltSink> {
-        self.sinks.get(name)
-    }
-
-    /// Whether the sink `name` of this snapshot is the very same instance as
-    /// in `other` (it was carried over by a reload).
-    pub fn shares_sink(&self, other: &Snapshot, name: &str) -> bool {
-        match (self.sinks.get(name), other.sinks.get(name)) {
-            (Some(a), Some(b)) => Arc::ptr_eq(&a.sink, &b.sink),
-            _ => false,
-        }
-    }
-}
-
-/// The pure compile step: every route's conditions, in file order, and
-/// every problem with its place. `orders_enabled` says whether a Stripe API
-/// key is configured for `emit: order`.
-pub fn compile(config: &Config, orders_enabled: bool) -> Result<Vec<When>, ConfigError> {
-    let mut problems = Vec::new();
-    let mut compiled = Vec::with_capacity(config.routes.len());
-    for route in &config.routes {
-        match When::compile(&route.when) {
-            Ok(when) => compiled.push(when),
-            Err(errors) => problems.extend(errors.into_iter().map(|message| ConfigProblem {
-                place: route.place.clone(),
-                message: format!("route `{}`: {message}", route.name),
-            })),
-        }
-        if route.emit == Emit::Order && !orders_enabled {
-            problems.push(ConfigProblem {
-                place: route.place.clone(),
-                message: format!(
-                    "route `{}` emits orders, which needs the Stripe API to read line items, \
-                     but STRIPE_SECRET_API_KEY is not set: set it to a secret key (sk_...) or a \
-                     restricted key (rk_...) with read access to Checkout Sessions, prices and \
-                     products, or use `emit: event`",
-                    route.name
-                ),
-            });
-        }
-    }
-    if problems.is_empty() {
-        Ok(compiled)
-    } else {
-        Err(ConfigError { problems })
-    }
-}
+use crate::config::{Config, ConfigError, ConfigProblem};
+// Re-exported so `routing::live::{Snapshot, compile}` keep working.
+pub use crate::routing::snapshot::{BuiltSink, Route, Snapshot, compile};
 
 /// The last reload that was refused.
 #[derive(Debug, Clone)]
@@ -193,6 +37,9 @@ pub struct Live {
     last_error: Mutex<Option<ReloadFailure>>,
     /// Serializes reloads so two never race to build from the same previous.
     reloading: tokio::sync::Mutex<()>,
+    /// The version of the snapshot in `current`, for those that follow
+    /// reloads (the sink workers).
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 /// What a reload did.
@@ -206,7 +53,9 @@ pub enum Reloaded {
 
 impl Live {
     pub fn new(snapshot: Snapshot, path: PathBuf, env: Env, orders_enabled: bool) -> Live {
+        let (version, _) = tokio::sync::watch::channel(snapshot.version);
         Live {
+            version,
             current: ArcSwap::from_pointee(snapshot),
             path,
             env,
@@ -219,6 +68,11 @@ impl Live {
     /// The snapshot to route one event with.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// Changes every time a new snapshot is swapped in.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     pub fn path(&self) -> &Path {
@@ -288,6 +142,7 @@ impl Live {
         };
         let version = snapshot.version;
         self.current.store(Arc::new(snapshot));
+        self.version.send_replace(version);
         Ok(Reloaded::Applied(version))
     }
 }
@@ -397,63 +252,5 @@ async fn recv_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
     match signal {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(dir: &Path, text: &str) -> Config {
-        Config::parse(text, &dir.join("routes.yaml"), &Env::empty()).expect("valid config")
-    }
-
-    const ROUTES: &str = "sinks:\n  orders: { type: jsonl, path: orders.jsonl }\n  audit: { type: jsonl, path: audit.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [orders, audit]\n";
-
-    #[test]
-    fn a_rebuild_carries_over_unchanged_sinks_and_replaces_changed_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = Snapshot::build(config(dir.path(), ROUTES), None, 1, false).unwrap();
-        let same = Snapshot::build(config(dir.path(), ROUTES), Some(&first), 2, false).unwrap();
-        assert!(same.shares_sink(&first, "orders") && same.shares_sink(&first, "audit"));
-
-        let edited = ROUTES.replace("audit.jsonl", "audit-2.jsonl");
-        let changed = Snapshot::build(config(dir.path(), &edited), Some(&same), 3, false).unwrap();
-        assert!(
-            changed.shares_sink(&same, "orders"),
-            "untouched sink carried over"
-        );
-        assert!(!changed.shares_sink(&same, "audit"), "edited sink rebuilt");
-        assert!(!changed.shares_sink(&same, "missing"));
-    }
-
-    #[test]
-    fn orders_need_an_api_key_and_rules_must_compile() {
-        let dir = tempfile::tempdir().unwrap();
-        let orders = ROUTES.replace("emit: event", "emit: order");
-        let error = compile(&config(dir.path(), &orders), false).unwrap_err();
-        assert!(
-            error.problems[0].message.contains("STRIPE_SECRET_API_KEY"),
-            "{error}"
-        );
-        assert!(compile(&config(dir.path(), &orders), true).is_ok());
-
-        let bad = ROUTES.replace("when: {}", "when: { data.object.amount: { gtee: 1 } }");
-        let error = compile(&config(dir.path(), &bad), true).unwrap_err();
-        assert!(
-            error.problems[0]
-                .place
-                .starts_with(&format!("{}", dir.path().join("routes.yaml").display()))
-        );
-        assert!(error.problems[0].message.contains("route `all`"), "{error}");
-    }
-
-    #[test]
-    fn wants_type_asks_every_route() {
-        let dir = tempfile::tempdir().unwrap();
-        let typed = ROUTES.replace("when: {}", "when: { type: \"checkout.session.*\" }");
-        let snapshot = Snapshot::build(config(dir.path(), &typed), None, 1, false).unwrap();
-        assert!(snapshot.wants_type("checkout.session.completed"));
-        assert!(!snapshot.wants_type("invoice.paid"));
     }
 }

@@ -1,9 +1,19 @@
-//! From a journaled event to records: the compiled routes and matching, the
-//! live snapshot and its watcher, enrichment from the Stripe API, records.
+//! From a journaled event to stored records:
+//!
+//! - [`rules`]: route conditions (`when`), compiled and matched;
+//! - [`snapshot`]: one compiled routing table and its built sinks;
+//! - [`live`]: the current snapshot, its reload and the file watcher;
+//! - [`router`]: the router task (fast path from the intake, scans of the
+//!   store), storing each routing pass;
+//! - [`build`]: the records one event makes, route by route;
+//! - [`enrich`]: line items from the Stripe API; [`record`]: the record
+//!   shapes; [`event_types`]: Stripe's event types, for `check`'s warnings.
 
+pub mod build;
 pub mod enrich;
 pub mod event_types;
 pub mod live;
-pub mod pipeline;
 pub mod record;
+pub mod router;
 pub mod rules;
+pub mod snapshot;

@@ -4,6 +4,8 @@
 
 use bytes::Bytes;
 
+use crate::sinks::Encoded;
+
 /// A verified event to journal.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -45,9 +47,10 @@ pub struct PendingEvent {
 /// A record built from an event for one route, and the sinks it goes to.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
-    pub id: String,
+    /// The id and bytes every sink receives, in the one shape they keep
+    /// from the router to the sink.
+    pub record: Encoded,
     pub route: String,
-    pub body: Bytes,
     pub sinks: Vec<String>,
 }
 
@@ -78,12 +81,12 @@ pub struct RouteFailure {
 /// One (record, sink) delivery that is due.
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
-    pub record_id: String,
+    /// The record as its sink gets it. Its `body` is empty when the bytes
+    /// are to be read from the store ([`super::Store::record_body`]) at delivery
+    /// time (a record is never empty).
+    pub record: Encoded,
     pub sink: String,
     pub route: String,
-    /// The record's bytes; `None` when they are to be read from the store
-    /// ([`Store::record_body`]) at delivery time.
-    pub body: Option<Bytes>,
     pub attempts: u32,
     pub created_at_ms: i64,
 }

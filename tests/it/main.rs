@@ -15,5 +15,6 @@ mod limits_door;
 mod limits_journal;
 mod limits_upstream;
 mod reload;
+mod routes_independent;
 mod server;
 mod ux;

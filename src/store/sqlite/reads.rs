@@ -9,6 +9,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, params};
 
 use super::state::{DeliveryState, EventState, RouteState};
+use crate::sinks::Encoded;
 use crate::store::{DeadLetter, Depths, Filter, PendingDelivery, PendingEvent};
 
 /// Events due for routing at `now_ms`, oldest first, each with the record
@@ -97,10 +98,12 @@ pub(super) fn due_deliveries(
     ))?;
     let rows = statement.query_map(params![sink, now_ms, (limit + busy.len()) as i64], |row| {
         Ok(PendingDelivery {
-            record_id: row.get(0)?,
+            record: Encoded {
+                id: row.get(0)?,
+                body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+            },
             sink: row.get(1)?,
             route: row.get(2)?,
-            body: Some(Bytes::from(row.get::<_, Vec<u8>>(3)?)),
             attempts: row.get(4)?,
             created_at_ms: row.get(5)?,
         })
@@ -108,7 +111,7 @@ pub(super) fn due_deliveries(
     let mut due = Vec::with_capacity(limit);
     for row in rows {
         let row = row?;
-        if !busy.contains(&row.record_id) && due.len() < limit {
+        if !busy.contains(&row.record.id) && due.len() < limit {
             due.push(row);
         }
     }

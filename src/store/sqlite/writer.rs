@@ -82,7 +82,9 @@ impl Write {
     fn bytes(&self) -> u64 {
         let body = match self {
             Write::Journal(event, _) => event.body.len(),
-            Write::Routing(_, routing, _) => routing.records.iter().map(|r| r.body.len()).sum(),
+            Write::Routing(_, routing, _) => {
+                routing.records.iter().map(|r| r.record.body.len()).sum()
+            }
             _ => 0,
         };
         // Small rows and index entries besides.

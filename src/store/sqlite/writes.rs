@@ -54,10 +54,10 @@ pub(super) fn save_routing(
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
-                record.id,
+                record.record.id,
                 event_id,
                 record.route,
-                &record.body[..],
+                &record.record.body[..],
                 now
             ])?;
         tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND route = ?2")?
@@ -72,7 +72,7 @@ pub(super) fn save_routing(
                  VALUES (?1, ?2, ?3, ?4, ?7, ?6, ?5, ?5)",
             )?
             .execute(params![
-                record.id,
+                record.record.id,
                 sink,
                 record.route,
                 event_id,

@@ -116,7 +116,7 @@ async fn deliveries_settle_retry_die_and_replay() {
         .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(
-        (due[0].record_id.as_str(), due[0].attempts),
+        (due[0].record.id.as_str(), due[0].attempts),
         ("evt_1:audit", 0)
     );
 }
@@ -145,7 +145,7 @@ async fn a_record_is_built_once_and_reroute_adds_only_new_routes() {
         "built records are settled"
     );
     let mut changed = record("evt_1", "orders", &["file"]);
-    changed.body = Bytes::from_static(b"{}");
+    changed.record.body = Bytes::from_static(b"{}");
     store
         .save_routing(
             "evt_1",
@@ -158,5 +158,5 @@ async fn a_record_is_built_once_and_reroute_adds_only_new_routes() {
         .await
         .unwrap();
     assert_eq!(due.len(), 1, "the delivered record is not queued again");
-    assert_eq!(due[0].record_id, "evt_1:new-route");
+    assert_eq!(due[0].record.id, "evt_1:new-route");
 }

@@ -10,6 +10,7 @@ mod state;
 use bytes::Bytes;
 
 use super::SqliteStore;
+use crate::sinks::Encoded;
 use crate::store::{NewEvent, NewRecord, RouteFailure, Routing, now_ms};
 
 pub(super) fn open() -> (tempfile::TempDir, SqliteStore) {
@@ -37,9 +38,11 @@ pub(super) fn routed(records: Vec<NewRecord>) -> Routing {
 
 pub(super) fn record(event_id: &str, route: &str, sinks: &[&str]) -> NewRecord {
     NewRecord {
-        id: format!("{event_id}:{route}"),
+        record: Encoded {
+            id: format!("{event_id}:{route}"),
+            body: Bytes::from(format!(r#"{{"id":"{event_id}:{route}"}}"#)),
+        },
         route: route.to_owned(),
-        body: Bytes::from(format!(r#"{{"id":"{event_id}:{route}"}}"#)),
         sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
     }
 }

@@ -26,7 +26,7 @@ async fn the_audit_record_is_stored_while_the_order_route_is_retried() {
         .await
         .unwrap();
     assert_eq!(due.len(), 1, "the audit record is queued at once");
-    assert_eq!(due[0].record_id, "evt_1:audit");
+    assert_eq!(due[0].record.id, "evt_1:audit");
     assert!(store.due_events(later - 1, 10).await.unwrap().is_empty());
     let again = store.due_events(later, 10).await.unwrap();
     assert_eq!(again.len(), 1, "due again when the order route is");
@@ -83,7 +83,8 @@ async fn the_audit_record_is_stored_while_the_order_route_is_retried() {
             .due_deliveries("http", i64::MAX, 10, vec![])
             .await
             .unwrap()[0]
-            .record_id,
+            .record
+            .id,
         "evt_1:orders"
     );
 }

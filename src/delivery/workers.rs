@@ -1,0 +1,396 @@
+//! Per-sink workers: each sink of the current config has one worker, which
+//! delivers that sink's rows with bounded concurrency (`concurrency`) and
+//! settles each in the store: delivered, retry at a later time (the one
+//! backoff, [`crate::delivery::retry`], with the sink's `retry:` policy), or
+//! dead letter. A sink that is down or slow delays nothing else.
+//!
+//! Workers follow the config: a reload that adds a sink starts its worker
+//! (which then delivers the rows waiting for it); one that removes a sink
+//! stops its worker, whose rows stay pending in the store until a config
+//! has the sink again. Besides what the router hands them, workers scan the
+//! store for rows that are due (retries, replays, rows left by a crash or a
+//! long queue).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::delivery::retry::{self, ROUTING_RETRY};
+use crate::routing::live::Live;
+use crate::routing::router::SCAN_EVERY;
+use crate::routing::snapshot::Snapshot;
+use crate::store::{self, PendingDelivery, Settle, Store};
+
+/// Deliveries a worker holds in memory beyond those in flight; more wait in
+/// the store until a scan picks them up.
+const BACKLOG: usize = 4096;
+
+/// The sink workers: one per sink of the current config.
+pub struct Workers {
+    store: Arc<dyn Store>,
+    live: Arc<Live>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    running: Mutex<HashMap<String, WorkerHandle>>,
+}
+
+struct WorkerHandle {
+    queue: mpsc::UnboundedSender<PendingDelivery>,
+    queued: Arc<AtomicUsize>,
+    /// Stops this worker alone (its sink left the config).
+    stop: CancellationToken,
+}
+
+impl Workers {
+    /// Starts a worker for every sink of the current config, so rows left
+    /// from an earlier run are delivered without waiting for new events,
+    /// and keeps the set of workers in step with reloads until `shutdown`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        live: Arc<Live>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Arc<Workers> {
+        let changes = live.subscribe();
+        let workers = Arc::new(Workers {
+            store,
+            live,
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            running: Mutex::new(HashMap::new()),
+        });
+        workers.sync(&workers.live.load(), true);
+        tracker.spawn(workers.clone().follow(changes, shutdown));
+        workers
+    }
+
+    /// Hands a delivery to its sink's worker. A sink the current config no
+    /// longer has gets nothing: its row waits in the store.
+    pub fn dispatch(&self, mut delivery: PendingDelivery) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if !running.contains_key(&delivery.sink) {
+            if self.live.load().sink(&delivery.sink).is_none() {
+                return;
+            }
+            let handle = self.spawn(&delivery.sink, false);
+            running.insert(delivery.sink.clone(), handle);
+        }
+        let Some(handle) = running.get(&delivery.sink) else {
+            return;
+        };
+        if handle.queued.fetch_add(1, Ordering::Relaxed) >= BACKLOG {
+            // A long queue holds ids only; each body is read from the store
+            // when its turn comes, so memory stays bounded in a burst.
+            delivery.record.body = bytes::Bytes::new();
+        }
+        let _ = handle.queue.send(delivery);
+    }
+
+    /// The sinks that have a worker, sorted.
+    pub fn running(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = running.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Starts a worker for each sink of `snapshot` that has none and stops
+    /// the workers of sinks it does not have. `resume`: the workers pick up
+    /// every pending row at once, leases or not (at start-up nothing else
+    /// holds them).
+    fn sync(&self, snapshot: &Snapshot, resume: bool) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|name, handle| {
+            let keep = snapshot.sink(name).is_some();
+            if !keep {
+                tracing::info!(sink = %name, "sink removed from the config; its worker stops, its pending deliveries wait in the journal");
+                handle.stop.cancel();
+            }
+            keep
+        });
+        for name in snapshot.config.sinks.keys() {
+            if !running.contains_key(name) {
+                let handle = self.spawn(name, resume);
+                running.insert(name.clone(), handle);
+            }
+        }
+    }
+
+    /// Follows reloads: every applied config syncs the workers.
+    async fn follow(
+        self: Arc<Self>,
+        mut changes: watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.sync(&self.live.load(), false);
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, sink: &str, resume: bool) -> WorkerHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let stop = self.shutdown.child_token();
+        let worker = Worker {
+            sink: sink.to_owned(),
+            store: self.store.clone(),
+            live: self.live.clone(),
+            queued: queued.clone(),
+            failing_since: None,
+        };
+        self.tracker.spawn(worker.run(rx, stop.clone(), resume));
+        WorkerHandle {
+            queue: tx,
+            queued,
+            stop,
+        }
+    }
+}
+
+struct Worker {
+    sink: String,
+    store: Arc<dyn Store>,
+    live: Arc<Live>,
+    queued: Arc<AtomicUsize>,
+    /// Failed attempts since the last success, for one log line per outage.
+    failing_since: Option<u32>,
+}
+
+/// What one finished attempt tells the worker.
+struct Attempt {
+    record_id: String,
+    /// `None` when delivered; the error otherwise.
+    error: Option<crate::sinks::DeliveryError>,
+    /// False when the sink is not in the current config (not its fault).
+    sink_known: bool,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<PendingDelivery>,
+        shutdown: CancellationToken,
+        resume: bool,
+    ) {
+        let mut backlog: VecDeque<PendingDelivery> = VecDeque::new();
+        // Rows attempted and not yet settled; `sending` counts those still
+        // talking to the sink, which is what `concurrency` limits.
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let sending = Arc::new(Sending::default());
+        let mut tasks: JoinSet<Attempt> = JoinSet::new();
+        let mut scan_at = tokio::time::Instant::now();
+        let mut first_scan = resume;
+        loop {
+            let limit = self.concurrency();
+            while sending.count() < limit {
+                let Some(delivery) = backlog.pop_front() else {
+                    break;
+                };
+                // A row can reach the backlog twice (fast path and scan).
+                if in_flight.insert(delivery.record.id.clone()) {
+                    sending.start();
+                    tasks.spawn(attempt(
+                        self.store.clone(),
+                        self.live.clone(),
+                        delivery,
+                        sending.clone(),
+                    ));
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = sending.freed.notified() => {}
+                Some(delivery) = rx.recv() => {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    backlog.push_back(delivery);
+                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(done) = done {
+                        in_flight.remove(&done.record_id);
+                        self.observe(done);
+                    }
+                }
+                () = tokio::time::sleep_until(scan_at), if backlog.is_empty() => {
+                    scan_at = tokio::time::Instant::now() + SCAN_EVERY;
+                    let free = limit.saturating_sub(sending.count());
+                    if free == 0 {
+                        continue;
+                    }
+                    // After a restart nothing else holds fresh rows: ignore the lease.
+                    let horizon = if first_scan { i64::MAX } else { store::now_ms() };
+                    first_scan = false;
+                    let busy = in_flight.iter().cloned().collect();
+                    match self.store.due_deliveries(&self.sink, horizon, free, busy).await {
+                        Ok(due) => {
+                            if due.len() == free {
+                                scan_at = tokio::time::Instant::now();
+                            }
+                            backlog.extend(due);
+                        }
+                        Err(e) => tracing::error!(sink = %self.sink, error = %e, "cannot read due deliveries"),
+                    }
+                }
+            }
+        }
+        // Attempts in flight finish (each has its own timeout) or are
+        // abandoned at the shutdown deadline; either way their rows stay
+        // pending until settled.
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(done) = done {
+                self.observe(done);
+            }
+        }
+    }
+
+    fn concurrency(&self) -> usize {
+        self.live
+            .load()
+            .sink(&self.sink)
+            .map_or(1, |s| s.config.delivery().concurrency.max(1))
+    }
+
+    /// Logs when the sink starts failing and when it recovers, once each.
+    fn observe(&mut self, attempt: Attempt) {
+        match attempt.error {
+            None => {
+                if let Some(failures) = self.failing_since.take() {
+                    tracing::info!(sink = %self.sink, failures, "sink recovered");
+                }
+            }
+            Some(error) => {
+                if self.failing_since.is_none() && attempt.sink_known {
+                    tracing::warn!(
+                        sink = %self.sink, record_id = %attempt.record_id, error = %error,
+                        "sink is failing; deliveries will be retried"
+                    );
+                }
+                *self.failing_since.get_or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+/// How many attempts of one worker are talking to the sink right now.
+#[derive(Default)]
+struct Sending {
+    count: AtomicUsize,
+    /// Wakes the worker when an attempt is done with the sink.
+    freed: Notify,
+}
+
+impl Sending {
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn start(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn done(&self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.freed.notify_one();
+    }
+}
+
+/// One delivery attempt, settled in the store before it counts as done:
+/// the row leaves the worker's in-flight set only once its outcome is
+/// committed, so no scan can take it twice. Settles from concurrent
+/// attempts share the writer's transactions.
+async fn attempt(
+    store: Arc<dyn Store>,
+    live: Arc<Live>,
+    delivery: PendingDelivery,
+    sending: Arc<Sending>,
+) -> Attempt {
+    let snapshot = live.load();
+    let built = snapshot.sink(&delivery.sink);
+    let policy = built.map_or(ROUTING_RETRY, |s| s.config.delivery().retry);
+    let mut delivery = delivery;
+    // Queued past the backlog, the bytes waited in the store.
+    let unreadable = if delivery.record.body.is_empty() {
+        match store.record_body(&delivery.record.id).await {
+            Ok(body) => {
+                delivery.record.body = body;
+                None
+            }
+            Err(e) => Some(crate::sinks::DeliveryError::retryable(format!(
+                "record not readable from the journal: {e}"
+            ))),
+        }
+    } else {
+        None
+    };
+    let (result, sink_known) = match (built, unreadable) {
+        (_, Some(error)) => (Err(error), true),
+        (Some(built), None) => (built.sink.deliver(&delivery.record).await, true),
+        (None, None) => (
+            Err(crate::sinks::DeliveryError {
+                retryable: true,
+                message: format!("sink `{}` is not in the current config", delivery.sink),
+            }),
+            false,
+        ),
+    };
+    drop(snapshot);
+    sending.done();
+    let outcome = match &result {
+        Ok(()) => Settle::Delivered,
+        Err(error) => {
+            if !error.retryable {
+                tracing::error!(
+                    sink = %delivery.sink, record_id = %delivery.record.id, error = %error,
+                    "delivery refused; kept as a dead letter"
+                );
+                Settle::Dead {
+                    error: error.message.clone(),
+                }
+            } else if retry::expired(&policy, delivery.created_at_ms, store::now_ms()) {
+                tracing::error!(
+                    sink = %delivery.sink, record_id = %delivery.record.id, error = %error,
+                    "delivery gave up after retry.max_age; kept as a dead letter"
+                );
+                Settle::Dead {
+                    error: error.message.clone(),
+                }
+            } else {
+                let next = retry::next_attempt_ms(&policy, delivery.attempts, store::now_ms());
+                Settle::Retry {
+                    next_attempt_ms: next,
+                    error: error.message.clone(),
+                }
+            }
+        }
+    };
+    if let Err(e) = store
+        .settle(&delivery.record.id, &delivery.sink, outcome)
+        .await
+    {
+        tracing::error!(
+            sink = %delivery.sink, record_id = %delivery.record.id, error = %e,
+            "cannot record the delivery outcome; it will be attempted again"
+        );
+    }
+    Attempt {
+        record_id: delivery.record.id,
+        error: result.err(),
+        sink_known,
+    }
+}
+
+#[cfg(test)]
+#[path = "workers_tests.rs"]
+mod tests;

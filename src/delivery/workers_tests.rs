@@ -1,0 +1,117 @@
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::Config;
+use crate::config::env::Env;
+use crate::routing::live::Reloaded;
+use crate::sinks::Encoded;
+use crate::store::{NewEvent, NewRecord, Routing, SqliteStore};
+
+const BOTH: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\n  b: { type: jsonl, path: b.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a, b]\n";
+const ONLY_A: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a]\n";
+
+fn live(dir: &Path, text: &str) -> Arc<Live> {
+    let path = dir.join("routes.yaml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path, &Env::empty()).expect("valid config");
+    let snapshot = Snapshot::build(config, None, 1, false).expect("builds");
+    Arc::new(Live::new(snapshot, path, Env::empty(), false))
+}
+
+async fn reload(live: &Live, text: &str) {
+    std::fs::write(live.path(), text).unwrap();
+    assert!(matches!(live.reload().await, Ok(Reloaded::Applied(_))));
+}
+
+/// Polls `condition` every 20 ms for up to 10 s.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn contains(path: &Path, text: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|s| s.contains(text))
+}
+
+#[tokio::test]
+async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
+    let live = live(dir.path(), BOTH);
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
+    assert_eq!(workers.running(), ["a", "b"]);
+
+    reload(&live, ONLY_A).await;
+    eventually("b's worker stops", || workers.running() == ["a"]).await;
+
+    // An event routed by the config that still had `b`.
+    store
+        .journal(NewEvent {
+            id: "evt_1".to_owned(),
+            kind: "invoice.paid".to_owned(),
+            received_at_ms: store::now_ms(),
+            body: Bytes::from_static(b"{}"),
+            routed: false,
+        })
+        .await
+        .unwrap();
+    let body = Bytes::from_static(br#"{"id":"evt_1:all"}"#);
+    let record = NewRecord {
+        record: Encoded {
+            id: "evt_1:all".to_owned(),
+            body: body.clone(),
+        },
+        route: "all".to_owned(),
+        sinks: vec!["a".to_owned(), "b".to_owned()],
+    };
+    store
+        .save_routing(
+            "evt_1",
+            Routing {
+                records: vec![record],
+                failed: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    for sink in ["a", "b"] {
+        workers.dispatch(PendingDelivery {
+            record: Encoded {
+                id: "evt_1:all".to_owned(),
+                body: body.clone(),
+            },
+            sink: sink.to_owned(),
+            route: "all".to_owned(),
+            attempts: 0,
+            created_at_ms: store::now_ms(),
+        });
+    }
+    let a = dir.path().join("a.jsonl");
+    eventually("a delivers", || contains(&a, "evt_1:all")).await;
+    assert_eq!(workers.running(), ["a"], "no worker for a removed sink");
+    let waiting = store
+        .due_deliveries("b", i64::MAX, 10, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].attempts, 0, "nothing tried to deliver to b");
+
+    reload(&live, BOTH).await;
+    let b = dir.path().join("b.jsonl");
+    eventually("b delivers what waited for it", || {
+        contains(&b, "evt_1:all")
+    })
+    .await;
+    assert_eq!(workers.running(), ["a", "b"]);
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}

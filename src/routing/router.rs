@@ -1,0 +1,353 @@
+//! The router task: takes journaled events (fresh from the intake, or due
+//! again from the store: retries, replays, what a crash left) and routes
+//! each once at a time, with bounded concurrency: builds its records
+//! ([`crate::routing::build`]), stores them with one delivery row per
+//! (record, sink), and hands each delivery to its sink's worker
+//! ([`crate::delivery::workers`]).
+//!
+//! An event fresh from the intake arrives parsed, with the snapshot it was
+//! accepted under: it is neither parsed nor matched against a newer config
+//! again. An event read back from the store is parsed here, under the
+//! current snapshot.
+//!
+//! An event is in the in-flight set from the moment it is taken until its
+//! routing pass ends, however it ends: a pass that panics leaves the set on
+//! unwind (`InFlight`), so the next scan takes the event again.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::retry::{self, ROUTING_RETRY};
+use crate::delivery::workers::Workers;
+use crate::ingest::event::Event;
+use crate::routing::build::{Builder, Built, Failed};
+use crate::routing::live::Live;
+use crate::routing::snapshot::Snapshot;
+use crate::store::{self, NewRecord, PendingDelivery, PendingEvent, RouteFailure, Routing, Store};
+
+/// Rows one scan takes at most.
+pub const SCAN_PAGE: usize = 256;
+/// How often idle loops look for due rows (retries, replays, recovery).
+pub const SCAN_EVERY: Duration = Duration::from_millis(500);
+/// Events routed at once.
+const ROUTING_CONCURRENCY: usize = 64;
+
+/// Counts for `/healthz`.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub routed: AtomicU64,
+    pub unmatched: AtomicU64,
+}
+
+/// An event for the router.
+#[derive(Debug)]
+pub struct Routable {
+    pub pending: PendingEvent,
+    /// Set on the fast path: what the intake already has.
+    pub accepted: Option<Accepted>,
+}
+
+/// A fresh event as the intake accepted it: parsed once, and the snapshot
+/// loaded once, which routes it.
+#[derive(Debug)]
+pub struct Accepted {
+    pub event: Event,
+    pub snapshot: Arc<Snapshot>,
+}
+
+pub struct Router {
+    store: Arc<dyn Store>,
+    live: Arc<Live>,
+    builder: Builder,
+    workers: Arc<Workers>,
+    counts: Arc<Counts>,
+    concurrency: usize,
+}
+
+/// Holds an event id in the router's in-flight set and takes it out when
+/// dropped, also when the routing pass panics.
+struct InFlight {
+    set: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl InFlight {
+    /// `None` when the event is already being routed.
+    fn enter(set: &Arc<Mutex<HashSet<String>>>, id: &str) -> Option<InFlight> {
+        let mut held = set.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(id.to_owned()).then(|| InFlight {
+            set: set.clone(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl Router {
+    pub fn new(
+        store: Arc<dyn Store>,
+        live: Arc<Live>,
+        builder: Builder,
+        workers: Arc<Workers>,
+        counts: Arc<Counts>,
+    ) -> Router {
+        Router {
+            store,
+            live,
+            builder,
+            workers,
+            counts,
+            concurrency: ROUTING_CONCURRENCY,
+        }
+    }
+
+    /// Routes at most `n` events at once instead of `ROUTING_CONCURRENCY`.
+    pub fn with_concurrency(mut self, n: usize) -> Router {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Routes until `shutdown`. Passes in progress then finish (or are left
+    /// at the shutdown deadline); what they do not finish stays due in the
+    /// store. The queue is closed as soon as `shutdown` fires.
+    pub async fn run(self, mut rx: mpsc::Receiver<Routable>, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.concurrency));
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        // The first scan resumes whatever a previous run left, due or not:
+        // after a restart nothing else holds those rows.
+        let mut scan_at = tokio::time::Instant::now();
+        let mut first_scan = true;
+        'run: loop {
+            let jobs = tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(job) = rx.recv() => vec![job],
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                () = tokio::time::sleep_until(scan_at) => {
+                    scan_at = tokio::time::Instant::now() + SCAN_EVERY;
+                    let horizon = if first_scan { i64::MAX } else { store::now_ms() };
+                    first_scan = false;
+                    match this.store.due_events(horizon, SCAN_PAGE).await {
+                        Ok(due) => {
+                            if due.len() == SCAN_PAGE {
+                                // More are waiting: scan again right away.
+                                scan_at = tokio::time::Instant::now();
+                            }
+                            due.into_iter().map(|pending| Routable { pending, accepted: None }).collect()
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read due events");
+                            continue;
+                        }
+                    }
+                }
+            };
+            for job in jobs {
+                let Some(guard) = InFlight::enter(&in_flight, &job.pending.id) else {
+                    continue;
+                };
+                // Waiting for room watches shutdown too: passes stuck on a
+                // slow API must not hold the router past it.
+                let permit = tokio::select! {
+                    () = shutdown.cancelled() => break 'run,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break 'run,
+                    },
+                };
+                spawn_pass(&mut tasks, guard, permit, {
+                    let this = this.clone();
+                    async move { this.route(job).await }
+                });
+            }
+        }
+        drop(rx);
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn route(&self, job: Routable) {
+        let Routable { pending, accepted } = job;
+        let Accepted { event, snapshot } = match accepted {
+            Some(accepted) => accepted,
+            None => {
+                let snapshot = self.live.load();
+                if !snapshot.wants_type(&pending.kind) {
+                    // No route can want this type: done, without parsing the body.
+                    self.finish(&pending, &pending.kind, Vec::new(), Vec::new(), Vec::new())
+                        .await;
+                    return;
+                }
+                match Event::parse(&pending.body) {
+                    Ok(event) => Accepted { event, snapshot },
+                    Err(e) => {
+                        // The door parsed it under the same rules before
+                        // answering 200; only a body journaled by an older
+                        // version (or a changed store) gets here. Keep it as a
+                        // dead letter rather than lose it.
+                        tracing::error!(event_id = %pending.id, error = %e, "journaled event cannot be parsed; kept as a dead letter (see `stripe-router deadletters`)");
+                        if let Err(store_error) = self
+                            .store
+                            .event_failed(&pending.id, e.to_string(), 0, true)
+                            .await
+                        {
+                            tracing::error!(event_id = %pending.id, error = %store_error, "cannot record the routing failure");
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        let received_at = crate::routing::record::received_at(pending.received_at_ms);
+        let settled = &pending.settled;
+        let mut routes = Vec::new();
+        let records = Builder::event_records(&snapshot, &event, &received_at, settled);
+        let orders = Builder::order_routes(&snapshot, &event, settled);
+        if orders.is_empty() {
+            self.finish(&pending, &event.kind, records, Vec::new(), routes)
+                .await;
+            return;
+        }
+        if !records.is_empty() {
+            // `emit: event` records never wait for the Stripe API: they are
+            // stored and delivered now. The order routes are stored as due
+            // once the lease ends, so a crash while their line items are
+            // read loses none of them.
+            let waiting = orders
+                .iter()
+                .map(|(route, record_id)| RouteFailure {
+                    route: route.name.clone(),
+                    record_id: record_id.clone(),
+                    error: "line items not read yet".to_owned(),
+                    next_attempt_ms: store::now_ms() + store::LEASE_MS,
+                    dead: false,
+                })
+                .collect();
+            routes.extend(records.iter().map(|r| r.route.clone()));
+            if !self.save(&pending, records, waiting).await {
+                return;
+            }
+        }
+        let Built { records, failed } = self
+            .builder
+            .order_records(&event, &orders, &received_at)
+            .await;
+        let failed = failed
+            .into_iter()
+            .map(|failed| route_failure(&pending, failed))
+            .collect();
+        self.finish(&pending, &event.kind, records, failed, routes)
+            .await;
+    }
+
+    /// Stores the last part of a routing pass and says what it did.
+    /// `routes`: those whose records an earlier part of the pass stored.
+    async fn finish(
+        &self,
+        job: &PendingEvent,
+        kind: &str,
+        records: Vec<NewRecord>,
+        failed: Vec<RouteFailure>,
+        mut routes: Vec<String>,
+    ) {
+        routes.extend(records.iter().map(|r| r.route.clone()));
+        let failures = failed.len();
+        if !self.save(job, records, failed).await {
+            return;
+        }
+        if routes.is_empty() && failures == 0 && !job.reroute {
+            self.counts.unmatched.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(event_id = %job.id, event_type = %kind, "no route matched");
+        } else {
+            self.counts.routed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(event_id = %job.id, event_type = %kind, ?routes, failures, "routed");
+        }
+    }
+
+    /// Stores records and failed routes in one transaction and hands the
+    /// records' deliveries to the sink workers. False when the store
+    /// refused: the event stays due and is routed again.
+    async fn save(
+        &self,
+        job: &PendingEvent,
+        records: Vec<NewRecord>,
+        failed: Vec<RouteFailure>,
+    ) -> bool {
+        let created_at_ms = store::now_ms();
+        let deliveries: Vec<PendingDelivery> = records
+            .iter()
+            .flat_map(|r| {
+                r.sinks.iter().map(|sink| PendingDelivery {
+                    record: r.record.clone(),
+                    sink: sink.clone(),
+                    route: r.route.clone(),
+                    attempts: 0,
+                    created_at_ms,
+                })
+            })
+            .collect();
+        if let Err(e) = self
+            .store
+            .save_routing(&job.id, Routing { records, failed })
+            .await
+        {
+            tracing::error!(event_id = %job.id, error = %e, "cannot store the event's records; retrying later");
+            return false;
+        }
+        for delivery in deliveries {
+            self.workers.dispatch(delivery);
+        }
+        true
+    }
+}
+
+/// What the store keeps of a route whose record could not be built: retry
+/// it with the one backoff, or give up (a permanent error, or past
+/// [`ROUTING_RETRY`]'s `max_age`): a route-level dead letter.
+fn route_failure(job: &PendingEvent, failed: Failed) -> RouteFailure {
+    let now = store::now_ms();
+    let dead = !failed.error.retryable() || retry::expired(&ROUTING_RETRY, job.received_at_ms, now);
+    let error = failed.error.to_string();
+    if dead {
+        tracing::error!(event_id = %job.id, route = %failed.route, %error, "route cannot be built; kept as a route-level dead letter (see `stripe-router deadletters`)");
+    } else {
+        tracing::warn!(event_id = %job.id, route = %failed.route, %error, attempt = job.attempts + 1, "route could not be built; will retry");
+    }
+    RouteFailure {
+        route: failed.route,
+        record_id: failed.record_id,
+        error,
+        next_attempt_ms: retry::next_attempt_ms(&ROUTING_RETRY, job.attempts, now),
+        dead,
+    }
+}
+
+/// Runs one routing pass on `tasks`, holding its event in the in-flight set
+/// and a permit until it ends, also by a panic.
+fn spawn_pass<F>(tasks: &mut JoinSet<()>, guard: InFlight, permit: OwnedSemaphorePermit, pass: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tasks.spawn(async move {
+        let _held = (guard, permit);
+        pass.await;
+    });
+}
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

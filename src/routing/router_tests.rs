@@ -1,0 +1,243 @@
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::Config;
+use crate::config::env::Env;
+use crate::offline::standin::{SessionEvent, checkout_session_event};
+use crate::routing::enrich::{ApiKey, StripeApi};
+use crate::store::SqliteStore;
+use tokio_util::task::TaskTracker;
+
+#[tokio::test]
+async fn a_pass_that_panics_leaves_the_in_flight_set_and_frees_its_permit() {
+    let set: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let permits = Arc::new(Semaphore::new(1));
+    let mut tasks = JoinSet::new();
+    let guard = InFlight::enter(&set, "evt_1").expect("not held yet");
+    assert!(InFlight::enter(&set, "evt_1").is_none(), "held once");
+    let permit = permits.clone().acquire_owned().await.unwrap();
+    spawn_pass(&mut tasks, guard, permit, async {
+        panic!("a bug while routing");
+    });
+    let joined = tasks.join_next().await.expect("one task");
+    assert!(joined.expect_err("it panicked").is_panic());
+    assert!(
+        InFlight::enter(&set, "evt_1").is_some(),
+        "the event can be taken again"
+    );
+    assert_eq!(permits.available_permits(), 1);
+}
+
+const ORDERS: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n  - name: orders\n    when: {}\n    emit: order\n    to: [out]\n";
+
+fn session_event(n: u32) -> (Event, PendingEvent) {
+    let body = serde_json::to_vec(&checkout_session_event(&SessionEvent {
+        event_id: format!("evt_{n}"),
+        ..SessionEvent::default()
+    }))
+    .unwrap();
+    let event = Event::parse(&body).unwrap();
+    let pending = PendingEvent {
+        id: event.id.clone(),
+        kind: event.kind.clone(),
+        body: Bytes::from(body),
+        received_at_ms: store::now_ms(),
+        attempts: 0,
+        reroute: false,
+        settled: Vec::new(),
+    };
+    (event, pending)
+}
+
+#[tokio::test]
+async fn the_wait_for_a_routing_permit_watches_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Stripe API that takes connections and never answers: every pass
+    // that reads line items hangs until the client's timeout (20 s).
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = url::Url::parse(&format!("http://{}", api.local_addr().unwrap())).unwrap();
+    let path = dir.path().join("routes.yaml");
+    std::fs::write(&path, ORDERS).unwrap();
+    let config = Config::load(&path, &Env::empty()).unwrap();
+    let stripe = StripeApi::new(
+        base,
+        ApiKey::parse("sk_test_51RouterTestKey0000").unwrap(),
+        &config.stripe,
+    )
+    .unwrap();
+    let snapshot = Snapshot::build(config, None, 1, true).unwrap();
+    let live = Arc::new(Live::new(snapshot, path, Env::empty(), true));
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
+    let router = Router::new(
+        store,
+        live.clone(),
+        Builder::new(Some(stripe)),
+        workers,
+        Arc::default(),
+    )
+    .with_concurrency(1);
+    let (tx, rx) = mpsc::channel(8);
+    tracker.spawn(router.run(rx, shutdown.clone()));
+    for n in 1..=2 {
+        let (event, pending) = session_event(n);
+        let snapshot = live.load();
+        tx.send(Routable {
+            pending,
+            accepted: Some(Accepted { event, snapshot }),
+        })
+        .await
+        .unwrap();
+    }
+    // The first pass is waiting for the API; the second waits for its permit.
+    let (_held, _) = api.accept().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while tx.capacity() < 8 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the router took both events");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(2), tx.closed())
+        .await
+        .expect("the router stopped taking events at shutdown");
+}
+
+/// The SQLite store, except that the first routing pass it is asked to
+/// save panics, as a bug would.
+#[derive(Debug)]
+struct PanicsOnce {
+    inner: SqliteStore,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl Store for PanicsOnce {
+    fn journal(&self, event: store::NewEvent) -> store::StoreFuture<'_, store::Journaled> {
+        self.inner.journal(event)
+    }
+    fn due_events(&self, now_ms: i64, limit: usize) -> store::StoreFuture<'_, Vec<PendingEvent>> {
+        self.inner.due_events(now_ms, limit)
+    }
+    fn record_body(&self, record_id: &str) -> store::StoreFuture<'_, Bytes> {
+        self.inner.record_body(record_id)
+    }
+    fn record_ids(&self, event_id: &str) -> store::StoreFuture<'_, Vec<String>> {
+        self.inner.record_ids(event_id)
+    }
+    fn save_routing(&self, event_id: &str, routing: Routing) -> store::StoreFuture<'_, ()> {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("a bug while saving {event_id}");
+        }
+        self.inner.save_routing(event_id, routing)
+    }
+    fn event_failed(
+        &self,
+        event_id: &str,
+        error: String,
+        next_attempt_ms: i64,
+        dead: bool,
+    ) -> store::StoreFuture<'_, ()> {
+        self.inner
+            .event_failed(event_id, error, next_attempt_ms, dead)
+    }
+    fn due_deliveries(
+        &self,
+        sink: &str,
+        now_ms: i64,
+        limit: usize,
+        busy: Vec<String>,
+    ) -> store::StoreFuture<'_, Vec<PendingDelivery>> {
+        self.inner.due_deliveries(sink, now_ms, limit, busy)
+    }
+    fn settle(
+        &self,
+        record_id: &str,
+        sink: &str,
+        outcome: store::Settle,
+    ) -> store::StoreFuture<'_, ()> {
+        self.inner.settle(record_id, sink, outcome)
+    }
+    fn dead_letters(
+        &self,
+        filter: store::Filter,
+    ) -> store::StoreFuture<'_, Vec<store::DeadLetter>> {
+        self.inner.dead_letters(filter)
+    }
+    fn replay(&self, filter: store::Filter) -> store::StoreFuture<'_, u64> {
+        self.inner.replay(filter)
+    }
+    fn reroute(&self, event_id: &str) -> store::StoreFuture<'_, bool> {
+        self.inner.reroute(event_id)
+    }
+    fn depths(&self) -> store::StoreFuture<'_, store::Depths> {
+        self.inner.depths()
+    }
+    fn health(&self) -> store::StoreFuture<'_, ()> {
+        self.inner.health()
+    }
+    fn prune(&self, before_ms: i64, limit: usize) -> store::StoreFuture<'_, u64> {
+        self.inner.prune(before_ms, limit)
+    }
+}
+
+const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n  - name: audit\n    when: {}\n    emit: event\n    to: [out]\n";
+
+#[tokio::test]
+async fn an_event_whose_routing_panicked_is_routed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    std::fs::write(&path, AUDIT).unwrap();
+    let config = Config::load(&path, &Env::empty()).unwrap();
+    let snapshot = Snapshot::build(config, None, 1, false).unwrap();
+    let live = Arc::new(Live::new(snapshot, path, Env::empty(), false));
+    let store: Arc<dyn Store> = Arc::new(PanicsOnce {
+        inner: SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap(),
+        panicked: std::sync::atomic::AtomicBool::new(false),
+    });
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
+    let router = Router::new(
+        store.clone(),
+        live.clone(),
+        Builder::new(None),
+        workers,
+        Arc::default(),
+    );
+    let (event, pending) = session_event(7);
+    store
+        .journal(store::NewEvent {
+            id: pending.id.clone(),
+            kind: pending.kind.clone(),
+            received_at_ms: pending.received_at_ms,
+            body: pending.body.clone(),
+            routed: false,
+        })
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    tracker.spawn(router.run(rx, shutdown.clone()));
+    let snapshot = live.load();
+    tx.send(Routable {
+        pending,
+        accepted: Some(Accepted { event, snapshot }),
+    })
+    .await
+    .unwrap();
+    // The panicked pass left the event due; once its lease ends a scan
+    // routes it again.
+    let out = dir.path().join("out.jsonl");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("evt_7:audit")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event was never routed again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+}
