@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use stripe_router::config::Config;
 use stripe_router::config::env::Env;
-use stripe_router::ingest::event::Event;
+use stripe_router::event::Event;
 use stripe_router::ingest::verify::{self, Secrets};
 use stripe_router::offline::standin::{SessionEvent, checkout_session_event, line_item_fixture};
 use stripe_router::routing::live;

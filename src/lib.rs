@@ -33,12 +33,14 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod event;
 pub mod http_serve;
 pub mod ingest;
 pub mod offline;
 #[cfg(test)]
 mod proptests;
 pub mod redact;
+pub mod retry;
 pub mod routing;
 pub mod sinks;
 pub mod store;

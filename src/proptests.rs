@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::config::env::Env;
-use crate::ingest::event::Event;
+use crate::event::Event;
 use crate::ingest::verify::{Secrets, SignatureError, sign, verify};
 
 const SECRET: &str = "whsec_test_secret";

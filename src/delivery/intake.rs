@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::delivery::workers::Workers;
-use crate::ingest::event::Event;
+use crate::event::Event;
 use crate::routing::build::Builder;
 use crate::routing::live::Live;
 pub use crate::routing::router::Counts;

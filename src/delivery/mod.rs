@@ -5,8 +5,8 @@
 //!   and stores its records.
 //! - [`workers`]: one worker per sink, delivering that sink's rows and
 //!   settling each (delivered, retry later, dead letter).
-//! - [`retry`]: the one retry policy and backoff, for deliveries, routing
-//!   passes and Stripe API requests alike.
+//!
+//! Both follow the one retry policy, [`crate::retry`].
 //!
 //! The database is the truth; channels only save a round trip. Fresh rows
 //! carry a short lease ([`crate::store::LEASE_MS`]), and both the router and
@@ -16,8 +16,6 @@
 //! routing an event twice builds nothing twice.
 
 pub mod intake;
-pub mod retry;
 pub mod workers;
 
 pub use intake::{Counts, Engine};
-pub use retry::backoff;

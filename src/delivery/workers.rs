@@ -1,7 +1,7 @@
 //! Per-sink workers: each sink of the current config has one worker, which
 //! delivers that sink's rows with bounded concurrency (`concurrency`) and
 //! settles each in the store: delivered, retry at a later time (the one
-//! backoff, [`crate::delivery::retry`], with the sink's `retry:` policy), or
+//! backoff, [`crate::retry`], with the sink's `retry:` policy), or
 //! dead letter. A sink that is down or slow delays nothing else.
 //!
 //! Workers follow the config: a reload that adds a sink starts its worker
@@ -20,9 +20,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::delivery::retry::{self, ROUTING_RETRY};
+use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::live::Live;
-use crate::routing::router::SCAN_EVERY;
+use crate::routing::router::{Handoff, SCAN_EVERY};
 use crate::routing::snapshot::Snapshot;
 use crate::store::{self, PendingDelivery, Settle, Store};
 
@@ -71,7 +71,21 @@ impl Workers {
 
     /// Hands a delivery to its sink's worker. A sink the current config no
     /// longer has gets nothing: its row waits in the store.
-    pub fn dispatch(&self, mut delivery: PendingDelivery) {
+    pub fn dispatch(&self, delivery: PendingDelivery) {
+        Handoff::dispatch(self, delivery);
+    }
+
+    /// The sinks that have a worker, sorted.
+    pub fn running(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = running.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+impl Handoff for Workers {
+    fn dispatch(&self, mut delivery: PendingDelivery) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if !running.contains_key(&delivery.sink) {
             if self.live.load().sink(&delivery.sink).is_none() {
@@ -90,15 +104,9 @@ impl Workers {
         }
         let _ = handle.queue.send(delivery);
     }
+}
 
-    /// The sinks that have a worker, sorted.
-    pub fn running(&self) -> Vec<String> {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<String> = running.keys().cloned().collect();
-        names.sort();
-        names
-    }
-
+impl Workers {
     /// Starts a worker for each sink of `snapshot` that has none and stops
     /// the workers of sinks it does not have. `resume`: the workers pick up
     /// every pending row at once, leases or not (at start-up nothing else

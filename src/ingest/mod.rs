@@ -9,7 +9,6 @@
 //! runs it on the shared accept loop ([`crate::http_serve`]) with the
 //! door's bounds ([`limits`]).
 
-pub mod event;
 pub mod hints;
 pub mod limits;
 pub mod verify;
@@ -30,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::Engine;
+use crate::event::Event;
 use crate::http_serve::{self, Activity, Cap, Options, Throttle, json_response, message, only_get};
-use crate::ingest::event::Event;
 use crate::ingest::verify::Secrets;
 use crate::routing::live::Live;
 use crate::store::Journaled;

@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::config::env::Env;
 use crate::config::{Config, ConfigError, redact_url};
-use crate::ingest::event::{Event, EventError};
+use crate::event::{Event, EventError};
 use crate::ingest::verify::{self, Secrets, SecretsError};
 use crate::offline::standin::{self, SessionEvent};
 use crate::routing::event_types;

@@ -8,7 +8,7 @@
 //! the records is [`crate::routing::router`]'s job.
 
 use crate::config::Emit;
-use crate::ingest::event::Event;
+use crate::event::Event;
 use crate::routing::enrich::{EnrichError, StripeApi};
 use crate::routing::record::{self, LineItem, RecordError};
 use crate::routing::snapshot::{Route, Snapshot};

@@ -2,7 +2,7 @@
 //! Session's line items, every page, with retries.
 //!
 //! Each request is retried on its own (a later page does not refetch the
-//! earlier ones) with the one backoff ([`crate::delivery::retry`]), on the failures
+//! earlier ones) with the one backoff ([`crate::retry`]), on the failures
 //! Stripe documents as transient: connection errors, timeouts, 409, 429 and
 //! 5xx, and whatever `Stripe-Should-Retry` says. The API key never appears in
 //! logs, `Debug` output or errors: only its [`ApiKey::hint`].
@@ -19,7 +19,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::StripeConfig;
-use crate::delivery::retry::{self, RetryConfig};
+use crate::retry::{self, RetryConfig};
 use crate::routing::record::{self, LineItem};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -164,7 +164,7 @@ pub struct StripeApi {
     api_version: Option<String>,
     timeout: Duration,
     max_attempts: u32,
-    /// Between the tries of one request (see [`crate::delivery::retry`]).
+    /// Between the tries of one request (see [`crate::retry`]).
     retry: RetryConfig,
     limits: Limits,
 }

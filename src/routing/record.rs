@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ingest::event::Event;
+use crate::event::Event;
 use crate::sinks::Encoded;
 
 /// The fields every record has, then its kind's own.

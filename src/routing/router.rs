@@ -3,7 +3,7 @@
 //! each once at a time, with bounded concurrency: builds its records
 //! ([`crate::routing::build`]), stores them with one delivery row per
 //! (record, sink), and hands each delivery to its sink's worker
-//! ([`crate::delivery::workers`]).
+//! ([`Handoff`], the sink workers of [`crate::delivery::workers`]).
 //!
 //! An event fresh from the intake arrives parsed, with the snapshot it was
 //! accepted under: it is neither parsed nor matched against a newer config
@@ -23,9 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::retry::{self, ROUTING_RETRY};
-use crate::delivery::workers::Workers;
-use crate::ingest::event::Event;
+use crate::event::Event;
+use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::build::{Builder, Built, Failed};
 use crate::routing::live::Live;
 use crate::routing::snapshot::Snapshot;
@@ -61,11 +60,20 @@ pub struct Accepted {
     pub snapshot: Arc<Snapshot>,
 }
 
+/// Where the router hands each stored delivery: the sink workers
+/// ([`crate::delivery::workers::Workers`]). A trait, so that routing knows
+/// nothing of how deliveries are made.
+pub trait Handoff: Send + Sync {
+    /// Takes one delivery whose row is committed; may drop it (the row
+    /// stays due in the store and a scan finds it).
+    fn dispatch(&self, delivery: PendingDelivery);
+}
+
 pub struct Router {
     store: Arc<dyn Store>,
     live: Arc<Live>,
     builder: Builder,
-    workers: Arc<Workers>,
+    workers: Arc<dyn Handoff>,
     counts: Arc<Counts>,
     concurrency: usize,
 }
@@ -102,7 +110,7 @@ impl Router {
         store: Arc<dyn Store>,
         live: Arc<Live>,
         builder: Builder,
-        workers: Arc<Workers>,
+        workers: Arc<dyn Handoff>,
         counts: Arc<Counts>,
     ) -> Router {
         Router {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use super::*;
 use crate::config::Config;
 use crate::config::env::Env;
+use crate::delivery::workers::Workers;
 use crate::offline::standin::{SessionEvent, checkout_session_event};
 use crate::routing::enrich::{ApiKey, StripeApi};
 use crate::store::SqliteStore;

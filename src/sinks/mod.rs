@@ -12,12 +12,11 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::units::duration;
+pub use crate::retry::RetryConfig;
 
 pub mod http;
 pub mod jsonl;
@@ -126,41 +125,6 @@ pub struct Delivery {
     pub retry: RetryConfig,
     /// Deliveries in flight at once.
     pub concurrency: usize,
-}
-
-/// `retry: { initial, max, max_age }` of a sink: exponential backoff with
-/// jitter from `initial` up to `max` between attempts; a delivery still
-/// failing `max_age` after its record was built becomes a dead letter.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    #[serde(default = "default_initial", with = "duration")]
-    pub initial: Duration,
-    #[serde(default = "default_max", with = "duration")]
-    pub max: Duration,
-    #[serde(default = "default_max_age", with = "duration")]
-    pub max_age: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            initial: default_initial(),
-            max: default_max(),
-            max_age: default_max_age(),
-        }
-    }
-}
-
-fn default_initial() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_max() -> Duration {
-    Duration::from_secs(600)
-}
-/// Stripe's own retry window.
-fn default_max_age() -> Duration {
-    Duration::from_secs(72 * 3600)
 }
 
 /// A record serialized once, ready for any sink: the same bytes on every

@@ -18,7 +18,7 @@ fn catalogue_ids_and_totals() {
     assert_eq!(catalogue_items(8), catalogue_items(8));
     let event = payment_intent_event("evt_1", "pi_1", 5198, "usd", 1_721_954_095);
     let body = serde_json::to_vec_pretty(&event).expect("serializes");
-    let parsed = crate::ingest::event::Event::parse(&body).expect("an event");
+    let parsed = crate::event::Event::parse(&body).expect("an event");
     assert_eq!(parsed.kind, "payment_intent.succeeded");
 }
 
@@ -26,7 +26,7 @@ fn catalogue_ids_and_totals() {
 fn session_events_are_routable_checkout_sessions() {
     let event = checkout_session_event(&SessionEvent::default());
     let body = serde_json::to_vec_pretty(&event).expect("serializes");
-    let parsed = crate::ingest::event::Event::parse(&body).expect("an event");
+    let parsed = crate::event::Event::parse(&body).expect("an event");
     assert_eq!(parsed.kind, "checkout.session.completed");
     assert_eq!(
         crate::routing::record::session_id(&parsed),

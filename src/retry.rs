@@ -3,12 +3,52 @@
 //! Stripe API client's requests. Each caller picks its [`RetryConfig`]
 //! (the sink's `retry:` keys, [`ROUTING_RETRY`], [`STRIPE_API_RETRY`]);
 //! how long to wait before the next attempt is decided here only.
+//!
+//! A leaf beside the units it reads: sinks, routing and delivery use it
+//! without depending on each other.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-pub use crate::sinks::RetryConfig;
+use serde::Deserialize;
+
+use crate::units::duration;
+
+/// `retry: { initial, max, max_age }` of a sink: exponential backoff with
+/// jitter from `initial` up to `max` between attempts; a delivery still
+/// failing `max_age` after its record was built becomes a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_initial", with = "duration")]
+    pub initial: Duration,
+    #[serde(default = "default_max", with = "duration")]
+    pub max: Duration,
+    #[serde(default = "default_max_age", with = "duration")]
+    pub max_age: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial: default_initial(),
+            max: default_max(),
+            max_age: default_max_age(),
+        }
+    }
+}
+
+fn default_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max() -> Duration {
+    Duration::from_secs(600)
+}
+/// Stripe's own retry window.
+fn default_max_age() -> Duration {
+    Duration::from_secs(72 * 3600)
+}
 
 /// Routing passes that failed on a transient error (the Stripe API down,
 /// rate limited): Stripe's own schedule is hours; ours is shorter but gives
