@@ -36,6 +36,7 @@ pub mod delivery;
 pub mod event;
 pub mod http_serve;
 pub mod ingest;
+pub mod logs;
 pub mod offline;
 #[cfg(test)]
 mod proptests;

@@ -1,5 +1,6 @@
-//! The `stripe-router` command: parses arguments, sets up logging, and hands
-//! over to the library.
+//! The `stripe-router` command: parses arguments and calls the library
+//! (`commands`, `offline`, `logs`); all it owns is the runtime each command
+//! runs on.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,14 +8,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use stripe_router::app::{App, Settings};
-use stripe_router::commands::check;
+use stripe_router::app::Settings;
 use stripe_router::commands::deadletters;
+use stripe_router::commands::{check, serve};
 use stripe_router::config::AdminListen;
 use stripe_router::config::env::Env;
+use stripe_router::logs;
 use stripe_router::offline::demo;
 use stripe_router::offline::send::{self, PaymentStatus};
 use stripe_router::offline::standin;
@@ -220,11 +221,7 @@ fn main() -> ExitCode {
         Command::Demo | Command::Send { .. } => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok(), level))
-        .init();
+    logs::init(level);
     let env = match Env::load(std::path::Path::new(".")) {
         Ok(env) => env,
         Err(e) => {
@@ -238,7 +235,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             addresses_file,
-        } => serve(
+        } => runtime(serve::run(
             Settings {
                 config_path: config,
                 listen,
@@ -246,7 +243,7 @@ fn main() -> ExitCode {
                 env,
             },
             addresses_file,
-        ),
+        )),
         Command::Check { config, no_env } => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             if check::check(&config, &env, no_env, &mut out, &mut err) {
@@ -339,21 +336,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `RUST_LOG`, or `default` when it is unset or invalid. The file watcher
-/// (`notify`) logs every event in the config's folder at trace level: with
-/// the log written into that folder, each line would be an event and then
-/// another line, forever. So its trace lines show only when `RUST_LOG`
-/// names it.
-fn log_filter(rust_log: Option<String>, default: &str) -> tracing_subscriber::EnvFilter {
-    let directives = match rust_log {
-        Some(text) if text.contains("notify") => text,
-        Some(text) if !text.trim().is_empty() => format!("{text},notify=info"),
-        _ => default.to_owned(),
-    };
-    tracing_subscriber::EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
-}
-
 /// How long the runtime waits, once `task` is done, for blocking work still
 /// running. `serve` has already spent `server.shutdown_timeout` draining;
 /// what is left may never end (a stdout write to a reader that stopped
@@ -376,98 +358,5 @@ fn runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
             eprintln!("error: cannot start the runtime: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn serve(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCode {
-    let files: Vec<_> = settings
-        .env
-        .files()
-        .map(|f| f.display().to_string())
-        .collect();
-    if !files.is_empty() {
-        tracing::info!(?files, "read environment files");
-    }
-    runtime(async {
-        let app = match App::build(settings).await {
-            Ok(app) => app,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(
-            "stripe-router listening on http://{}{}",
-            app.local_addr(),
-            app.webhook_path()
-        );
-        if let Some(admin) = app.admin_addr() {
-            tracing::info!("admin listener on http://{admin}");
-        }
-        if let Some(path) = &addresses_file
-            && let Err(e) = app.write_addresses(path).await
-        {
-            eprintln!(
-                "error: cannot write the addresses to {}: {e}",
-                path.display()
-            );
-            return ExitCode::FAILURE;
-        }
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        app.run(shutdown).await;
-        if let Some(path) = &addresses_file {
-            let _ = tokio::fs::remove_file(path).await;
-        }
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
-    })
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-    }
-    shutdown.cancel();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::log_filter;
-
-    #[track_caller]
-    fn check(rust_log: Option<&str>, expected: &[&str], absent: &[&str]) {
-        let filter = log_filter(rust_log.map(str::to_owned), "info").to_string();
-        for directive in expected {
-            assert!(
-                filter.contains(directive),
-                "`{directive}` not in `{filter}`"
-            );
-        }
-        for directive in absent {
-            assert!(!filter.contains(directive), "`{directive}` in `{filter}`");
-        }
-    }
-
-    #[test]
-    fn the_file_watcher_logs_below_trace_unless_named() {
-        check(Some("trace"), &["trace", "notify=info"], &[]);
-        check(Some("info,stripe_router=debug"), &["notify=info"], &[]);
-        check(
-            Some("trace,notify=trace"),
-            &["notify=trace"],
-            &["notify=info"],
-        );
-        check(None, &["info"], &["notify"]);
-        check(Some("not a [filter"), &["info"], &["notify"]);
     }
 }

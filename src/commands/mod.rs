@@ -1,7 +1,10 @@
-//! The commands that are neither `serve` nor offline tools: `check` (the
-//! config and environment, by the functions `serve` uses) and `deadletters`
-//! / `replay` (the journal's dead letters). `main` parses their arguments
-//! and calls them; they sit above every stage they read.
+//! The commands, above every stage they use: `serve` (the router until a
+//! signal), `check` (the config and environment, by the functions `serve`
+//! uses) and `deadletters` / `replay` (the journal's dead letters). The
+//! offline tools (`demo`, `send`, `stripe-standin`) are in
+//! [`crate::offline`]. `main` parses their arguments
+//! and calls them.
 
 pub mod check;
 pub mod deadletters;
+pub mod serve;

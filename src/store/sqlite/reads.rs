@@ -167,6 +167,9 @@ pub(super) fn dead_letters(
 /// Queue figures. Each count reads one partial index, whatever the size of
 /// the delivered history.
 pub(super) fn depths(c: &Connection) -> Result<Depths, rusqlite::Error> {
+    // One read transaction, so that every figure comes from the same
+    // commit: a routing pass moves an event and its routes together.
+    let read = c.unchecked_transaction()?;
     let count = |sql: &str| {
         c.prepare_cached(sql)?
             .query_row([], |row| row.get::<_, i64>(0))
@@ -204,6 +207,7 @@ pub(super) fn depths(c: &Connection) -> Result<Depths, rusqlite::Error> {
             }
         }
     }
+    read.finish()?;
     Ok(depths)
 }
 
