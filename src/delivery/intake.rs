@@ -1,7 +1,10 @@
-//! Intake: what the door calls once an event is verified. It journals the
-//! event durably (the 200 waits for that), then hands it to the router with
-//! what the door already has: the parsed event and the routing snapshot,
-//! loaded once here, which the event is routed by.
+//! Intake: what the door calls once an event is verified. [`Engine::read`]
+//! loads the routing snapshot once and reads the body: its id and type
+//! (`Event::head`, a borrowed read of four fields), and the whole event
+//! only when a route of that snapshot admits the type. [`Engine::accept`]
+//! journals the event durably (the 200 waits for that), then hands the
+//! router the parsed event and that snapshot, which routes it: the body is
+//! parsed whole once, and an event no route wants never is.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::delivery::workers::Workers;
-use crate::event::Event;
+use crate::event::{Event, EventError};
 use crate::routing::build::Builder;
 use crate::routing::live::Live;
 pub use crate::routing::router::Counts;
@@ -22,6 +25,16 @@ use crate::store::{self, Journaled, NewEvent, PendingEvent, Store, StoreError};
 /// Events queued for the router beyond those it is routing; more wait in
 /// the store until a scan picks them up.
 const QUEUE: usize = 4096;
+
+/// A verified body as the intake read it, for [`Engine::accept`].
+#[derive(Debug)]
+pub struct Arrival {
+    pub id: String,
+    pub kind: String,
+    /// The whole event and the snapshot that routes it; `None` when no
+    /// route of that snapshot admits the type.
+    routed_by: Option<Accepted>,
+}
 
 /// The handle the door uses: journal an event, then let it go.
 pub struct Engine {
@@ -60,43 +73,73 @@ impl Engine {
         }
     }
 
+    /// Reads a verified body under the current snapshot, loaded here once:
+    /// its id and type, and the whole event when a route admits the type.
+    /// The error says why the body is not an event (the door answers 400).
+    pub fn read(&self, body: &[u8]) -> Result<Arrival, EventError> {
+        let head = Event::head(body)?;
+        let snapshot = self.live.load();
+        let routed_by = if snapshot.wants_type(&head.kind) {
+            Some(Accepted {
+                event: Event::parse(body)?,
+                snapshot,
+            })
+        } else {
+            None
+        };
+        Ok(Arrival {
+            id: head.id,
+            kind: head.kind,
+            routed_by,
+        })
+    }
+
     /// Journals a verified event durably, then queues it for routing.
     /// `Duplicate` events are not routed again. An event whose type no
-    /// current route admits is journaled as routed (to nothing) in the same
-    /// write: it needs no routing pass, and `replay --reroute` still has it.
-    pub async fn accept(&self, event: Event, body: Bytes) -> Result<Journaled, StoreError> {
+    /// route admits is journaled as routed (to nothing) in the same write:
+    /// it needs no routing pass, and `replay --reroute` still has it.
+    pub async fn accept(&self, arrival: Arrival, body: Bytes) -> Result<Journaled, StoreError> {
         let received_at_ms = store::now_ms();
-        let snapshot = self.live.load();
-        let wanted = snapshot.wants_type(&event.kind);
+        let Arrival {
+            id,
+            kind,
+            routed_by,
+        } = arrival;
         let journaled = self
             .store
             .journal(NewEvent {
-                id: event.id.clone(),
-                kind: event.kind.clone(),
+                id: id.clone(),
+                kind: kind.clone(),
                 received_at_ms,
                 body: body.clone(),
-                routed: !wanted,
+                routed: routed_by.is_none(),
             })
             .await?;
-        if journaled == Journaled::Inserted && !wanted {
-            self.counts.unmatched.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(event_id = %event.id, event_type = %event.kind, "no route matched");
-        } else if journaled == Journaled::Inserted {
-            let pending = PendingEvent {
-                id: event.id.clone(),
-                kind: event.kind.clone(),
-                body,
-                received_at_ms,
-                attempts: 0,
-                reroute: false,
-                settled: Vec::new(),
-            };
-            // A full queue is fine: the row is in the store and a scan
-            // takes it once its lease ends.
-            let _ = self.router.try_send(Routable {
-                pending,
-                accepted: Some(Accepted { event, snapshot }),
-            });
+        if journaled == Journaled::Duplicate {
+            return Ok(journaled);
+        }
+        match routed_by {
+            None => {
+                self.counts.unmatched.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(event_id = %id, event_type = %kind, "no route matched");
+            }
+            Some(accepted) => {
+                let pending = PendingEvent {
+                    id,
+                    kind,
+                    body,
+                    received_at_ms,
+                    attempts: 0,
+                    reroute: false,
+                    settled: Vec::new(),
+                };
+                // A full queue is fine: the row is in the store and a scan
+                // takes it once its lease ends.
+                let _ = self.router.try_send(Routable {
+                    pending,
+                    accepted: Some(accepted),
+                });
+            }
         }
         Ok(journaled)
     }

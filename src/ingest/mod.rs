@@ -29,7 +29,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::Engine;
-use crate::event::Event;
 use crate::http_serve::{self, Activity, Cap, Options, Throttle, json_response, message, only_get};
 use crate::ingest::verify::Secrets;
 use crate::routing::live::Live;
@@ -234,9 +233,10 @@ async fn webhook(
             }),
         );
     }
-    // Parsed whole, once: the intake hands the parsed event to the router.
-    let event = match Event::parse(&body) {
-        Ok(event) => event,
+    // The intake reads it under the snapshot that will route it: the whole
+    // event only when a route admits its type.
+    let arrival = match endpoint.engine.read(&body) {
+        Ok(arrival) => arrival,
         Err(e) => {
             Counters::bump(&endpoint.counters.rejected);
             if endpoint.log_refusal() {
@@ -246,11 +246,11 @@ async fn webhook(
         }
     };
 
-    let span = tracing::info_span!("webhook", event_id = %event.id, event_type = %event.kind);
-    let id = event.id.clone();
+    let span = tracing::info_span!("webhook", event_id = %arrival.id, event_type = %arrival.kind);
+    let id = arrival.id.clone();
     match endpoint
         .engine
-        .accept(event, body)
+        .accept(arrival, body)
         .instrument(span.clone())
         .await
     {
