@@ -127,9 +127,6 @@ impl Store for PanicsOnce {
     fn record_body(&self, record_id: &str) -> store::StoreFuture<'_, Bytes> {
         self.inner.record_body(record_id)
     }
-    fn record_ids(&self, event_id: &str) -> store::StoreFuture<'_, Vec<String>> {
-        self.inner.record_ids(event_id)
-    }
     fn save_routing(&self, event_id: &str, routing: Routing) -> store::StoreFuture<'_, ()> {
         if !self.panicked.swap(true, Ordering::SeqCst) {
             panic!("a bug while saving {event_id}");

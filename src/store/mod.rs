@@ -77,8 +77,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>>;
     /// A stored record's bytes.
     fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes>;
-    /// Ids of the records already built from an event.
-    fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>>;
     /// Stores one routing pass in one transaction: the records built and
     /// one delivery row per (record, sink); a row per failed route (state
     /// retry or dead, attempts + 1, last error); failure rows of routes

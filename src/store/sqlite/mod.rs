@@ -213,11 +213,6 @@ impl Store for SqliteStore {
         self.read(move |c| reads::record_body(c, &record_id))
     }
 
-    fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>> {
-        let event_id = event_id.to_owned();
-        self.read(move |c| reads::record_ids(c, &event_id))
-    }
-
     fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, ()> {
         let event_id = event_id.to_owned();
         self.write(|reply| Write::Routing(event_id, routing, reply))
