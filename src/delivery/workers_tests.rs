@@ -1,3 +1,5 @@
+//! Tests of the sink workers: a removed sink's worker stops, a re-added one delivers what waited.
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,3 +1,5 @@
+//! Tests of the router task: a pass that panics frees its event, a permit wait ends on shutdown.
+
 use std::time::Duration;
 
 use bytes::Bytes;

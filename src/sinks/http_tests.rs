@@ -1,3 +1,5 @@
+//! Unit tests of the `http` sink: signing, build checks, answers classified, bounded waits.
+
 use super::*;
 
 use std::net::SocketAddr;
