@@ -4,9 +4,10 @@
 //! next attempt time and last error.
 //!
 //! This module owns [`Store`], the one interface the rest of the router
-//! uses, and the rows it takes and gives ([`rows`]). [`SqliteStore`]
-//! ([`sqlite`]) implements it on an embedded SQLite database in WAL mode.
-//! [`deadletters`] holds the operator commands over dead letters.
+//! uses, and the rows it takes and gives (`rows.rs`, re-exported here).
+//! [`SqliteStore`] ([`sqlite`]) implements it on an embedded SQLite database
+//! in WAL mode. The operator commands over dead letters are
+//! [`crate::commands::deadletters`].
 
 mod rows;
 pub mod sqlite;
