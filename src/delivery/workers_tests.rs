@@ -6,22 +6,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::config::Config;
-use crate::config::env::Env;
 use crate::routing::live::Reloaded;
+use crate::routing::test_support;
 use crate::sinks::Encoded;
 use crate::store::{NewEvent, NewRecord, Routing, SqliteStore};
 
 const BOTH: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\n  b: { type: jsonl, path: b.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a, b]\n";
 const ONLY_A: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a]\n";
-
-fn live(dir: &Path, text: &str) -> Arc<Live> {
-    let path = dir.join("routes.yaml");
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path, &Env::empty()).expect("valid config");
-    let snapshot = Snapshot::build(config, None, 1, false).expect("builds");
-    Arc::new(Live::new(snapshot, path, Env::empty(), false))
-}
 
 async fn reload(live: &Live, text: &str) {
     std::fs::write(live.path(), text).unwrap();
@@ -46,7 +37,7 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
-    let live = live(dir.path(), BOTH);
+    let live = test_support::live(dir.path(), BOTH, false);
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
     let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
     assert_eq!(workers.running(), ["a", "b"]);

@@ -5,11 +5,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::config::Config;
-use crate::config::env::Env;
 use crate::delivery::workers::Workers;
 use crate::offline::standin::{SessionEvent, checkout_session_event};
 use crate::routing::enrich::{ApiKey, StripeApi};
+use crate::routing::test_support;
 use crate::store::SqliteStore;
 use tokio_util::task::TaskTracker;
 
@@ -61,17 +60,13 @@ async fn the_wait_for_a_routing_permit_watches_shutdown() {
     // that reads line items hangs until the client's timeout (20 s).
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = url::Url::parse(&format!("http://{}", api.local_addr().unwrap())).unwrap();
-    let path = dir.path().join("routes.yaml");
-    std::fs::write(&path, ORDERS).unwrap();
-    let config = Config::load(&path, &Env::empty()).unwrap();
+    let live = test_support::live(dir.path(), ORDERS, true);
     let stripe = StripeApi::new(
         base,
         ApiKey::parse("sk_test_51RouterTestKey0000").unwrap(),
-        &config.stripe,
+        &live.load().config.stripe,
     )
     .unwrap();
-    let snapshot = Snapshot::build(config, None, 1, true).unwrap();
-    let live = Arc::new(Live::new(snapshot, path, Env::empty(), true));
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
@@ -190,11 +185,7 @@ const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n 
 #[tokio::test]
 async fn an_event_whose_routing_panicked_is_routed_again() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("routes.yaml");
-    std::fs::write(&path, AUDIT).unwrap();
-    let config = Config::load(&path, &Env::empty()).unwrap();
-    let snapshot = Snapshot::build(config, None, 1, false).unwrap();
-    let live = Arc::new(Live::new(snapshot, path, Env::empty(), false));
+    let live = test_support::live(dir.path(), AUDIT, false);
     let store: Arc<dyn Store> = Arc::new(PanicsOnce {
         inner: SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap(),
         panicked: std::sync::atomic::AtomicBool::new(false),
