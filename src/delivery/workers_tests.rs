@@ -1,13 +1,10 @@
 //! Tests of the sink workers: a removed sink's worker stops, a re-added one delivers what waited.
 
-use std::path::Path;
-use std::time::Duration;
-
 use bytes::Bytes;
 
 use super::*;
 use crate::routing::live::Reloaded;
-use crate::routing::test_support;
+use crate::routing::test_support::{self, contains, eventually};
 use crate::sinks::Encoded;
 use crate::store::{NewEvent, NewRecord, Routing, SqliteStore};
 
@@ -17,19 +14,6 @@ const ONLY_A: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\nroutes:\n  - 
 async fn reload(live: &Live, text: &str) {
     std::fs::write(live.path(), text).unwrap();
     assert!(matches!(live.reload().await, Ok(Reloaded::Applied(_))));
-}
-
-/// Polls `condition` every 20 ms for up to 10 s.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn contains(path: &Path, text: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|s| s.contains(text))
 }
 
 #[tokio::test]

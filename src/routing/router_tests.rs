@@ -222,13 +222,9 @@ async fn an_event_whose_routing_panicked_is_routed_again() {
     // The panicked pass left the event due; once its lease ends a scan
     // routes it again.
     let out = dir.path().join("out.jsonl");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("evt_7:audit")) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the event was never routed again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    test_support::eventually("the event is routed again", || {
+        test_support::contains(&out, "evt_7:audit")
+    })
+    .await;
     shutdown.cancel();
 }
