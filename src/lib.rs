@@ -1,31 +1,26 @@
 //! stripe-router: verified Stripe webhook events, routed by declarative rules
 //! into complete order records, delivered to sinks.
 //!
-//! The modules follow the data flow of one webhook request:
+//! The modules follow one webhook request, then what builds, runs and
+//! surrounds the router:
 //!
-//! - [`server`]: the hyper HTTP server, the webhook endpoint and `/healthz`.
-//! - [`verify`]: Stripe signature verification; pure, the clock is a parameter.
-//! - [`event`]: the verified event object and its few routed fields.
-//! - [`rules`]: route conditions (`when`) and matching; pure.
-//! - [`enrich`]: the Stripe API client that fetches a session's line items.
-//! - [`record`]: order and event records; pure builders.
-//! - [`sinks`]: the [`sinks::Sink`] trait and its plug-ins (`jsonl`, `http`, `stdout`).
-//! - [`pipeline`]: one event through the routes: matching records, enriched and encoded.
-//! - [`store`]: the journal (SQLite, WAL, group commit) and the delivery queues.
-//! - [`deliver`]: after the answer: routing, per-sink workers, retries, dead letters.
-//! - [`config`]: `routes.yaml` parsing, `${VAR}` interpolation, errors with places.
-//! - [`env`]: the process environment over `.env.local` over `.env`.
-//! - [`reload`]: the routing snapshot, file watching and `SIGHUP`.
-//! - [`deadletters`]: listing and replaying dead letters (`deadletters`, `replay`).
-//! - [`app`]: builds everything from a config and runs it until shutdown.
+//! - [`http_serve`]: the one accept loop every HTTP server runs on: cap, drain, timeouts.
+//! - [`ingest`]: the webhook door: bounds, signature verification, refusal hints, the 200.
+//! - [`event`]: a verified event's head (id, type) and its parsed object; pure.
+//! - [`delivery`]: after the 200: the intake that journals and hands over, per-sink workers.
+//! - [`store`]: the journal and the queues: the [`store::Store`] trait, its rows, SQLite.
+//! - [`routing`]: journaled event to stored records: rules, live snapshot, router, enrichment.
+//! - [`sinks`]: where records go: the [`sinks::Sink`] trait, one file per sink type.
+//! - [`retry`]: the one retry policy (backoff with jitter) for sinks, routing and the API.
+//! - [`config`]: `routes.yaml`: types, spanned YAML, checks with places, `${VAR}`, the env.
+//! - [`units`]: durations and byte sizes as `routes.yaml` writes them; a leaf.
+//! - [`redact`]: the one URL redactor for messages, logs and answers; a leaf.
 //! - [`clock`]: the wall clock (unix ms, unix seconds, RFC 3339); a leaf.
-//! - [`diagnose`]: hints for refused requests and environment warnings; pure.
-//! - [`event_types`]: the event types Stripe sends; `check` warns about routes
-//!   that can never match one.
-//! - [`send`]: `stripe-router send`, a signed test event to a running router.
-//! - [`demo`]: `stripe-router demo`, the whole flow with no Stripe account.
-//! - [`standin`]: a local stand-in for the Stripe API and realistic event
-//!   payloads, for tests, `demo` and benchmarks.
+//! - [`app`]: builds everything from a config and runs it until shutdown.
+//! - [`admin`]: the loopback admin listener and its detailed `/healthz`.
+//! - [`commands`]: `serve`, `check`, `deadletters` and `replay`, which `main` calls.
+//! - [`logs`]: `tracing` lines on stderr, filtered by `RUST_LOG`.
+//! - [`offline`]: what runs without Stripe: `demo`, `send` and the Stripe API stand-in.
 
 pub mod admin;
 pub mod app;

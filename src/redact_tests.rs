@@ -1,3 +1,5 @@
+//! Tests of the URL redactor.
+
 use super::redact_url;
 
 #[test]

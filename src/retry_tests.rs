@@ -1,3 +1,5 @@
+//! Tests of the retry policy: capped jittered backoff, Retry-After and expiry.
+
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -1,3 +1,5 @@
+//! Tests of byte sizes and durations as config reads and shows them.
+
 use serde::Deserialize;
 
 use super::{byte_size, duration};

@@ -1,3 +1,5 @@
+//! Tests of `check`: the summary, environment warnings and its verdict on serve.
+
 use super::environment;
 use crate::config::env::Env;
 use crate::config::test_support::parse;

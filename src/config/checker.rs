@@ -20,7 +20,7 @@ use crate::sinks::SinkConfig;
 
 const TOP_LEVEL_KEYS: &str = "server, stripe, store, sinks, routes";
 
-/// The checked sections, before they become a [`Config`].
+/// The checked sections, before they become a [`super::Config`].
 pub(super) struct Parts {
     pub(super) server: ServerConfig,
     pub(super) stripe: StripeConfig,

@@ -1,3 +1,5 @@
+//! Tests of the checker: every problem with its place, values serve would refuse, no secrets.
+
 use std::path::Path;
 
 use super::super::Config;

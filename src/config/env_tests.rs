@@ -1,3 +1,5 @@
+//! Tests of the environment: dotenv syntax, precedence of the sources, errors by file and line.
+
 use super::*;
 
 #[track_caller]

@@ -1,3 +1,5 @@
+//! Tests of `${VAR}` interpolation: values only, escapes, secrets never echoed in problems.
+
 use std::path::Path;
 
 use super::super::Config;

@@ -1,3 +1,5 @@
+//! Tests of the `sinks:` and `routes:` checks: names that fit record ids, the keys a sink takes.
+
 use super::super::test_support::check_errors;
 
 #[test]

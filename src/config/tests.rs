@@ -1,3 +1,5 @@
+//! Tests of the config types: every option, defaults, the shipped file, paths and load.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

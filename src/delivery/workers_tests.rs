@@ -1,42 +1,19 @@
-use std::path::Path;
-use std::time::Duration;
+//! Tests of the sink workers: a removed sink's worker stops, a re-added one delivers what waited.
 
 use bytes::Bytes;
 
 use super::*;
-use crate::config::Config;
-use crate::config::env::Env;
 use crate::routing::live::Reloaded;
+use crate::routing::test_support::{self, contains, eventually};
 use crate::sinks::Encoded;
 use crate::store::{NewEvent, NewRecord, Routing, SqliteStore};
 
 const BOTH: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\n  b: { type: jsonl, path: b.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a, b]\n";
 const ONLY_A: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a]\n";
 
-fn live(dir: &Path, text: &str) -> Arc<Live> {
-    let path = dir.join("routes.yaml");
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path, &Env::empty()).expect("valid config");
-    let snapshot = Snapshot::build(config, None, 1, false).expect("builds");
-    Arc::new(Live::new(snapshot, path, Env::empty(), false))
-}
-
 async fn reload(live: &Live, text: &str) {
     std::fs::write(live.path(), text).unwrap();
     assert!(matches!(live.reload().await, Ok(Reloaded::Applied(_))));
-}
-
-/// Polls `condition` every 20 ms for up to 10 s.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn contains(path: &Path, text: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|s| s.contains(text))
 }
 
 #[tokio::test]
@@ -44,7 +21,7 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
-    let live = live(dir.path(), BOTH);
+    let live = test_support::live(dir.path(), BOTH, false);
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
     let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
     assert_eq!(workers.running(), ["a", "b"]);

@@ -1,7 +1,7 @@
 //! The one accept loop that every HTTP server of the crate runs on: the
 //! webhook port ([`crate::ingest`]), the admin listener ([`crate::admin`]),
 //! the Stripe stand-in and the demo's shipping service ([`crate::offline`]),
-//! and the consumers of the benchmark and the integration tests.
+//! and the consumers of the benchmark and of the tests.
 //!
 //! [`serve`] takes a bound listener and a handler, accepts until its
 //! shutdown token is cancelled, drives each connection with hyper's HTTP/1,

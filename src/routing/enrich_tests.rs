@@ -1,3 +1,5 @@
+//! Tests of enrichment against the Stripe stand-in: API keys, paging, retries, errors and bounds.
+
 use super::*;
 use crate::offline::standin::{Misbehaviour, StripeStandIn, line_item_fixture};
 

@@ -1,3 +1,5 @@
+//! Tests of the known event types: patterns, suggestions and routes that never fire.
+
 use super::*;
 
 #[track_caller]

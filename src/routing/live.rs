@@ -211,7 +211,7 @@ impl Watch {
     }
 
     /// Reloads on every change once the file has been quiet for
-    /// [`DEBOUNCE`], or [`MAX_DELAY`] after the first change of a burst
+    /// `DEBOUNCE`, or `MAX_DELAY` after the first change of a burst
     /// even if it keeps changing; on `SIGHUP`, at once. Until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
         use tokio::time::Instant;

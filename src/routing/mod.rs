@@ -17,3 +17,5 @@ pub mod record;
 pub mod router;
 pub mod rules;
 pub mod snapshot;
+#[cfg(test)]
+pub(crate) mod test_support;

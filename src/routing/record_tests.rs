@@ -1,3 +1,5 @@
+//! Tests of the records: orders from each session shape, line items and serialized names.
+
 use super::*;
 use serde_json::json;
 

@@ -1,13 +1,14 @@
+//! Tests of the router task: a pass that panics frees its event, a permit wait ends on shutdown.
+
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::*;
-use crate::config::Config;
-use crate::config::env::Env;
 use crate::delivery::workers::Workers;
 use crate::offline::standin::{SessionEvent, checkout_session_event};
 use crate::routing::enrich::{ApiKey, StripeApi};
+use crate::routing::test_support;
 use crate::store::SqliteStore;
 use tokio_util::task::TaskTracker;
 
@@ -59,17 +60,13 @@ async fn the_wait_for_a_routing_permit_watches_shutdown() {
     // that reads line items hangs until the client's timeout (20 s).
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = url::Url::parse(&format!("http://{}", api.local_addr().unwrap())).unwrap();
-    let path = dir.path().join("routes.yaml");
-    std::fs::write(&path, ORDERS).unwrap();
-    let config = Config::load(&path, &Env::empty()).unwrap();
+    let live = test_support::live(dir.path(), ORDERS, true);
     let stripe = StripeApi::new(
         base,
         ApiKey::parse("sk_test_51RouterTestKey0000").unwrap(),
-        &config.stripe,
+        &live.load().config.stripe,
     )
     .unwrap();
-    let snapshot = Snapshot::build(config, None, 1, true).unwrap();
-    let live = Arc::new(Live::new(snapshot, path, Env::empty(), true));
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
@@ -126,9 +123,6 @@ impl Store for PanicsOnce {
     }
     fn record_body(&self, record_id: &str) -> store::StoreFuture<'_, Bytes> {
         self.inner.record_body(record_id)
-    }
-    fn record_ids(&self, event_id: &str) -> store::StoreFuture<'_, Vec<String>> {
-        self.inner.record_ids(event_id)
     }
     fn save_routing(&self, event_id: &str, routing: Routing) -> store::StoreFuture<'_, ()> {
         if !self.panicked.swap(true, Ordering::SeqCst) {
@@ -191,11 +185,7 @@ const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n 
 #[tokio::test]
 async fn an_event_whose_routing_panicked_is_routed_again() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("routes.yaml");
-    std::fs::write(&path, AUDIT).unwrap();
-    let config = Config::load(&path, &Env::empty()).unwrap();
-    let snapshot = Snapshot::build(config, None, 1, false).unwrap();
-    let live = Arc::new(Live::new(snapshot, path, Env::empty(), false));
+    let live = test_support::live(dir.path(), AUDIT, false);
     let store: Arc<dyn Store> = Arc::new(PanicsOnce {
         inner: SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap(),
         panicked: std::sync::atomic::AtomicBool::new(false),
@@ -232,13 +222,9 @@ async fn an_event_whose_routing_panicked_is_routed_again() {
     // The panicked pass left the event due; once its lease ends a scan
     // routes it again.
     let out = dir.path().join("out.jsonl");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("evt_7:audit")) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the event was never routed again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    test_support::eventually("the event is routed again", || {
+        test_support::contains(&out, "evt_7:audit")
+    })
+    .await;
     shutdown.cancel();
 }

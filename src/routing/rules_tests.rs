@@ -1,3 +1,5 @@
+//! Tests of the rules: globs, keys, values and operators, missing paths, compile errors.
+
 use super::*;
 use serde_json::json;
 

@@ -1,3 +1,5 @@
+//! Tests of the snapshot build: sinks carried over or replaced, what orders need, `wants_type`.
+
 use std::path::Path;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Unit tests of the `http` sink: signing, build checks, answers classified, bounded waits.
+
 use super::*;
 
 use std::net::SocketAddr;
@@ -6,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+use crate::http_serve;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
@@ -125,32 +126,36 @@ struct Received {
 }
 
 /// A consumer stand-in that records requests and answers `status` with
-/// `reply`.
+/// `reply`, until the test's runtime ends.
 async fn serve(status: u16, reply: &'static str) -> (SocketAddr, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&received);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let log = Arc::clone(&log);
-            let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let log = Arc::clone(&log);
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let body = body.collect().await?.to_bytes();
-                    log.lock().unwrap().push(Received {
-                        headers: parts.headers,
-                        body,
-                    });
-                    let mut response = hyper::Response::new(Full::new(Bytes::from(reply)));
-                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                    Ok::<_, hyper::Error>(response)
-                }
+    let handler = move |request: hyper::Request<Incoming>, _peer| {
+        let log = Arc::clone(&log);
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            log.lock().unwrap().push(Received {
+                headers: parts.headers,
+                body,
             });
-            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            let mut response = hyper::Response::new(Full::new(Bytes::from(reply)));
+            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+            response
         }
-    });
+    };
+    tokio::spawn(http_serve::serve(
+        listener,
+        http_serve::Options::new("test consumer"),
+        handler,
+        std::future::pending(),
+    ));
     (addr, received)
 }
 

@@ -14,9 +14,9 @@
 //! lands glued to a fragment.
 //!
 //! One line per record id: the sink remembers the ids of the last
-//! [`REMEMBERED`] records it wrote, starting from the ids in the file's tail
-//! when it is built (its last [`TAIL_BYTES`], and at least its last
-//! [`TAIL_LINES_PER_SLOT`] lines per delivery slot however long lines are).
+//! `REMEMBERED` records it wrote, starting from the ids in the file's tail
+//! when it is built (its last `TAIL_BYTES`, and at least its last
+//! `TAIL_LINES_PER_SLOT` lines per delivery slot however long lines are).
 //! A record it already wrote is not appended again: not when the journal
 //! could not record the delivery (a full disk; the row is retried), not after
 //! a crash between the write and that record, not after the file was rotated
@@ -29,7 +29,7 @@
 //! record it belongs to is delivered again after the restart (the journal
 //! never saw it delivered), and the sink appends only the rest of its line,
 //! so the file and every reader get the line whole, once. Other records wait
-//! for it (their deliveries are retried) for up to [`TORN_LINE_GRACE`]; if
+//! for it (their deliveries are retried) for up to `TORN_LINE_GRACE`; if
 //! no record completes it by then (the journal was reset, or another program
 //! wrote it) it is cut off, so the file stays whole JSON lines.
 //!

@@ -1,3 +1,5 @@
+//! Unit tests of the `stdout` sink.
+
 use super::*;
 
 #[tokio::test]

@@ -4,9 +4,10 @@
 //! next attempt time and last error.
 //!
 //! This module owns [`Store`], the one interface the rest of the router
-//! uses, and the rows it takes and gives ([`rows`]). [`SqliteStore`]
-//! ([`sqlite`]) implements it on an embedded SQLite database in WAL mode.
-//! [`deadletters`] holds the operator commands over dead letters.
+//! uses, and the rows it takes and gives (`rows.rs`, re-exported here).
+//! [`SqliteStore`] ([`sqlite`]) implements it on an embedded SQLite database
+//! in WAL mode. The operator commands over dead letters are
+//! [`crate::commands::deadletters`].
 
 mod rows;
 pub mod sqlite;
@@ -77,8 +78,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>>;
     /// A stored record's bytes.
     fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes>;
-    /// Ids of the records already built from an event.
-    fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>>;
     /// Stores one routing pass in one transaction: the records built and
     /// one delivery row per (record, sink); a row per failed route (state
     /// retry or dead, attempts + 1, last error); failure rows of routes

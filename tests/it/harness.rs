@@ -485,6 +485,26 @@ impl TestApp {
         stdout
     }
 
+    /// Polls `deadletters --json` until `accept` takes what it lists.
+    pub async fn wait_dead_letters(&self, accept: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let listed: Vec<Value> = self
+                .cli(&["deadletters", "--json"])
+                .lines()
+                .map(|line| serde_json::from_str(line).expect("one JSON object a line"))
+                .collect();
+            if accept(&listed) {
+                return listed;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dead letters within {WAIT:?}: {listed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The admin listener's `/healthz`, with the details.
     pub async fn health(&self) -> Value {
         self.http

@@ -14,31 +14,10 @@ use stripe_router::offline::standin::{Misbehaviour, catalogue_items};
 
 use crate::events::{line_items, session_event};
 use crate::harness::{
-    Lines, SECRET, SmallDisk, TestApp, WAIT, eventually, now, pretty, read_jsonl, serve_command,
-    spawn_app, wait_addresses,
+    Lines, SECRET, SmallDisk, WAIT, eventually, now, pretty, read_jsonl, serve_command, spawn_app,
+    wait_addresses,
 };
 use std::os::unix::fs::PermissionsExt;
-
-/// Polls `deadletters --json` until it lists `n` dead letters.
-async fn wait_dead_letters(app: &TestApp, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let listed: Vec<Value> = app
-            .cli(&["deadletters", "--json"])
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("one JSON object a line"))
-            .collect();
-        if listed.len() >= n {
-            return listed;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} dead letters within {WAIT:?}, not {n}: {listed:?}",
-            listed.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 const API_LIMITS: &str = r#"
 stripe: { max_pages: 3, max_line_items: 250, max_response: 1MiB }
@@ -106,7 +85,7 @@ async fn a_stripe_api_past_its_bounds_makes_dead_letters_saying_which_bound() {
     );
     assert_eq!(app.send(&real).await.status, 200);
 
-    let dead = wait_dead_letters(&app, cases.len()).await;
+    let dead = app.wait_dead_letters(|l| l.len() >= cases.len()).await;
     assert_eq!(dead.len(), cases.len(), "{dead:?}");
     for (session, _, bound) in &cases {
         let event_id = format!("evt_{session}");

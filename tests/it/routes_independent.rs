@@ -3,12 +3,10 @@
 //! is written at once whatever happens to an `emit: order` route on the
 //! same event.
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
 use crate::events::{line_items, session_event};
-use crate::harness::{TestApp, WAIT, read_jsonl, spawn_app};
+use crate::harness::{read_jsonl, spawn_app};
 
 const AUDIT_AND_ORDERS: &str = r#"
 stripe: { max_attempts: 1 }
@@ -25,26 +23,6 @@ routes:
     emit: order
     to: [orders]
 "#;
-
-/// Polls `deadletters --json` until `accept` takes what it lists.
-async fn wait_dead_letters(app: &TestApp, accept: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let listed: Vec<Value> = app
-            .cli(&["deadletters", "--json"])
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("one JSON object a line"))
-            .collect();
-        if accept(&listed) {
-            return listed;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dead letters within {WAIT:?}: {listed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn an_unreadable_session_dead_letters_only_the_order_route_and_replay_takes_it_back() {
@@ -64,7 +42,7 @@ async fn an_unreadable_session_dead_letters_only_the_order_route_and_replay_take
 
     // The order route alone is a dead letter (Stripe answers 404), shown
     // with its route and record id.
-    let listed = wait_dead_letters(&app, |listed| !listed.is_empty()).await;
+    let listed = app.wait_dead_letters(|listed| !listed.is_empty()).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     let letter = &listed[0];
     assert_eq!(letter["route"], "orders", "{letter}");
@@ -87,7 +65,7 @@ async fn an_unreadable_session_dead_letters_only_the_order_route_and_replay_take
     assert_eq!(orders[0]["id"], "evt_unknown_session:orders");
     assert_eq!(orders[0]["amount_total"], 5198, "{}", orders[0]);
     assert_eq!(orders[0]["line_items"].as_array().map(Vec::len), Some(2));
-    wait_dead_letters(&app, <[Value]>::is_empty).await;
+    app.wait_dead_letters(<[Value]>::is_empty).await;
     assert_eq!(
         read_jsonl(&app.path("sinks/audit.jsonl")).len(),
         1,

@@ -133,7 +133,8 @@ impl StripeStandIn {
 
     /// Catalogue mode, for offline work with `stripe-router send`: a session
     /// that was not added but whose id ends in `_<N>items` (see
-    /// [`catalogue_session_id`]) has the `N` items of [`catalogue_items`].
+    /// [`super::catalogue_session_id`]) has the `N` items of
+    /// [`super::catalogue_items`].
     pub fn serve_catalogue(&self) {
         self.state.catalogue.store(true, Ordering::Relaxed);
     }

@@ -97,7 +97,7 @@ impl Trouble {
     }
 }
 
-/// Records a commit's outcome for [`Store::health`], logging only when
+/// Records a commit's outcome for [`crate::store::Store::health`], logging only when
 /// writes begin to fail and when they succeed again.
 pub(super) fn wrote(health: &Health, outcome: Result<(), String>) {
     let mut trouble = health.write.lock().unwrap_or_else(|e| e.into_inner());

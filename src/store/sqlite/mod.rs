@@ -1,11 +1,11 @@
 //! The [`Store`] on an embedded SQLite database in WAL mode.
 //!
-//! All writes go through one writer thread ([`writer`]) that batches
+//! All writes go through one writer thread (`writer`) that batches
 //! whatever is waiting into a single transaction (group commit): with 32
 //! concurrent requests, one fsync covers many events, so durability does
-//! not cost throughput. Reads ([`reads`]) use their own connection, which
+//! not cost throughput. Reads (`reads`) use their own connection, which
 //! WAL lets run beside the writer. A checkpoint thread keeps the log within
-//! `store.wal_limit` ([`wal`]); [`health`] says whether the journal takes
+//! `store.wal_limit` (`wal`); `health` says whether the journal takes
 //! writes. This file opens the journal (private files and folders) and
 //! hands each [`Store`] call to its thread.
 
@@ -211,11 +211,6 @@ impl Store for SqliteStore {
     fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes> {
         let record_id = record_id.to_owned();
         self.read(move |c| reads::record_body(c, &record_id))
-    }
-
-    fn record_ids(&self, event_id: &str) -> StoreFuture<'_, Vec<String>> {
-        let event_id = event_id.to_owned();
-        self.read(move |c| reads::record_ids(c, &event_id))
     }
 
     fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, ()> {

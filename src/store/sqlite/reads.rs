@@ -75,12 +75,6 @@ pub(super) fn record_body(c: &Connection, record_id: &str) -> Result<Bytes, rusq
         .map(Bytes::from)
 }
 
-pub(super) fn record_ids(c: &Connection, event_id: &str) -> Result<Vec<String>, rusqlite::Error> {
-    let mut statement = c.prepare_cached("SELECT id FROM records WHERE event_id = ?1")?;
-    let rows = statement.query_map(params![event_id], |row| row.get(0))?;
-    rows.collect()
-}
-
 /// Deliveries due for `sink` at `now_ms`, oldest first, skipping `busy`.
 pub(super) fn due_deliveries(
     c: &Connection,

@@ -95,7 +95,7 @@ impl Write {
 /// Applies a batch of writes in one transaction, then answers each. If any
 /// statement or the commit fails (disk full, I/O error), the transaction is
 /// rolled back and every write in the batch is answered with that error:
-/// nothing of it is acknowledged. The outcome reaches [`Store::health`]
+/// nothing of it is acknowledged. The outcome reaches [`crate::store::Store::health`]
 /// before any answer does: a write refused means health says so.
 fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) {
     let now = now_ms();
