@@ -14,7 +14,7 @@
 //! routing pass ends, however it ends: a pass that panics leaves the set on
 //! unwind (`InFlight`), so the next scan takes the event again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -137,6 +137,9 @@ impl Router {
         let permits = Arc::new(Semaphore::new(this.concurrency));
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut tasks = JoinSet::new();
+        // Which event each pass routes, so that a pass that panicked puts
+        // its event off rather than have every scan take it again at once.
+        let mut passes: HashMap<tokio::task::Id, (String, u32)> = HashMap::new();
         // The first scan resumes whatever a previous run left, due or not:
         // after a restart nothing else holds those rows.
         let mut scan_at = tokio::time::Instant::now();
@@ -145,7 +148,10 @@ impl Router {
             let jobs = tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(job) = rx.recv() => vec![job],
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    this.ended(done, &mut passes).await;
+                    continue;
+                }
                 () = tokio::time::sleep_until(scan_at) => {
                     scan_at = tokio::time::Instant::now() + SCAN_EVERY;
                     let horizon = if first_scan { i64::MAX } else { store::now_ms() };
@@ -178,14 +184,49 @@ impl Router {
                         Err(_) => break 'run,
                     },
                 };
-                spawn_pass(&mut tasks, guard, permit, {
+                let event = (job.pending.id.clone(), job.pending.attempts);
+                let task = spawn_pass(&mut tasks, guard, permit, {
                     let this = this.clone();
                     async move { this.route(job).await }
                 });
+                passes.insert(task, event);
             }
         }
         drop(rx);
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// A pass ended. One that panicked (a bug) leaves its event due later,
+    /// with the routing backoff, and says so.
+    async fn ended(
+        &self,
+        done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+        passes: &mut HashMap<tokio::task::Id, (String, u32)>,
+    ) {
+        let (task, panicked) = match done {
+            Ok((task, ())) => (task, false),
+            Err(e) => (e.id(), e.is_panic()),
+        };
+        let Some((event_id, attempts)) = passes.remove(&task) else {
+            return;
+        };
+        if !panicked {
+            return;
+        }
+        let next = retry::next_attempt_ms(&ROUTING_RETRY, attempts, store::now_ms());
+        tracing::error!(event_id = %event_id, "routing the event panicked; it will be routed again later");
+        if let Err(e) = self
+            .store
+            .event_failed(
+                &event_id,
+                "routing the event panicked".to_owned(),
+                next,
+                false,
+            )
+            .await
+        {
+            tracing::error!(event_id = %event_id, error = %e, "cannot record the routing failure");
+        }
     }
 
     async fn route(&self, job: Routable) {
@@ -308,16 +349,22 @@ impl Router {
                 })
             })
             .collect();
-        if let Err(e) = self
+        let stored = match self
             .store
             .save_routing(&job.id, Routing { records, failed })
             .await
         {
-            tracing::error!(event_id = %job.id, error = %e, "cannot store the event's records; retrying later");
-            return false;
-        }
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(event_id = %job.id, error = %e, "cannot store the event's records; retrying later");
+                return false;
+            }
+        };
+        // Records stored by an earlier pass have their deliveries already.
         for delivery in deliveries {
-            self.workers.dispatch(delivery);
+            if stored.contains(&delivery.record.id) {
+                self.workers.dispatch(delivery);
+            }
         }
         true
     }
@@ -346,14 +393,21 @@ fn route_failure(job: &PendingEvent, failed: Failed) -> RouteFailure {
 
 /// Runs one routing pass on `tasks`, holding its event in the in-flight set
 /// and a permit until it ends, also by a panic.
-fn spawn_pass<F>(tasks: &mut JoinSet<()>, guard: InFlight, permit: OwnedSemaphorePermit, pass: F)
+fn spawn_pass<F>(
+    tasks: &mut JoinSet<()>,
+    guard: InFlight,
+    permit: OwnedSemaphorePermit,
+    pass: F,
+) -> tokio::task::Id
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    tasks.spawn(async move {
-        let _held = (guard, permit);
-        pass.await;
-    });
+    tasks
+        .spawn(async move {
+            let _held = (guard, permit);
+            pass.await;
+        })
+        .id()
 }
 
 #[cfg(test)]

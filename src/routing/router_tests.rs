@@ -106,15 +106,15 @@ async fn the_wait_for_a_routing_permit_watches_shutdown() {
         .expect("the router stopped taking events at shutdown");
 }
 
-/// The SQLite store, except that the first routing pass it is asked to
-/// save panics, as a bug would.
+/// The SQLite store, except that the first `panics` routing passes it is
+/// asked to save panic, as a bug would.
 #[derive(Debug)]
-struct PanicsOnce {
+struct Panics {
     inner: SqliteStore,
-    panicked: std::sync::atomic::AtomicBool,
+    panics: std::sync::atomic::AtomicU32,
 }
 
-impl Store for PanicsOnce {
+impl Store for Panics {
     fn journal(&self, event: store::NewEvent) -> store::StoreFuture<'_, store::Journaled> {
         self.inner.journal(event)
     }
@@ -124,8 +124,16 @@ impl Store for PanicsOnce {
     fn record_body(&self, record_id: &str) -> store::StoreFuture<'_, Bytes> {
         self.inner.record_body(record_id)
     }
-    fn save_routing(&self, event_id: &str, routing: Routing) -> store::StoreFuture<'_, ()> {
-        if !self.panicked.swap(true, Ordering::SeqCst) {
+    fn save_routing(
+        &self,
+        event_id: &str,
+        routing: Routing,
+    ) -> store::StoreFuture<'_, Vec<String>> {
+        if self
+            .panics
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
             panic!("a bug while saving {event_id}");
         }
         self.inner.save_routing(event_id, routing)
@@ -186,9 +194,9 @@ const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n 
 async fn an_event_whose_routing_panicked_is_routed_again() {
     let dir = tempfile::tempdir().unwrap();
     let live = test_support::live(dir.path(), AUDIT, false);
-    let store: Arc<dyn Store> = Arc::new(PanicsOnce {
+    let store: Arc<dyn Store> = Arc::new(Panics {
         inner: SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap(),
-        panicked: std::sync::atomic::AtomicBool::new(false),
+        panics: std::sync::atomic::AtomicU32::new(1),
     });
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
     let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
@@ -226,5 +234,63 @@ async fn an_event_whose_routing_panicked_is_routed_again() {
         test_support::contains(&out, "evt_7:audit")
     })
     .await;
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_pass_that_keeps_panicking_puts_its_event_off_with_the_routing_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = test_support::live(dir.path(), AUDIT, false);
+    let journal = dir.path().join("journal.db");
+    let store: Arc<dyn Store> = Arc::new(Panics {
+        inner: SqliteStore::open(&journal, false, 64 << 20).unwrap(),
+        panics: std::sync::atomic::AtomicU32::new(u32::MAX),
+    });
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
+    let router = Router::new(
+        store.clone(),
+        live.clone(),
+        Builder::new(None),
+        workers,
+        Arc::default(),
+    );
+    let (_, pending) = session_event(8);
+    store
+        .journal(store::NewEvent {
+            id: pending.id.clone(),
+            kind: pending.kind.clone(),
+            received_at_ms: pending.received_at_ms,
+            body: pending.body.clone(),
+            routed: false,
+        })
+        .await
+        .unwrap();
+    let (_tx, rx) = mpsc::channel(8);
+    tracker.spawn(router.run(rx, shutdown.clone()));
+    // The first scan takes the event; its pass panics. The event is then
+    // due again later, with the reason kept, instead of at the next scan.
+    let row = || {
+        let c = rusqlite::Connection::open(&journal).unwrap();
+        c.query_row(
+            "SELECT attempts, last_error, next_attempt_at FROM events WHERE id = 'evt_8'",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .unwrap()
+    };
+    test_support::eventually("the panic is recorded on the event", || {
+        row().1.as_deref() == Some("routing the event panicked")
+    })
+    .await;
+    let (attempts, _, next) = row();
+    assert!(attempts >= 1, "{attempts}");
+    assert!(next > 0, "due again at a time of the backoff, not at once");
     shutdown.cancel();
 }

@@ -85,8 +85,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// removed. Existing record ids are kept as they are (a record is built
     /// once). The event is then routed when no failed route is left to
     /// retry, else due again at the earliest `next_attempt_ms` (attempts +
-    /// 1, last error the first retried route's).
-    fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, ()>;
+    /// 1, last error the first retried route's). A failure of a route whose
+    /// record is already stored is ignored. Answers the ids of the records
+    /// this pass stored for the first time: only their deliveries are new.
+    fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, Vec<String>>;
     /// The event as a whole cannot be routed (its journaled body cannot be
     /// parsed); try again at `next_attempt_ms`, or give up (`dead`).
     fn event_failed(

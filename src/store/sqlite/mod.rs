@@ -213,7 +213,7 @@ impl Store for SqliteStore {
         self.read(move |c| reads::record_body(c, &record_id))
     }
 
-    fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, ()> {
+    fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, Vec<String>> {
         let event_id = event_id.to_owned();
         self.write(|reply| Write::Routing(event_id, routing, reply))
     }

@@ -15,7 +15,11 @@ use crate::store::{Filter, Journaled, NewEvent, Routing, Settle, StoreError, now
 /// Writes, each answered once its transaction committed.
 pub(super) enum Write {
     Journal(NewEvent, oneshot::Sender<Result<Journaled, StoreError>>),
-    Routing(String, Routing, oneshot::Sender<Result<(), StoreError>>),
+    Routing(
+        String,
+        Routing,
+        oneshot::Sender<Result<Vec<String>, StoreError>>,
+    ),
     EventFailed {
         id: String,
         error: String,
@@ -206,9 +210,8 @@ fn refuse(write: Write, answers: &mut Answers) {
     let mut skip = Some(rusqlite::Error::InvalidQuery);
     match write {
         Write::Journal(_, reply) => run(answers, &mut skip, reply, || Ok(Journaled::Duplicate)),
-        Write::Routing(_, _, reply)
-        | Write::EventFailed { reply, .. }
-        | Write::Settle(_, _, _, reply) => {
+        Write::Routing(_, _, reply) => run(answers, &mut skip, reply, || Ok(Vec::new())),
+        Write::EventFailed { reply, .. } | Write::Settle(_, _, _, reply) => {
             run(answers, &mut skip, reply, || Ok(()));
         }
         Write::Replay(_, reply) | Write::Prune(_, _, reply) => {

@@ -46,7 +46,8 @@ pub(super) fn save_routing(
     event_id: &str,
     routing: &Routing,
     now: i64,
-) -> Result<(), rusqlite::Error> {
+) -> Result<Vec<String>, rusqlite::Error> {
+    let mut stored = Vec::new();
     for record in &routing.records {
         let fresh = tx
             .prepare_cached(
@@ -65,6 +66,7 @@ pub(super) fn save_routing(
         if fresh == 0 {
             continue;
         }
+        stored.push(record.record.id.clone());
         for sink in &record.sinks {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO deliveries
@@ -98,20 +100,37 @@ pub(super) fn save_routing(
                 .execute(params![event_id, route])?;
         }
     }
+    // A pass that started before an earlier one stored a route's record
+    // (a scan read the event while that pass ran) has nothing to say about
+    // that route.
+    let built = |record_id: &str| -> Result<bool, rusqlite::Error> {
+        tx.prepare_cached("SELECT 1 FROM records WHERE id = ?1")?
+            .exists(params![record_id])
+    };
+    let mut failed = Vec::new();
     for failure in &routing.failed {
+        if !built(&failure.record_id)? {
+            failed.push(failure);
+        }
+    }
+    for failure in &failed {
         let state = if failure.dead {
             RouteState::Dead
         } else {
             RouteState::Retry
         };
-        tx.prepare_cached(
+        // A dead route stays dead until `replay` or `reroute` removes its
+        // row: only a pass that read the event before it died can fail it
+        // again.
+        tx.prepare_cached(&format!(
             "INSERT INTO route_failures
              (event_id, route, record_id, state, attempts, last_error, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6)
              ON CONFLICT (event_id, route) DO UPDATE SET record_id = excluded.record_id,
              state = excluded.state, attempts = attempts + 1, last_error = excluded.last_error,
-             updated_at = excluded.updated_at",
-        )?
+             updated_at = excluded.updated_at WHERE route_failures.state = {}",
+            RouteState::Retry
+        ))?
         .execute(params![
             event_id,
             failure.route,
@@ -121,7 +140,7 @@ pub(super) fn save_routing(
             now
         ])?;
     }
-    let retry = routing.failed.iter().filter(|f| !f.dead);
+    let retry = failed.iter().filter(|f| !f.dead);
     match retry.clone().map(|f| f.next_attempt_ms).min() {
         None => {
             tx.prepare_cached(
@@ -139,7 +158,7 @@ pub(super) fn save_routing(
             .execute(params![event_id, next, error, now, EventState::Due])?;
         }
     }
-    Ok(())
+    Ok(stored)
 }
 
 /// The event as a whole could not be routed.
@@ -180,11 +199,15 @@ pub(super) fn settle(
         } => (DeliveryState::Pending, next_attempt_ms, Some(error)),
         Settle::Dead { error } => (DeliveryState::Dead, 0, Some(error)),
     };
-    tx.prepare_cached(
+    // Only a pending row is settled: an attempt that overlapped another
+    // of the same row (a fast path and a scan) cannot bring a delivered or
+    // dead row back.
+    tx.prepare_cached(&format!(
         "UPDATE deliveries SET state = ?3, attempts = attempts + 1, next_attempt_at = ?4,
          last_error = COALESCE(?5, last_error), updated_at = ?6
-         WHERE record_id = ?1 AND sink = ?2",
-    )?
+         WHERE record_id = ?1 AND sink = ?2 AND state = {}",
+        DeliveryState::Pending
+    ))?
     .execute(params![record_id, sink, state, next, error, now])?;
     Ok(())
 }

@@ -280,3 +280,87 @@ async fn each_due_event_gets_its_own_settled_ids() {
         ]
     );
 }
+
+/// A scan can read an event while a pass of it runs, and route it again
+/// once that pass has stored its records: the second pass must send
+/// nothing twice and undo nothing.
+#[tokio::test]
+async fn a_pass_that_read_the_event_before_an_earlier_pass_stored_adds_nothing() {
+    let (_dir, store) = open();
+    store.journal(event("evt_1")).await.unwrap();
+    let first = store
+        .save_routing(
+            "evt_1",
+            Routing {
+                records: vec![record("evt_1", "orders", &["file"])],
+                failed: vec![failure("evt_1", "refunds", 0, true)],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, ["evt_1:orders"], "a fresh record is answered");
+    let due = store
+        .due_deliveries("file", i64::MAX, 10, vec![])
+        .await
+        .unwrap();
+    store
+        .settle(&due[0].record.id, "file", crate::store::Settle::Delivered)
+        .await
+        .unwrap();
+
+    // The stale pass builds `orders` again, and fails both routes for a
+    // while (the Stripe API is down now).
+    let stale = store
+        .save_routing(
+            "evt_1",
+            Routing {
+                records: vec![record("evt_1", "orders", &["file"])],
+                failed: vec![
+                    failure("evt_1", "orders", now_ms() + 60_000, false),
+                    failure("evt_1", "refunds", now_ms() + 60_000, false),
+                ],
+            },
+        )
+        .await
+        .unwrap();
+    assert!(stale.is_empty(), "nothing new to deliver: {stale:?}");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM route_failures WHERE route = 'orders'"
+        ),
+        0,
+        "a route whose record is stored has no failure"
+    );
+    let dead = store.dead_letters(Filter::default()).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].route.as_deref(), Some("refunds"), "still dead");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT state FROM deliveries WHERE record_id = 'evt_1:orders'"
+        ),
+        1,
+        "still delivered"
+    );
+
+    // A late attempt of the delivered row settles nothing.
+    store
+        .settle(
+            "evt_1:orders",
+            "file",
+            crate::store::Settle::Dead {
+                error: "an overlapping attempt".to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT state FROM deliveries WHERE record_id = 'evt_1:orders'"
+        ),
+        1,
+        "a delivered row stays delivered"
+    );
+}
