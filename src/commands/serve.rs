@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Settings};
@@ -27,6 +28,16 @@ pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
+    // Before anything announces the router as started (the log line, the
+    // addresses file): a supervisor that signals as soon as it reads them
+    // must get a drain, not the default death without one.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("error: cannot listen for SIGTERM and SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
         "stripe-router listening on http://{}{}",
         app.local_addr(),
@@ -45,7 +56,7 @@ pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCod
         return ExitCode::FAILURE;
     }
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(signals.stop(shutdown.clone()));
     app.run(shutdown).await;
     if let Some(path) = &addresses_file {
         let _ = tokio::fs::remove_file(path).await;
@@ -54,18 +65,27 @@ pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCod
     ExitCode::SUCCESS
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+/// SIGTERM and SIGINT, caught from the moment they are installed: a signal
+/// that arrives before [`Signals::stop`] waits is kept for it.
+struct Signals {
+    term: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    shutdown.cancel();
+
+    /// Waits for either signal, then cancels `shutdown`.
+    async fn stop(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = self.term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+        shutdown.cancel();
+    }
 }

@@ -1,8 +1,9 @@
 //! One whole routing table, compiled from one config: the routes (their
 //! compiled `when`, what they emit, the sinks they deliver to) and the built
 //! sinks. [`compile`] is the pure step `check` shares; [`Snapshot::build`]
-//! also builds the sinks, carrying over those whose settings did not change
-//! (same file handle, same connection pool).
+//! also builds the sinks, carrying over those whose own settings did not
+//! change (same file handle, same connection pool), whatever their common
+//! `retry`/`concurrency` keys say.
 //!
 //! A snapshot never changes once built: a reload builds a new one
 //! ([`crate::routing::live`]). An event is routed, and its records handed to
@@ -46,7 +47,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Compiles the routes of `config` and builds its sinks, reusing the
-    /// sinks of `previous` whose settings are unchanged. `orders_enabled`
+    /// sinks of `previous` whose type settings are unchanged. `orders_enabled`
     /// says whether a Stripe API key is configured for `emit: order`.
     pub fn build(
         config: Config,
@@ -60,11 +61,20 @@ impl Snapshot {
         let mut problems = Vec::new();
         let mut sinks = BTreeMap::new();
         for (name, sink_config) in &config.sinks {
-            let reused = previous
-                .and_then(|p| p.sinks.get(name))
-                .filter(|old| old.config == *sink_config && old.base_dir == config.base_dir);
+            // Reuse hangs on the type's own settings only: a change to the
+            // common keys (retry, concurrency) takes effect through the new
+            // config below, while the instance stays. A second jsonl sink on
+            // the same file would take the first one's line in progress for
+            // a torn one and cut it off.
+            let reused = previous.and_then(|p| p.sinks.get(name)).filter(|old| {
+                old.config.kind == sink_config.kind && old.base_dir == config.base_dir
+            });
             let built = match reused {
-                Some(old) => old.clone(),
+                Some(old) => BuiltSink {
+                    config: sink_config.clone(),
+                    base_dir: old.base_dir.clone(),
+                    sink: old.sink.clone(),
+                },
                 None => match sink_config.build(&config.base_dir) {
                     Ok(sink) => BuiltSink {
                         config: sink_config.clone(),

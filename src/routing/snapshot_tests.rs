@@ -29,6 +29,39 @@ fn a_rebuild_carries_over_unchanged_sinks_and_replaces_changed_ones() {
 }
 
 #[test]
+fn a_rebuild_changing_only_retry_or_concurrency_keeps_the_sink_instance() {
+    // Two instances of a jsonl sink on one file would each take the other's
+    // line in progress for a torn one: a change to the common keys only must
+    // keep the built sink, and still take effect through the new config.
+    let dir = tempfile::tempdir().unwrap();
+    let first = Snapshot::build(config(dir.path(), ROUTES), None, 1, false).unwrap();
+    let edited = ROUTES
+        .replace(
+            "path: orders.jsonl }",
+            "path: orders.jsonl, retry: { initial: 50ms, max: 200ms } }",
+        )
+        .replace("path: audit.jsonl }", "path: audit.jsonl, concurrency: 4 }");
+    let second = Snapshot::build(config(dir.path(), &edited), Some(&first), 2, false).unwrap();
+    assert!(
+        second.shares_sink(&first, "orders"),
+        "retry change kept the sink"
+    );
+    assert!(
+        second.shares_sink(&first, "audit"),
+        "concurrency change kept the sink"
+    );
+    let orders = second.sink("orders").unwrap();
+    assert_eq!(orders.config.common.retry.initial.as_millis(), 50);
+    assert_eq!(
+        second.sink("audit").unwrap().config.common.concurrency,
+        Some(4)
+    );
+    // The routes deliver to the carried-over instance too.
+    let route_sink = &second.routes[0].to[0].1;
+    assert!(Arc::ptr_eq(route_sink, &orders.sink));
+}
+
+#[test]
 fn orders_need_an_api_key_and_rules_must_compile() {
     let dir = tempfile::tempdir().unwrap();
     let orders = ROUTES.replace("emit: event", "emit: order");

@@ -31,7 +31,11 @@
 //! so the file and every reader get the line whole, once. Other records wait
 //! for it (their deliveries are retried) for up to `TORN_LINE_GRACE`; if
 //! no record completes it by then (the journal was reset, or another program
-//! wrote it) it is cut off, so the file stays whole JSON lines.
+//! wrote it) it is cut off, so the file stays whole JSON lines. Either is done
+//! only while the file still ends in that part: once it was emptied in place
+//! (`copytruncate`) or grew, the part is left alone and records are appended
+//! as usual. (A reopened file never has a torn line: rotation by rename drops
+//! it with the old file.)
 //!
 //! Customer data: a file the sink creates is `0600` and a folder it creates
 //! `0700`, or what `mode` says (folders get `x` where the mode has `r`).
@@ -567,6 +571,27 @@ impl Appender {
                 .set_len(len)
                 .map_err(|e| ("cannot cut back a torn line", e))?;
             open.torn_at = None;
+        }
+        if let Some(torn) = &open.torn_line {
+            // The part is ours to complete or cut off only while the file
+            // still ends in it. Emptied in place (`copytruncate`) or written
+            // by another program, completing would put the end of a line
+            // alone in the file, and cutting back to `torn.start` would
+            // extend it with NUL bytes.
+            let len = open
+                .file
+                .metadata()
+                .map_err(|e| ("cannot inspect the open file", e))?
+                .len();
+            if len != torn.start + torn.bytes.len() as u64 {
+                tracing::warn!(
+                    path = %path.display(), bytes = torn.bytes.len(), len,
+                    "the file changed since it was found ending in a line cut short \
+                     (rotated in place, or written by another program): that line is \
+                     left as it is"
+                );
+                open.torn_line = None;
+            }
         }
         let mut rest = line;
         if let Some(torn) = &open.torn_line {

@@ -330,6 +330,59 @@ async fn a_line_cut_short_that_no_record_completes_is_cut_off_after_the_grace() 
     check_lines(&path, &[5, 7, 6]);
 }
 
+/// Empties the file in place, as `logrotate`'s `copytruncate` does: the same
+/// inode, now shorter.
+fn copytruncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+fn expire_grace(sink: &JsonlSink) {
+    let mut appender = sink.appender.lock().unwrap();
+    let torn = appender.open.as_mut().unwrap().torn_line.as_mut().unwrap();
+    torn.until = Instant::now() - Duration::from_secs(1);
+}
+
+#[tokio::test]
+async fn a_line_cut_short_is_neither_completed_nor_cut_off_in_a_file_that_changed() {
+    // Completed: the rest of record 6's line alone would open the fresh file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.jsonl");
+    torn_file(&path, 20);
+    let sink = sink(&path);
+    copytruncate(&path);
+    deliver(&sink, 6).await.unwrap();
+    deliver(&sink, 7).await.unwrap();
+    check_lines(&path, &[6, 7]);
+
+    // Cut off after the grace: `set_len` to where the line started would
+    // fill the emptied file with NUL bytes up to there.
+    let path = dir.path().join("audit.jsonl");
+    torn_file(&path, 20);
+    let sink = self::sink(&path);
+    copytruncate(&path);
+    expire_grace(&sink);
+    deliver(&sink, 7).await.unwrap();
+    check_lines(&path, &[7]);
+
+    // Written to by someone else meanwhile: the file no longer ends in the
+    // part, so neither completing nor cutting is about that line.
+    let path = dir.path().join("other.jsonl");
+    torn_file(&path, 20);
+    let sink = self::sink(&path);
+    let mut appended = OpenOptions::new().append(true).open(&path).unwrap();
+    appended.write_all(b"\n").unwrap();
+    deliver(&sink, 7).await.unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let seven = String::from_utf8_lossy(&record(7).body).into_owned();
+    assert!(text.ends_with(&format!("\n{seven}\n")), "{text:?}");
+    assert!(!text.contains('\0'));
+}
+
 #[tokio::test]
 async fn the_tail_read_at_start_covers_the_last_lines_however_long_they_are() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::events::{line_items, session_event};
-use crate::harness::{read_jsonl, spawn_app};
+use crate::harness::{read_jsonl, spawn_in_process};
 
 const AUDIT_AND_ORDERS: &str = r#"
 stripe: { max_attempts: 1 }
@@ -26,7 +26,7 @@ routes:
 
 #[tokio::test]
 async fn an_unreadable_session_dead_letters_only_the_order_route_and_replay_takes_it_back() {
-    let app = spawn_app(AUDIT_AND_ORDERS).await;
+    let app = spawn_in_process(AUDIT_AND_ORDERS).await;
     let event = session_event(
         "evt_unknown_session",
         "checkout.session.completed",
@@ -75,7 +75,7 @@ async fn an_unreadable_session_dead_letters_only_the_order_route_and_replay_take
 
 #[tokio::test]
 async fn a_transient_api_failure_delays_only_the_order_route() {
-    let app = spawn_app(AUDIT_AND_ORDERS).await;
+    let app = spawn_in_process(AUDIT_AND_ORDERS).await;
     app.stripe.add_session("cs_test_flaky", line_items());
     // The Stripe API answers 500 until told otherwise.
     app.stripe.fail_next(u32::MAX, 500);

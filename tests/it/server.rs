@@ -82,6 +82,45 @@ async fn sigterm_stops_the_server_cleanly() {
 }
 
 #[tokio::test]
+async fn a_sigterm_as_soon_as_the_addresses_file_appears_drains() {
+    // A supervisor reads the file and may signal at once: by then the
+    // router must handle SIGTERM (drain, remove the file, exit 0), not die
+    // of it. Watched without a pause, to signal as early as one can.
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("routes.yaml"),
+            "sinks: { out: { type: stdout } }\nroutes: []\n",
+        )
+        .unwrap();
+        let env = [("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
+        let mut child = serve_command(dir.path(), &env)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Lines::follow(child.stderr.take().unwrap());
+        let file = dir.path().join(ADDRESSES_FILE);
+        let deadline = std::time::Instant::now() + WAIT;
+        while !file.exists() {
+            assert!(
+                std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+                "no {ADDRESSES_FILE}:\n{}",
+                stderr.all().join("\n")
+            );
+            std::thread::yield_now();
+        }
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert_eq!(exit.code(), Some(0), "{exit}:\n{}", stderr.all().join("\n"));
+        assert!(!file.exists(), "the addresses file goes with the router");
+    }
+}
+
+#[tokio::test]
 async fn serve_writes_its_bound_addresses_to_the_addresses_file() {
     let app = spawn_app(ROUTES).await;
     let text = std::fs::read_to_string(app.path(ADDRESSES_FILE)).unwrap();
