@@ -82,8 +82,9 @@ impl Event {
         Event::parse_checked(body)
     }
 
-    /// [`Event::parse`] of a body whose depth was checked.
-    fn parse_checked(body: &[u8]) -> Result<Event, EventError> {
+    /// [`Event::parse`] of a body whose depth was checked: one that
+    /// [`Event::head`] accepted, so the intake scans it for depth once.
+    pub(crate) fn parse_checked(body: &[u8]) -> Result<Event, EventError> {
         let raw: Value =
             serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
         let Some(object) = raw.as_object() else {

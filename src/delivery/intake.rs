@@ -81,7 +81,8 @@ impl Engine {
         let snapshot = self.live.load();
         let routed_by = if snapshot.wants_type(&head.kind) {
             Some(Accepted {
-                event: Event::parse(body)?,
+                // `head` checked the depth: the body is not scanned again.
+                event: Event::parse_checked(body)?,
                 snapshot,
             })
         } else {

@@ -156,13 +156,22 @@ impl Router {
                     scan_at = tokio::time::Instant::now() + SCAN_EVERY;
                     let horizon = if first_scan { i64::MAX } else { store::now_ms() };
                     first_scan = false;
+                    // What is being routed as the scan reads may be stored
+                    // before the scan's answer comes back: the answer is
+                    // stale for those events, so they are left to a later
+                    // scan.
+                    let busy: HashSet<String> =
+                        in_flight.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     match this.store.due_events(horizon, SCAN_PAGE).await {
                         Ok(due) => {
                             if due.len() == SCAN_PAGE {
                                 // More are waiting: scan again right away.
                                 scan_at = tokio::time::Instant::now();
                             }
-                            due.into_iter().map(|pending| Routable { pending, accepted: None }).collect()
+                            due.into_iter()
+                                .filter(|pending| !busy.contains(&pending.id))
+                                .map(|pending| Routable { pending, accepted: None })
+                                .collect()
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot read due events");

@@ -48,6 +48,14 @@ pub(super) fn save_routing(
     now: i64,
 ) -> Result<Vec<String>, rusqlite::Error> {
     let mut stored = Vec::new();
+    // The routes an earlier pass left failed, read once: on an event's first
+    // pass there are none, and nothing below is looked up per route.
+    let earlier: Vec<(String, i64)> = {
+        let mut statement =
+            tx.prepare_cached("SELECT route, state FROM route_failures WHERE event_id = ?1")?;
+        let rows = statement.query_map(params![event_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
     for record in &routing.records {
         let fresh = tx
             .prepare_cached(
@@ -61,8 +69,6 @@ pub(super) fn save_routing(
                 &record.record.body[..],
                 now
             ])?;
-        tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND route = ?2")?
-            .execute(params![event_id, record.route])?;
         if fresh == 0 {
             continue;
         }
@@ -84,18 +90,13 @@ pub(super) fn save_routing(
             ])?;
         }
     }
-    // A route this pass neither built nor retried (removed by a reload, or
-    // built under another id) has nothing left to retry.
-    let retried: Vec<String> = {
-        let mut statement = tx.prepare_cached(&format!(
-            "SELECT route FROM route_failures WHERE event_id = ?1 AND state = {}",
-            RouteState::Retry
-        ))?;
-        let rows = statement.query_map(params![event_id], |row| row.get::<_, String>(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for route in retried {
-        if !routing.failed.iter().any(|f| f.route == route) {
+    // A route built now has failed for the last time. A route this pass
+    // neither built nor retried (removed by a reload, or built under another
+    // id) has nothing left to retry.
+    for (route, state) in earlier {
+        let built = routing.records.iter().any(|r| r.route == route);
+        let retried = routing.failed.iter().any(|f| f.route == route);
+        if built || (state == RouteState::Retry.sql() && !retried) {
             tx.prepare_cached("DELETE FROM route_failures WHERE event_id = ?1 AND route = ?2")?
                 .execute(params![event_id, route])?;
         }
