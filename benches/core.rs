@@ -16,9 +16,9 @@ use stripe_router::config::env::Env;
 use stripe_router::event::Event;
 use stripe_router::ingest::verify::{self, Secrets};
 use stripe_router::offline::standin::{SessionEvent, checkout_session_event, line_item_fixture};
-use stripe_router::routing::live;
 use stripe_router::routing::record;
 use stripe_router::routing::rules::When;
+use stripe_router::routing::snapshot;
 
 const SECRET: &str = "whsec_benchmarkbenchmarkbenchmark00";
 const NOW: i64 = 1_721_954_100;
@@ -96,7 +96,7 @@ fn fifty_routes() -> Vec<When> {
     }
     let config =
         Config::parse(&yaml, Path::new("routes.yaml"), &Env::empty()).expect("a valid config");
-    live::compile(&config, false).expect("routes compile")
+    snapshot::compile(&config, false).expect("routes compile")
 }
 
 #[divan::bench]

@@ -22,7 +22,8 @@ use crate::ingest::verify::{Secrets, SecretsError};
 use crate::ingest::{self, Counters, Endpoint};
 use crate::routing::build::Builder;
 use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
-use crate::routing::live::{Live, Snapshot, Watch};
+use crate::routing::live::{Live, Watch};
+use crate::routing::snapshot::Snapshot;
 use crate::store::{SqliteStore, Store, StoreError};
 
 /// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
@@ -312,7 +313,7 @@ async fn prune(store: Arc<dyn Store>, retention: Duration, shutdown: Cancellatio
     const BATCH: usize = 5_000;
     loop {
         let before =
-            crate::store::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            crate::clock::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         let mut total = 0;
         loop {
             match store.prune(before, BATCH).await {

@@ -13,7 +13,7 @@ use crate::config::{Config, Emit, UnsetVars};
 use crate::ingest::hints::WHICH_SECRET;
 use crate::ingest::verify::Secrets;
 use crate::routing::enrich::ApiKey;
-use crate::routing::{event_types, live};
+use crate::routing::{event_types, snapshot};
 
 /// Checks the config at `path` against `env`: the summary goes to `out`,
 /// problems and warnings to `err`. Warnings are printed whether or not
@@ -39,7 +39,7 @@ pub fn check(
         .map_err(|error| problems.extend(error.problems.iter().map(ToString::to_string)))
         .ok();
     if let Some(config) = &config
-        && let Err(error) = live::compile(config, orders_enabled)
+        && let Err(error) = snapshot::compile(config, orders_enabled)
     {
         problems.extend(error.problems.iter().map(ToString::to_string));
     }

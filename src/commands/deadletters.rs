@@ -9,9 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::env::Env;
-use crate::store::{DeadLetter, Filter, SqliteStore, Store, now_ms};
+use crate::store::{DeadLetter, Filter, SqliteStore, Store};
 
 /// A store command, as the command line asks it.
 #[derive(Debug, Clone)]

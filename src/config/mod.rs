@@ -25,8 +25,6 @@ use std::path::{Path, PathBuf};
 
 use crate::config::env::Env;
 
-pub use crate::redact::{REDACTED, redact_url};
-pub use crate::units::{byte_size, duration, opt_duration};
 pub use interpolate::UnsetVars;
 pub use problems::{ConfigError, ConfigProblem};
 pub use schema::{AdminListen, Config, Emit, RouteConfig, ServerConfig, StoreConfig, StripeConfig};

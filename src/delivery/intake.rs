@@ -18,9 +18,8 @@ use crate::delivery::workers::Workers;
 use crate::event::{Event, EventError};
 use crate::routing::build::Builder;
 use crate::routing::live::Live;
-pub use crate::routing::router::Counts;
-use crate::routing::router::{Accepted, Routable, Router};
-use crate::store::{self, Journaled, NewEvent, PendingEvent, Store, StoreError};
+use crate::routing::router::{Accepted, Counts, Routable, Router};
+use crate::store::{Journaled, NewEvent, PendingEvent, Store, StoreError};
 
 /// Events queued for the router beyond those it is routing; more wait in
 /// the store until a scan picks them up.
@@ -100,7 +99,7 @@ impl Engine {
     /// route admits is journaled as routed (to nothing) in the same write:
     /// it needs no routing pass, and `replay --reroute` still has it.
     pub async fn accept(&self, arrival: Arrival, body: Bytes) -> Result<Journaled, StoreError> {
-        let received_at_ms = store::now_ms();
+        let received_at_ms = crate::clock::now_ms();
         let Arrival {
             id,
             kind,

@@ -18,4 +18,4 @@
 pub mod intake;
 pub mod workers;
 
-pub use intake::{Counts, Engine};
+pub use intake::Engine;

@@ -24,7 +24,7 @@ use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::live::Live;
 use crate::routing::router::{Handoff, SCAN_EVERY};
 use crate::routing::snapshot::Snapshot;
-use crate::store::{self, PendingDelivery, Settle, Store};
+use crate::store::{PendingDelivery, Settle, Store};
 
 /// Deliveries a worker holds in memory beyond those in flight; more wait in
 /// the store until a scan picks them up.
@@ -238,7 +238,7 @@ impl Worker {
                         continue;
                     }
                     // After a restart nothing else holds fresh rows: ignore the lease.
-                    let horizon = if first_scan { i64::MAX } else { store::now_ms() };
+                    let horizon = if first_scan { i64::MAX } else { crate::clock::now_ms() };
                     first_scan = false;
                     let busy = in_flight.iter().cloned().collect();
                     match self.store.due_deliveries(&self.sink, horizon, free, busy).await {
@@ -366,7 +366,7 @@ async fn attempt(
                 Settle::Dead {
                     error: error.message.clone(),
                 }
-            } else if retry::expired(&policy, delivery.created_at_ms, store::now_ms()) {
+            } else if retry::expired(&policy, delivery.created_at_ms, crate::clock::now_ms()) {
                 tracing::error!(
                     sink = %delivery.sink, record_id = %delivery.record.id, error = %error,
                     "delivery gave up after retry.max_age; kept as a dead letter"
@@ -375,7 +375,8 @@ async fn attempt(
                     error: error.message.clone(),
                 }
             } else {
-                let next = retry::next_attempt_ms(&policy, delivery.attempts, store::now_ms());
+                let next =
+                    retry::next_attempt_ms(&policy, delivery.attempts, crate::clock::now_ms());
                 Settle::Retry {
                     next_attempt_ms: next,
                     error: error.message.clone(),

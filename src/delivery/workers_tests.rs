@@ -34,7 +34,7 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
         .journal(NewEvent {
             id: "evt_1".to_owned(),
             kind: "invoice.paid".to_owned(),
-            received_at_ms: store::now_ms(),
+            received_at_ms: crate::clock::now_ms(),
             body: Bytes::from_static(b"{}"),
             routed: false,
         })
@@ -68,7 +68,7 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
             sink: sink.to_owned(),
             route: "all".to_owned(),
             attempts: 0,
-            created_at_ms: store::now_ms(),
+            created_at_ms: crate::clock::now_ms(),
         });
     }
     let a = dir.path().join("a.jsonl");

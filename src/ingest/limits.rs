@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-pub use crate::http_serve::cap::{RETRY_AFTER_SECS, SHED_LINGERING};
+use crate::http_serve::cap::SHED_LINGERING;
 
 /// Open files kept for everything but connections: the journal (a database,
 /// its WAL and shared memory, for each of its three connections), file

@@ -353,7 +353,10 @@ fn busy() -> Response<Full<Bytes>> {
         "Busy: too many request bodies are being read at once (server.body_buffer); retry later",
     );
     let headers = response.headers_mut();
-    headers.insert(RETRY_AFTER, HeaderValue::from(limits::RETRY_AFTER_SECS));
+    headers.insert(
+        RETRY_AFTER,
+        HeaderValue::from(crate::http_serve::cap::RETRY_AFTER_SECS),
+    );
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }

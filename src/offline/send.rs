@@ -17,10 +17,11 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::env::Env;
-use crate::config::{Config, ConfigError, redact_url};
+use crate::config::{Config, ConfigError};
 use crate::event::{Event, EventError};
 use crate::ingest::verify::{self, Secrets, SecretsError};
 use crate::offline::standin::{self, SessionEvent};
+use crate::redact::redact_url;
 use crate::routing::event_types;
 
 /// The event types `send` can build.

@@ -405,7 +405,7 @@ impl StripeApi {
 
         if status.is_success() {
             let Some(body) = body else {
-                let limit = crate::config::byte_size::show(self.limits.bytes);
+                let limit = crate::units::byte_size::show(self.limits.bytes);
                 let error = over_limit(
                     session_id,
                     format!("the answers are larger than stripe.max_response ({limit})"),

@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::env::Env;
 use crate::config::{Config, ConfigError, ConfigProblem};
-// Re-exported so `routing::live::{Snapshot, compile}` keep working.
-pub use crate::routing::snapshot::{BuiltSink, Route, Snapshot, compile};
+use crate::routing::snapshot::Snapshot;
 
 /// The last reload that was refused.
 #[derive(Debug, Clone)]

@@ -154,7 +154,7 @@ impl Router {
                 }
                 () = tokio::time::sleep_until(scan_at) => {
                     scan_at = tokio::time::Instant::now() + SCAN_EVERY;
-                    let horizon = if first_scan { i64::MAX } else { store::now_ms() };
+                    let horizon = if first_scan { i64::MAX } else { crate::clock::now_ms() };
                     first_scan = false;
                     // What is being routed as the scan reads may be stored
                     // before the scan's answer comes back: the answer is
@@ -222,7 +222,7 @@ impl Router {
         if !panicked {
             return;
         }
-        let next = retry::next_attempt_ms(&ROUTING_RETRY, attempts, store::now_ms());
+        let next = retry::next_attempt_ms(&ROUTING_RETRY, attempts, crate::clock::now_ms());
         tracing::error!(event_id = %event_id, "routing the event panicked; it will be routed again later");
         if let Err(e) = self
             .store
@@ -291,7 +291,7 @@ impl Router {
                     route: route.name.clone(),
                     record_id: record_id.clone(),
                     error: "line items not read yet".to_owned(),
-                    next_attempt_ms: store::now_ms() + store::LEASE_MS,
+                    next_attempt_ms: crate::clock::now_ms() + store::LEASE_MS,
                     dead: false,
                 })
                 .collect();
@@ -345,7 +345,7 @@ impl Router {
         records: Vec<NewRecord>,
         failed: Vec<RouteFailure>,
     ) -> bool {
-        let created_at_ms = store::now_ms();
+        let created_at_ms = crate::clock::now_ms();
         let deliveries: Vec<PendingDelivery> = records
             .iter()
             .flat_map(|r| {
@@ -383,7 +383,7 @@ impl Router {
 /// it with the one backoff, or give up (a permanent error, or past
 /// [`ROUTING_RETRY`]'s `max_age`): a route-level dead letter.
 fn route_failure(job: &PendingEvent, failed: Failed) -> RouteFailure {
-    let now = store::now_ms();
+    let now = crate::clock::now_ms();
     let dead = !failed.error.retryable() || retry::expired(&ROUTING_RETRY, job.received_at_ms, now);
     let error = failed.error.to_string();
     if dead {

@@ -45,7 +45,7 @@ fn session_event(n: u32) -> (Event, PendingEvent) {
         id: event.id.clone(),
         kind: event.kind.clone(),
         body: Bytes::from(body),
-        received_at_ms: store::now_ms(),
+        received_at_ms: crate::clock::now_ms(),
         attempts: 0,
         reroute: false,
         settled: Vec::new(),

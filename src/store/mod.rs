@@ -66,10 +66,6 @@ pub enum StoreError {
 /// creation time plus this lease.
 pub const LEASE_MS: i64 = 5_000;
 
-/// Milliseconds since the Unix epoch, the store's only clock unit: the
-/// crate's one wall clock.
-pub use crate::clock::now_ms;
-
 /// The journal and the delivery queues.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Durably records a verified event, or says it is a duplicate.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
-use crate::store::now_ms;
+use crate::clock::now_ms;
 
 /// While writes fail (a full disk, a read-only or failing volume), how often
 /// the writer tries a small write of its own, so that health comes back as

@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 use super::health::{Health, PROBE_EVERY, probe, wrote};
 use super::wal::Wal;
 use super::writes;
-use crate::store::{Filter, Journaled, NewEvent, Routing, Settle, StoreError, now_ms};
+use crate::clock::now_ms;
+use crate::store::{Filter, Journaled, NewEvent, Routing, Settle, StoreError};
 
 /// Writes, each answered once its transaction committed.
 pub(super) enum Write {

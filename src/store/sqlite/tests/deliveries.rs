@@ -3,7 +3,8 @@
 use bytes::Bytes;
 
 use super::{event, open, record, routed};
-use crate::store::{Filter, Settle, SinkQueue, Store, now_ms};
+use crate::clock::now_ms;
+use crate::store::{Filter, Settle, SinkQueue, Store};
 
 #[tokio::test]
 async fn deliveries_settle_retry_die_and_replay() {

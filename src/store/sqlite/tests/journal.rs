@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::{event, open, record, routed};
-use crate::store::{Filter, Journaled, LEASE_MS, NewEvent, Store, now_ms};
+use crate::clock::now_ms;
+use crate::store::{Filter, Journaled, LEASE_MS, NewEvent, Store};
 
 #[tokio::test]
 async fn an_event_id_is_journaled_once_even_under_concurrency() {

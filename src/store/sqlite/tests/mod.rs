@@ -10,8 +10,9 @@ mod state;
 use bytes::Bytes;
 
 use super::SqliteStore;
+use crate::clock::now_ms;
 use crate::sinks::Encoded;
-use crate::store::{NewEvent, NewRecord, RouteFailure, Routing, now_ms};
+use crate::store::{NewEvent, NewRecord, RouteFailure, Routing};
 
 pub(super) fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();

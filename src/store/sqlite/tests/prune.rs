@@ -1,7 +1,8 @@
 //! Pruning finished history, and what it keeps.
 
 use super::{count, event, failure, open, record, routed};
-use crate::store::{Filter, Journaled, Routing, Settle, Store, now_ms};
+use crate::clock::now_ms;
+use crate::store::{Filter, Journaled, Routing, Settle, Store};
 
 #[tokio::test]
 async fn prune_removes_only_finished_history() {

@@ -3,7 +3,8 @@
 //! rerouted; a journal without the table upgrades in place.
 
 use super::{count, event, failure, open, record, routed};
-use crate::store::{Filter, Routing, SqliteStore, Store, now_ms};
+use crate::clock::now_ms;
+use crate::store::{Filter, Routing, SqliteStore, Store};
 
 #[tokio::test]
 async fn the_audit_record_is_stored_while_the_order_route_is_retried() {
