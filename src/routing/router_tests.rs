@@ -190,13 +190,25 @@ impl Store for Panics {
 
 const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n  - name: audit\n    when: {}\n    emit: event\n    to: [out]\n";
 
-#[tokio::test]
-async fn an_event_whose_routing_panicked_is_routed_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let live = test_support::live(dir.path(), AUDIT, false);
+/// A router over a store whose first `panics` saves panic, running on the
+/// audit routes in `dir`, with event `evt_{n}` journaled and not yet routed.
+/// Answers the live routes, the router's queue, its shutdown token, and the
+/// event (parsed, and as journaled).
+async fn router_over_panics(
+    dir: &std::path::Path,
+    panics: u32,
+    n: u32,
+) -> (
+    Arc<Live>,
+    mpsc::Sender<Routable>,
+    CancellationToken,
+    Event,
+    PendingEvent,
+) {
+    let live = test_support::live(dir, AUDIT, false);
     let store: Arc<dyn Store> = Arc::new(Panics {
-        inner: SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap(),
-        panics: std::sync::atomic::AtomicU32::new(1),
+        inner: SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap(),
+        panics: std::sync::atomic::AtomicU32::new(panics),
     });
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
     let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
@@ -207,7 +219,7 @@ async fn an_event_whose_routing_panicked_is_routed_again() {
         workers,
         Arc::default(),
     );
-    let (event, pending) = session_event(7);
+    let (event, pending) = session_event(n);
     store
         .journal(store::NewEvent {
             id: pending.id.clone(),
@@ -220,6 +232,13 @@ async fn an_event_whose_routing_panicked_is_routed_again() {
         .unwrap();
     let (tx, rx) = mpsc::channel(8);
     tracker.spawn(router.run(rx, shutdown.clone()));
+    (live, tx, shutdown, event, pending)
+}
+
+#[tokio::test]
+async fn an_event_whose_routing_panicked_is_routed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (live, tx, shutdown, event, pending) = router_over_panics(dir.path(), 1, 7).await;
     let snapshot = live.load();
     tx.send(Routable {
         pending,
@@ -240,34 +259,9 @@ async fn an_event_whose_routing_panicked_is_routed_again() {
 #[tokio::test]
 async fn a_pass_that_keeps_panicking_puts_its_event_off_with_the_routing_backoff() {
     let dir = tempfile::tempdir().unwrap();
-    let live = test_support::live(dir.path(), AUDIT, false);
     let journal = dir.path().join("journal.db");
-    let store: Arc<dyn Store> = Arc::new(Panics {
-        inner: SqliteStore::open(&journal, false, 64 << 20).unwrap(),
-        panics: std::sync::atomic::AtomicU32::new(u32::MAX),
-    });
-    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
-    let router = Router::new(
-        store.clone(),
-        live.clone(),
-        Builder::new(None),
-        workers,
-        Arc::default(),
-    );
-    let (_, pending) = session_event(8);
-    store
-        .journal(store::NewEvent {
-            id: pending.id.clone(),
-            kind: pending.kind.clone(),
-            received_at_ms: pending.received_at_ms,
-            body: pending.body.clone(),
-            routed: false,
-        })
-        .await
-        .unwrap();
-    let (_tx, rx) = mpsc::channel(8);
-    tracker.spawn(router.run(rx, shutdown.clone()));
+    // Nothing on the fast path: the first scan takes the journaled event.
+    let (_live, _tx, shutdown, _, _) = router_over_panics(dir.path(), u32::MAX, 8).await;
     // The first scan takes the event; its pass panics. The event is then
     // due again later, with the reason kept, instead of at the next scan.
     let row = || {

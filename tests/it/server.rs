@@ -87,18 +87,7 @@ async fn a_sigterm_as_soon_as_the_addresses_file_appears_drains() {
     // router must handle SIGTERM (drain, remove the file, exit 0), not die
     // of it. Watched without a pause, to signal as early as one can.
     for _ in 0..20 {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("routes.yaml"),
-            "sinks: { out: { type: stdout } }\nroutes: []\n",
-        )
-        .unwrap();
-        let env = [("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
-        let mut child = serve_command(dir.path(), &env)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Lines::follow(child.stderr.take().unwrap());
+        let (dir, mut child, stderr) = serve_without_routes();
         let file = dir.path().join(ADDRESSES_FILE);
         let deadline = std::time::Instant::now() + WAIT;
         while !file.exists() {
@@ -134,18 +123,7 @@ async fn serve_writes_its_bound_addresses_to_the_addresses_file() {
         })
     );
     // With the admin listener off, `admin` is null.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("routes.yaml"),
-        "sinks: { out: { type: stdout } }\nroutes: []\n",
-    )
-    .unwrap();
-    let env = [("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
-    let mut child = serve_command(dir.path(), &env)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Lines::follow(child.stderr.take().unwrap());
+    let (dir, mut child, stderr) = serve_without_routes();
     let (addr, admin) = wait_addresses(dir.path(), &mut child, &stderr);
     let _ = child.kill();
     let _ = child.wait();
@@ -190,4 +168,22 @@ async fn raw_request(addr: std::net::SocketAddr, request: &str) -> String {
         "the server keeps the connection open after a 413"
     );
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// `serve` (admin listener off) in a fresh folder whose `routes.yaml` has
+/// no routes, with its stderr followed.
+fn serve_without_routes() -> (tempfile::TempDir, std::process::Child, Lines) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "sinks: { out: { type: stdout } }\nroutes: []\n",
+    )
+    .unwrap();
+    let env = [("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
+    let mut child = serve_command(dir.path(), &env)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Lines::follow(child.stderr.take().unwrap());
+    (dir, child, stderr)
 }
