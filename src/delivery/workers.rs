@@ -69,12 +69,6 @@ impl Workers {
         workers
     }
 
-    /// Hands a delivery to its sink's worker. A sink the current config no
-    /// longer has gets nothing: its row waits in the store.
-    pub fn dispatch(&self, delivery: PendingDelivery) {
-        Handoff::dispatch(self, delivery);
-    }
-
     /// The sinks that have a worker, sorted.
     pub fn running(&self) -> Vec<String> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,6 +79,8 @@ impl Workers {
 }
 
 impl Handoff for Workers {
+    /// Hands a delivery to its sink's worker. A sink the current config no
+    /// longer has gets nothing: its row waits in the store.
     fn dispatch(&self, mut delivery: PendingDelivery) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if !running.contains_key(&delivery.sink) {
