@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-use crate::admin;
+use crate::admin::{self, auth, auth::AccessError};
 use crate::config::env::Env;
 use crate::config::{AdminListen, Config, ConfigError, StripeConfig};
 use crate::delivery::Engine;
@@ -74,10 +74,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "server.admin_listen {addr} is not a loopback address: the admin listener shows the router's internals and has no authentication yet; use 127.0.0.1:PORT or [::1]:PORT, or `off`"
-    )]
-    AdminNotLoopback { addr: SocketAddr },
+    /// Off loopback without a token, or a token too short; names the key
+    /// and the variable, never the token.
+    #[error(transparent)]
+    AdminAccess(#[from] AccessError),
     #[error(
         "the open-file limit ({limit}) leaves no room for connections: raise it (`ulimit -n`, systemd's LimitNOFILE) to at least 1024"
     )]
@@ -88,6 +88,8 @@ pub enum StartError {
 pub struct App {
     listener: TcpListener,
     admin: Option<TcpListener>,
+    /// The bearer token the admin listener requires, if any.
+    admin_token: Option<auth::Token>,
     max_connections: usize,
     endpoint: Arc<Endpoint>,
     store: Arc<dyn Store>,
@@ -133,11 +135,10 @@ impl App {
                 error,
             })?;
         let addr = listen.unwrap_or(server_config.listen);
-        let admin_addr = match admin_listen.unwrap_or(server_config.admin_listen) {
+        let admin_listen = admin_listen.unwrap_or(server_config.admin_listen);
+        let admin_token = auth::access(&env, admin_listen)?;
+        let admin_addr = match admin_listen {
             AdminListen::Off => None,
-            AdminListen::On(addr) if !addr.ip().is_loopback() => {
-                return Err(StartError::AdminNotLoopback { addr });
-            }
             AdminListen::On(addr) => Some(addr),
         };
         let open_files = limits::raise_open_files();
@@ -189,6 +190,7 @@ impl App {
             watch,
             listener,
             admin,
+            admin_token,
             max_connections,
             endpoint,
             store,
@@ -274,7 +276,11 @@ impl App {
         );
         let admin = async {
             if let Some(listener) = self.admin {
-                admin::serve(listener, self.endpoint, shutdown, self.drain).await;
+                let admin = admin::Admin {
+                    endpoint: self.endpoint,
+                    token: self.admin_token,
+                };
+                admin::serve(listener, Arc::new(admin), shutdown, self.drain).await;
             }
         };
         tokio::join!(webhook, admin);

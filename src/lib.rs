@@ -17,7 +17,7 @@
 //! - [`redact`]: the one URL redactor for messages, logs and answers; a leaf.
 //! - [`clock`]: the wall clock (unix ms, unix seconds, RFC 3339); a leaf.
 //! - [`app`]: builds everything from a config and runs it until shutdown.
-//! - [`admin`]: the loopback admin listener and its detailed `/healthz`.
+//! - [`admin`]: the admin listener: detailed `/healthz`, `/readyz`, the token, the JSON API.
 //! - [`commands`]: `serve`, `check`, `deadletters` and `replay`, which `main` calls.
 //! - [`logs`]: `tracing` lines on stderr, filtered by `RUST_LOG`.
 //! - [`offline`]: what runs without Stripe: `demo`, `send` and the Stripe API stand-in.

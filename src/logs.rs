@@ -1,13 +1,52 @@
-//! The process's log: `tracing` lines on stderr, filtered by `RUST_LOG`.
+//! The process's log: `tracing` lines on stderr, filtered by `RUST_LOG`,
+//! as text (the default) or as one JSON object per line
+//! (`--log-format json`, `STRIPE_ROUTER_LOG_FORMAT=json`).
 
-/// Installs the log for the process: stderr, colours on a terminal, the
-/// level `RUST_LOG` asks for or `default`.
-pub fn init(default: &str) {
-    tracing_subscriber::fmt()
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, the
+    /// event's fields (`message` included) at the top level, and `spans`,
+    /// the fields of every span the line is in (`event_id`, `event_type`,
+    /// `route`, `sink`, `record_id`), outermost first.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "`{text}` is not a log format (--log-format, STRIPE_ROUTER_LOG_FORMAT): write `text` (the default) or `json`"
+            )),
+        }
+    }
+}
+
+/// Installs the log for the process: stderr, in `format` (text has colours
+/// on a terminal), the level `RUST_LOG` asks for or `default`.
+pub fn init(default: &str, format: LogFormat) {
+    let filter = filter(std::env::var("RUST_LOG").ok(), default);
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter(std::env::var("RUST_LOG").ok(), default))
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// `RUST_LOG`, or `default` when it is unset or invalid. The file watcher

@@ -1,4 +1,4 @@
-//! Tests of the log filter.
+//! Tests of the log filter and format.
 
 use super::filter;
 
@@ -27,4 +27,18 @@ fn the_file_watcher_logs_below_trace_unless_named() {
     );
     check(None, &["info"], &["notify"]);
     check(Some("not a [filter"), &["info"], &["notify"]);
+}
+
+#[test]
+fn log_formats_are_text_or_json_and_others_say_so() {
+    use super::LogFormat;
+    assert_eq!("json".parse(), Ok(LogFormat::Json));
+    assert_eq!(" JSON ".parse(), Ok(LogFormat::Json));
+    assert_eq!("text".parse(), Ok(LogFormat::Text));
+    let error = "xml".parse::<LogFormat>().unwrap_err();
+    assert!(
+        error.contains("`xml`") && error.contains("`json`"),
+        "{error}"
+    );
+    assert!(error.contains("STRIPE_ROUTER_LOG_FORMAT"), "{error}");
 }

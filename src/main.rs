@@ -15,7 +15,7 @@ use stripe_router::commands::deadletters;
 use stripe_router::commands::{check, serve};
 use stripe_router::config::AdminListen;
 use stripe_router::config::env::Env;
-use stripe_router::logs;
+use stripe_router::logs::{self, LogFormat};
 use stripe_router::offline::demo;
 use stripe_router::offline::send::{self, PaymentStatus};
 use stripe_router::offline::standin;
@@ -29,6 +29,16 @@ use stripe_router::store::Filter;
     after_help = "Quick start: `stripe-router demo` shows the whole flow, no Stripe account needed."
 )]
 struct Cli {
+    /// How log lines on stderr are written: `text`, or `json` (one object
+    /// per line, with the event id, type, route and sink of each line).
+    #[arg(
+        long,
+        global = true,
+        env = "STRIPE_ROUTER_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,8 +55,9 @@ enum Command {
         /// Listen address; overrides `server.listen` (default 127.0.0.1:3000).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// The admin listener's address on loopback, or `off`; overrides
-        /// `server.admin_listen` (default 127.0.0.1:9464).
+        /// The admin listener's address, or `off`; overrides
+        /// `server.admin_listen` (default 127.0.0.1:9464). Off loopback it
+        /// needs STRIPE_ROUTER_ADMIN_TOKEN.
         #[arg(long)]
         admin_listen: Option<AdminListen>,
         /// Once listening, write the bound addresses to this file as JSON
@@ -221,7 +232,7 @@ fn main() -> ExitCode {
         Command::Demo | Command::Send { .. } => "warn",
         _ => "info",
     };
-    logs::init(level);
+    logs::init(level, cli.log_format);
     let env = match Env::load(std::path::Path::new(".")) {
         Ok(env) => env,
         Err(e) => {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
+use crate::admin::auth;
 use crate::app;
 use crate::config::env::Env;
 use crate::config::{Config, Emit, UnsetVars};
@@ -62,6 +63,16 @@ pub fn check(
         // Left out, a CI job without secrets: what serve would refuse is
         // only a warning.
         Err(_) if no_env => warnings.extend(environment(env)),
+        Err(e) => problems.push(format!("environment: {e}")),
+    }
+    // The admin listener's token, decided as `serve` decides it.
+    let admin_listen = config
+        .as_ref()
+        .map(|c| c.server.admin_listen)
+        .unwrap_or_default();
+    match auth::access(env, admin_listen) {
+        Ok(_) => {}
+        Err(e) if no_env => warnings.push(format!("{e} (`serve` will not start)")),
         Err(e) => problems.push(format!("environment: {e}")),
     }
 

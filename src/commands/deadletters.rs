@@ -122,13 +122,14 @@ pub async fn list(
 }
 
 /// Re-queues dead letters (`all`, or those matching `filter`), or with
-/// `reroute` routes `filter.event` again through the current routes.
+/// `reroute` routes `filter.event` again through the current routes. The
+/// admin API's `POST /api/replay` calls it too (hence `Send`).
 pub async fn replay(
     store: &dyn Store,
     filter: Filter,
     all: bool,
     reroute: bool,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<u64> {
     if reroute {
         let Some(event) = filter.event.as_deref() else {

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::live::Live;
@@ -206,12 +207,16 @@ impl Worker {
                 // A row can reach the backlog twice (fast path and scan).
                 if in_flight.insert(delivery.record.id.clone()) {
                     sending.start();
-                    tasks.spawn(attempt(
-                        self.store.clone(),
-                        self.live.clone(),
-                        delivery,
-                        sending.clone(),
-                    ));
+                    let span = delivery_span(&delivery);
+                    tasks.spawn(
+                        attempt(
+                            self.store.clone(),
+                            self.live.clone(),
+                            delivery,
+                            sending.clone(),
+                        )
+                        .instrument(span),
+                    );
                 }
             }
             tokio::select! {
@@ -287,6 +292,25 @@ impl Worker {
     }
 }
 
+/// The span of one delivery attempt: every line it logs carries the event,
+/// the route, the sink and the record (JSON logs). The event id is the
+/// record id less its `:{route}` (`routing::record::record_id`).
+fn delivery_span(delivery: &PendingDelivery) -> tracing::Span {
+    let suffix = format!(":{}", delivery.route);
+    let event_id = delivery
+        .record
+        .id
+        .strip_suffix(&suffix)
+        .unwrap_or(&delivery.record.id);
+    tracing::info_span!(
+        "delivery",
+        event_id = %event_id,
+        route = %delivery.route,
+        sink = %delivery.sink,
+        record_id = %delivery.record.id,
+    )
+}
+
 /// How many attempts of one worker are talking to the sink right now.
 #[derive(Default)]
 struct Sending {
@@ -352,7 +376,10 @@ async fn attempt(
     drop(snapshot);
     sending.done();
     let outcome = match &result {
-        Ok(()) => Settle::Delivered,
+        Ok(()) => {
+            tracing::debug!("delivered");
+            Settle::Delivered
+        }
         Err(error) => {
             if !error.retryable {
                 tracing::error!(

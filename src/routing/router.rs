@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::event::Event;
 use crate::retry::{self, ROUTING_RETRY};
@@ -194,9 +195,15 @@ impl Router {
                     },
                 };
                 let event = (job.pending.id.clone(), job.pending.attempts);
+                // Every line of the pass carries the event (JSON logs).
+                let span = tracing::info_span!(
+                    "routing",
+                    event_id = %job.pending.id,
+                    event_type = %job.pending.kind,
+                );
                 let task = spawn_pass(&mut tasks, guard, permit, {
                     let this = this.clone();
-                    async move { this.route(job).await }
+                    async move { this.route(job).await }.instrument(span)
                 });
                 passes.insert(task, event);
             }

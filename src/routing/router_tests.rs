@@ -180,6 +180,18 @@ impl Store for Panics {
     fn depths(&self) -> store::StoreFuture<'_, store::Depths> {
         self.inner.depths()
     }
+    fn events(&self, query: store::EventQuery) -> store::StoreFuture<'_, store::EventPage> {
+        self.inner.events(query)
+    }
+    fn event(&self, event_id: &str) -> store::StoreFuture<'_, Option<store::EventDetail>> {
+        self.inner.event(event_id)
+    }
+    fn dead_letter_page(
+        &self,
+        query: store::DeadLetterQuery,
+    ) -> store::StoreFuture<'_, store::DeadLetterPage> {
+        self.inner.dead_letter_page(query)
+    }
     fn health(&self) -> store::StoreFuture<'_, ()> {
         self.inner.health()
     }

@@ -11,6 +11,7 @@
 
 mod rows;
 pub mod sqlite;
+mod views;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use bytes::Bytes;
 
 pub use rows::*;
 pub use sqlite::SqliteStore;
+pub use views::*;
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -113,6 +115,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// not in the journal.
     fn reroute(&self, event_id: &str) -> StoreFuture<'_, bool>;
     fn depths(&self) -> StoreFuture<'_, Depths>;
+    /// A page of events, newest first, each with its records, their
+    /// deliveries and its failed routes (the admin API).
+    fn events(&self, query: EventQuery) -> StoreFuture<'_, EventPage>;
+    /// One event in full; `None` when it is not in the journal.
+    fn event(&self, event_id: &str) -> StoreFuture<'_, Option<EventDetail>>;
+    /// A page of dead letters, newest first (the admin API).
+    fn dead_letter_page(&self, query: DeadLetterQuery) -> StoreFuture<'_, DeadLetterPage>;
     /// Whether the journal takes writes now; the error says why not (a full
     /// disk, a read-only folder, an I/O error). `/healthz` answers from it.
     fn health(&self) -> StoreFuture<'_, ()>;

@@ -3,12 +3,14 @@
 //! All writes go through one writer thread (`writer`) that batches
 //! whatever is waiting into a single transaction (group commit): with 32
 //! concurrent requests, one fsync covers many events, so durability does
-//! not cost throughput. Reads (`reads`) use their own connection, which
-//! WAL lets run beside the writer. A checkpoint thread keeps the log within
-//! `store.wal_limit` (`wal`); `health` says whether the journal takes
-//! writes. This file opens the journal (private files and folders) and
-//! hands each [`Store`] call to its thread.
+//! not cost throughput. Reads (`reads`, and `browse` for the admin API)
+//! use their own connection, which WAL lets run beside the writer. A
+//! checkpoint thread keeps the log within `store.wal_limit` (`wal`);
+//! `health` says whether the journal takes writes. This file opens the
+//! journal (private files and folders) and hands each [`Store`] call to
+//! its thread.
 
+mod browse;
 mod health;
 mod reads;
 mod schema;
@@ -32,8 +34,9 @@ use self::health::{Health, is_full, probe};
 use self::wal::{Wal, checkpoint_loop};
 use self::writer::{Write, write_loop};
 use crate::store::{
-    DeadLetter, Depths, Filter, Journaled, NewEvent, PendingDelivery, PendingEvent, Routing,
-    Settle, Store, StoreError, StoreFuture,
+    DeadLetter, DeadLetterPage, DeadLetterQuery, Depths, EventDetail, EventPage, EventQuery,
+    Filter, Journaled, NewEvent, PendingDelivery, PendingEvent, Routing, Settle, Store, StoreError,
+    StoreFuture,
 };
 
 /// How long a connection waits for a lock another one holds (a CLI
@@ -266,6 +269,19 @@ impl Store for SqliteStore {
 
     fn depths(&self) -> StoreFuture<'_, Depths> {
         self.read(reads::depths)
+    }
+
+    fn events(&self, query: EventQuery) -> StoreFuture<'_, EventPage> {
+        self.read(move |c| browse::events(c, &query))
+    }
+
+    fn event(&self, event_id: &str) -> StoreFuture<'_, Option<EventDetail>> {
+        let event_id = event_id.to_owned();
+        self.read(move |c| browse::event(c, &event_id))
+    }
+
+    fn dead_letter_page(&self, query: DeadLetterQuery) -> StoreFuture<'_, DeadLetterPage> {
+        self.read(move |c| browse::dead_letter_page(c, &query))
     }
 
     fn health(&self) -> StoreFuture<'_, ()> {

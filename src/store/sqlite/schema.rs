@@ -1,6 +1,6 @@
 //! The journal's tables and indexes. Every statement is `IF NOT EXISTS`:
 //! opening a journal written by an older version adds what it lacks
-//! (`route_failures`) in place.
+//! (`route_failures`, `delivery_attempts`) in place.
 
 use super::state::{DeliveryState, EventState, RouteState};
 
@@ -74,6 +74,22 @@ CREATE INDEX IF NOT EXISTS route_failures_dead ON route_failures (updated_at) WH
 CREATE TRIGGER IF NOT EXISTS route_failures_follow AFTER DELETE ON events
 BEGIN
     DELETE FROM route_failures WHERE event_id = OLD.id;
+END;
+-- The newest attempts of each delivery (`store::ATTEMPTS_KEPT`), for the
+-- admin API: when, how it ended (a DeliveryState: pending means retried),
+-- the sink's error.
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id INTEGER PRIMARY KEY,
+    record_id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    outcome INTEGER NOT NULL,              -- DeliveryState
+    error TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS delivery_attempts_of ON delivery_attempts (record_id, sink, id);
+CREATE TRIGGER IF NOT EXISTS delivery_attempts_follow AFTER DELETE ON deliveries
+BEGIN
+    DELETE FROM delivery_attempts WHERE record_id = OLD.record_id AND sink = OLD.sink;
 END;
 -- One row the writer rewrites to find out whether the journal takes writes:
 -- at start, and while writes fail.

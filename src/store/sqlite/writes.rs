@@ -6,7 +6,7 @@
 use rusqlite::{Transaction, params};
 
 use super::state::{DeliveryState, EventState, RouteState};
-use crate::store::{Filter, Journaled, LEASE_MS, NewEvent, Routing, Settle};
+use crate::store::{ATTEMPTS_KEPT, Filter, Journaled, LEASE_MS, NewEvent, Routing, Settle};
 
 /// Journals an event, unless its id is already there.
 pub(super) fn journal(
@@ -203,13 +203,28 @@ pub(super) fn settle(
     // Only a pending row is settled: an attempt that overlapped another
     // of the same row (a fast path and a scan) cannot bring a delivered or
     // dead row back.
-    tx.prepare_cached(&format!(
-        "UPDATE deliveries SET state = ?3, attempts = attempts + 1, next_attempt_at = ?4,
-         last_error = COALESCE(?5, last_error), updated_at = ?6
-         WHERE record_id = ?1 AND sink = ?2 AND state = {}",
-        DeliveryState::Pending
-    ))?
-    .execute(params![record_id, sink, state, next, error, now])?;
+    let settled = tx
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = ?3, attempts = attempts + 1, next_attempt_at = ?4,
+             last_error = COALESCE(?5, last_error), updated_at = ?6
+             WHERE record_id = ?1 AND sink = ?2 AND state = {}",
+            DeliveryState::Pending
+        ))?
+        .execute(params![record_id, sink, state, next, error, now])?;
+    if settled == 1 {
+        // The attempt's history, bounded: the newest ATTEMPTS_KEPT stay.
+        tx.prepare_cached(
+            "INSERT INTO delivery_attempts (record_id, sink, at, outcome, error)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![record_id, sink, now, state, error])?;
+        tx.prepare_cached(
+            "DELETE FROM delivery_attempts WHERE record_id = ?1 AND sink = ?2 AND id <=
+             (SELECT id FROM delivery_attempts WHERE record_id = ?1 AND sink = ?2
+              ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+        )?
+        .execute(params![record_id, sink, ATTEMPTS_KEPT as i64])?;
+    }
     Ok(())
 }
 

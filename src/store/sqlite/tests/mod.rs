@@ -1,5 +1,6 @@
 //! Tests of the SQLite store, by topic; the helpers they share.
 
+mod browse;
 mod deliveries;
 mod health;
 mod journal;
