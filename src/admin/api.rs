@@ -14,7 +14,6 @@ use hyper::header::{ALLOW, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::commands::deadletters;
 use crate::http_serve::{json_response, message, only_get};
 use crate::ingest::Endpoint;
 use crate::store::{
@@ -244,7 +243,7 @@ async fn replay(store: &dyn Store, body: Incoming) -> Response<Full<Bytes>> {
         event: ask.event,
     };
     let mut said = Vec::new();
-    match deadletters::replay(store, filter, ask.all, ask.reroute, &mut said).await {
+    match crate::store::replay::replay(store, filter, ask.all, ask.reroute, &mut said).await {
         Ok(queued) => json_response(
             StatusCode::OK,
             &json!({

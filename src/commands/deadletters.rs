@@ -7,11 +7,12 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::env::Env;
+use crate::store::replay::replay;
 use crate::store::{DeadLetter, Filter, SqliteStore, Store};
 
 /// A store command, as the command line asks it.
@@ -119,42 +120,6 @@ pub async fn list(
         letters.len()
     )?;
     Ok(letters.len())
-}
-
-/// Re-queues dead letters (`all`, or those matching `filter`), or with
-/// `reroute` routes `filter.event` again through the current routes. The
-/// admin API's `POST /api/replay` calls it too (hence `Send`).
-pub async fn replay(
-    store: &dyn Store,
-    filter: Filter,
-    all: bool,
-    reroute: bool,
-    out: &mut (dyn Write + Send),
-) -> anyhow::Result<u64> {
-    if reroute {
-        let Some(event) = filter.event.as_deref() else {
-            bail!("--reroute needs --event evt_...")
-        };
-        if !store.reroute(event).await.context("queueing the event")? {
-            bail!(
-                "event {event} is not in the journal (never received, or pruned after store.retention)"
-            );
-        }
-        writeln!(
-            out,
-            "event {event} queued to be routed through the current routes"
-        )?;
-        return Ok(1);
-    }
-    if !all && filter.sink.is_none() && filter.route.is_none() && filter.event.is_none() {
-        bail!("say which dead letters to replay: --all, --sink S, --route R or --event evt_...");
-    }
-    let queued = store
-        .replay(filter)
-        .await
-        .context("re-queueing dead letters")?;
-    writeln!(out, "{queued} dead letter(s) queued for delivery")?;
-    Ok(queued)
 }
 
 /// The last error on one line; a route-level dead letter (no sink) names

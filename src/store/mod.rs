@@ -9,6 +9,7 @@
 //! in WAL mode. The operator commands over dead letters are
 //! [`crate::commands::deadletters`].
 
+pub mod replay;
 mod rows;
 pub mod sqlite;
 mod views;
