@@ -9,6 +9,7 @@ mod harness;
 
 mod crash_jsonl;
 mod durable;
+mod first_hour;
 mod flow;
 mod limits_config;
 mod limits_door;
