@@ -522,3 +522,17 @@ async fn a_second_serve_on_the_journal_is_refused_naming_the_first() {
     );
     wait_addresses(app.dir.path(), &mut again.child, &again.stderr);
 }
+
+#[tokio::test]
+async fn a_yaml_syntax_error_shows_its_line_and_a_caret() {
+    let dir = folder("sinks:\n  orders: { type: jsonl, path: a.jsonl\nroutes: []\n");
+    let env = [("STRIPE_WEBHOOK_SECRET", SECRET)];
+    for args in [&["check"][..], &["serve", "--admin-listen", "off"][..]] {
+        let output = run(dir.path(), args, &env).await;
+        assert!(!output.status.success());
+        let stderr = text(&output.stderr);
+        let want = "routes.yaml:3:7: while parsing a flow mapping, did not find expected ',' or '}'\n    \
+                    2 |   orders: { type: jsonl, path: a.jsonl\n    3 | routes: []\n      |       ^";
+        assert!(stderr.contains(want), "{args:?}:\n{stderr}");
+    }
+}
