@@ -26,7 +26,8 @@ use stripe_router::store::Filter;
     name = "stripe-router",
     version,
     about = "Verified Stripe webhooks, routed into complete order records",
-    after_help = "Quick start: `stripe-router demo` shows the whole flow, no Stripe account needed."
+    after_help = "Quick start: `stripe-router demo` shows the whole flow, no Stripe account needed; \
+                  `stripe-router serve --offline` runs the router with a local Stripe stand-in."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -30,7 +30,10 @@ pub enum LockError {
          or give this one its own journal (`store.path` in routes.yaml)"
     )]
     Held { journal: String, holder: String },
-    #[error("cannot lock the journal with {path}: {source}")]
+    #[error(
+        "cannot lock the journal with {path}: {source}; serve needs to write beside the \
+         journal (check the folder's permissions, or choose another `store.path`)"
+    )]
     Io {
         path: String,
         #[source]
