@@ -190,7 +190,10 @@ struct Quiet {
 impl Quiet {
     /// `Some(quieted since the last warning)` when this line is a warning.
     fn admit(&self) -> Option<u64> {
-        let now = tokio::time::Instant::now();
+        self.admit_at(tokio::time::Instant::now())
+    }
+
+    fn admit_at(&self, now: tokio::time::Instant) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match state.0 {
             Some(last) if now < last + WARN_EVERY => {
