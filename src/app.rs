@@ -24,6 +24,7 @@ use crate::routing::build::Builder;
 use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::routing::live::{Live, Watch};
 use crate::routing::snapshot::Snapshot;
+use crate::store::sqlite::lock::{LockError, ServeLock};
 use crate::store::{SqliteStore, Store, StoreError};
 
 /// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
@@ -60,7 +61,9 @@ pub enum StartError {
     StripeClient(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    #[error("cannot listen on {addr}: {source}{}", bind_hint(.source))]
     Bind {
         addr: SocketAddr,
         #[source]
@@ -82,6 +85,30 @@ pub enum StartError {
         "the open-file limit ({limit}) leaves no room for connections: raise it (`ulimit -n`, systemd's LimitNOFILE) to at least 1024"
     )]
     OpenFiles { limit: u64 },
+    /// Everything found wrong before starting, each its own `error:` line,
+    /// so one run shows them all (a missing secret and a missing key).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: "))]
+    Several(Vec<StartError>),
+}
+
+/// What to do about a listen address that cannot be bound.
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another program (another `stripe-router serve`?) listens there: stop it, or \
+             choose a free address with --listen ADDR (e.g. --listen 127.0.0.1:3001) or \
+             `server.listen` in routes.yaml"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need privileges: choose one above, with --listen ADDR or \
+             `server.listen` in routes.yaml"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "; the address is not one of this machine's: use 127.0.0.1:PORT (this machine \
+             only) or 0.0.0.0:PORT (every interface)"
+        }
+        _ => "",
+    }
 }
 
 /// A router that is built and bound, not yet serving.
@@ -96,6 +123,9 @@ pub struct App {
     retention: Duration,
     drain: Duration,
     watch: Option<Watch>,
+    journal: PathBuf,
+    /// One `serve` per journal, while this lives.
+    _lock: ServeLock,
     /// Stops the background routing and delivery.
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -116,24 +146,50 @@ impl App {
             let (path, env) = (config_path.clone(), env.clone());
             move || Config::load(&path, &env)
         })
-        .await
+        .await;
+
+        // Every problem of the file and the environment in one run: fixing
+        // the webhook secret must not reveal a missing API key only then.
+        let stripe_config = config
+            .as_ref()
+            .map(|c| c.stripe.clone())
+            .unwrap_or_default();
+        let secrets = webhook_secrets(&env);
+        let stripe = stripe_api(&env, &stripe_config);
+        // A key that is set but refused is reported once, as itself, not
+        // again by every route that emits orders.
+        let orders_enabled = !matches!(stripe, Ok(None));
+        let built = match config {
+            Ok(config) => {
+                let (server, store, base_dir) = (
+                    config.server.clone(),
+                    config.store.clone(),
+                    config.base_dir.clone(),
+                );
+                blocking(move || Snapshot::build(config, None, 1, orders_enabled))
+                    .await
+                    .map(|snapshot| (snapshot, server, store, base_dir))
+            }
+            Err(error) => Err(error),
+        }
         .map_err(|error| StartError::Config {
             path: config_path.display().to_string(),
             error,
-        })?;
-
-        let (secrets, stripe) = stripe_environment(&env, &config.stripe)?;
-        let orders_enabled = stripe.is_some();
-
-        let server_config = config.server.clone();
-        let store_config = config.store.clone();
-        let base_dir = config.base_dir.clone();
-        let snapshot = blocking(move || Snapshot::build(config, None, 1, orders_enabled))
-            .await
-            .map_err(|error| StartError::Config {
-                path: config_path.display().to_string(),
-                error,
-            })?;
+        });
+        let ((snapshot, server_config, store_config, base_dir), secrets, stripe) =
+            match (built, secrets, stripe) {
+                (Ok(built), Ok(secrets), Ok(stripe)) => (built, secrets, stripe),
+                (built, secrets, stripe) => {
+                    let mut errors: Vec<StartError> = [built.err(), secrets.err(), stripe.err()]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    return Err(match errors.len() {
+                        1 => errors.remove(0),
+                        _ => StartError::Several(errors),
+                    });
+                }
+            };
         let addr = listen.unwrap_or(server_config.listen);
         let admin_listen = admin_listen.unwrap_or(server_config.admin_listen);
         let admin_token = auth::access(&env, admin_listen)?;
@@ -141,12 +197,23 @@ impl App {
             AdminListen::Off => None,
             AdminListen::On(addr) => Some(addr),
         };
+        // Before binding: a second `serve` on this journal is told who has
+        // it, not that the port is taken.
+        let journal = store_config.path_in(&base_dir);
+        let lock = blocking({
+            let journal = journal.clone();
+            move || ServeLock::acquire(&journal)
+        })
+        .await?;
         let open_files = limits::raise_open_files();
         let max_connections = limits::connection_cap(server_config.max_connections, open_files)
             .map_err(|limit| StartError::OpenFiles { limit })?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        if let Ok(bound) = listener.local_addr() {
+            lock.announce(bound)?;
+        }
         let admin = match admin_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -156,7 +223,7 @@ impl App {
             None => None,
         };
 
-        let store_path = store_config.path_in(&base_dir);
+        let store_path = journal.clone();
         let (fsync, wal_limit) = (store_config.fsync, store_config.wal_limit);
         let store: Arc<dyn Store> =
             Arc::new(blocking(move || SqliteStore::open(&store_path, fsync, wal_limit)).await?);
@@ -188,6 +255,8 @@ impl App {
             .ok();
         Ok(App {
             watch,
+            journal,
+            _lock: lock,
             listener,
             admin,
             admin_token,
@@ -211,6 +280,11 @@ impl App {
     /// The admin listener's bound address, unless it is off.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The journal database's path.
+    pub fn journal_path(&self) -> &std::path::Path {
+        &self.journal
     }
 
     /// The webhook path, e.g. `/api/webhook`.
@@ -355,11 +429,15 @@ pub fn stripe_environment(
     env: &Env,
     config: &StripeConfig,
 ) -> Result<(Secrets, Option<StripeApi>), StartError> {
-    let secrets = match env.get("STRIPE_WEBHOOK_SECRET") {
-        Some(value) => Secrets::parse(&value)?,
-        None => return Err(StartError::NoWebhookSecret),
-    };
-    Ok((secrets, stripe_api(env, config)?))
+    Ok((webhook_secrets(env)?, stripe_api(env, config)?))
+}
+
+/// `STRIPE_WEBHOOK_SECRET`, which `serve` cannot start without.
+fn webhook_secrets(env: &Env) -> Result<Secrets, StartError> {
+    match env.get("STRIPE_WEBHOOK_SECRET") {
+        Some(value) => Ok(Secrets::parse(&value)?),
+        None => Err(StartError::NoWebhookSecret),
+    }
 }
 
 /// The Stripe API client, when `STRIPE_SECRET_API_KEY` is set.

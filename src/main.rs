@@ -12,7 +12,7 @@ use url::Url;
 
 use stripe_router::app::Settings;
 use stripe_router::commands::deadletters;
-use stripe_router::commands::{check, serve};
+use stripe_router::commands::{check, completions, serve};
 use stripe_router::config::AdminListen;
 use stripe_router::config::env::Env;
 use stripe_router::logs::{self, LogFormat};
@@ -26,7 +26,8 @@ use stripe_router::store::Filter;
     name = "stripe-router",
     version,
     about = "Verified Stripe webhooks, routed into complete order records",
-    after_help = "Quick start: `stripe-router demo` shows the whole flow, no Stripe account needed."
+    after_help = "Quick start: `stripe-router demo` shows the whole flow, no Stripe account needed; \
+                  `stripe-router serve --offline` runs the router with a local Stripe stand-in."
 )]
 struct Cli {
     /// How log lines on stderr are written: `text`, or `json` (one object
@@ -47,14 +48,21 @@ struct Cli {
 enum Command {
     /// Receive Stripe webhooks and deliver records until SIGINT/SIGTERM.
     ///
-    /// Example: STRIPE_WEBHOOK_SECRET=whsec_... stripe-router serve --config routes.yaml
+    /// One `serve` per journal: a second one on the same `store.path` is
+    /// refused, naming the first one's pid and address.
+    ///
+    /// Examples:
+    ///   STRIPE_WEBHOOK_SECRET=whsec_... stripe-router serve --config routes.yaml
+    ///   stripe-router serve --offline      (no Stripe account: see --offline)
+    #[command(verbatim_doc_comment)]
     Serve {
         /// The routes file; edits to it apply live.
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
-        /// Listen address; overrides `server.listen` (default 127.0.0.1:3000).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
+        /// Listen address, HOST:PORT (or a bare PORT for 127.0.0.1:PORT);
+        /// overrides `server.listen` (default 127.0.0.1:3000).
+        #[arg(long, value_name = "ADDR", value_parser = listen_address)]
+        listen: Option<ListenArg>,
         /// The admin listener's address, or `off`; overrides
         /// `server.admin_listen` (default 127.0.0.1:9464). Off loopback it
         /// needs STRIPE_ROUTER_ADMIN_TOKEN.
@@ -65,6 +73,12 @@ enum Command {
         /// useful with port 0. Removed again at a clean exit.
         #[arg(long, value_name = "FILE")]
         addresses_file: Option<PathBuf>,
+        /// Work offline in one command: run the Stripe API stand-in in this
+        /// process and use it (any session gets line items), make a local
+        /// webhook secret once into .env.local unless STRIPE_WEBHOOK_SECRET
+        /// is set, and print the `send` line to paste in another terminal.
+        #[arg(long)]
+        offline: bool,
     },
     /// List dead letters: deliveries, routes and events that gave up.
     ///
@@ -131,6 +145,8 @@ enum Command {
     ///   stripe-router send checkout.session.completed --payment-status unpaid
     ///   stripe-router send checkout.session.async_payment_failed --to http://127.0.0.1:3000/api/webhook
     ///   stripe-router send --file event.json
+    ///   stripe-router send checkout.session.completed --set data.object.currency=eur --set data.object.amount_total=5000
+    ///   stripe-router send checkout.session.completed --print
     #[command(verbatim_doc_comment)]
     Send {
         /// The event type to build: checkout.session.completed,
@@ -154,6 +170,16 @@ enum Command {
         /// With --file: send the file's bytes unchanged, id included.
         #[arg(long, requires = "file")]
         keep_id: bool,
+        /// Change one field of the event before signing: a dotted path
+        /// (`data.object.currency`, list items by number) and a value, read
+        /// as JSON when it is JSON (5000, true, null, "42") else as text.
+        /// Repeatable.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<send::Set>,
+        /// Print the signed request (request line, headers, body) instead
+        /// of sending it.
+        #[arg(long)]
+        print: bool,
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
     },
@@ -169,7 +195,10 @@ enum Command {
     /// Run the local Stripe API stand-in alone, for offline work with `send`.
     ///
     /// Serves GET /v1/checkout/sessions/{id}/line_items with Stripe's shapes;
-    /// a session id ending in `_<N>items` (as `send` makes them) has N items.
+    /// a session id ending in `_<N>items` (as `send` makes them) has N items,
+    /// any other id a cart of one to four made from the id. Takes the key as
+    /// Bearer or Basic auth (`curl -u KEY:`). `serve --offline` runs it in
+    /// the router; alone it is for a router started elsewhere.
     ///
     /// Example (three terminals):
     ///   stripe-router stripe-standin --api-key rk_test_offline
@@ -191,6 +220,35 @@ enum Command {
     ///   stripe-router completions fish > ~/.config/fish/completions/stripe-router.fish
     #[command(verbatim_doc_comment)]
     Completions { shell: clap_complete::Shell },
+}
+
+/// `serve --listen`: the address, and whether it was a bare port.
+#[derive(Debug, Clone, Copy)]
+struct ListenArg {
+    addr: SocketAddr,
+    bare_port: bool,
+}
+
+/// HOST:PORT, or a bare PORT for 127.0.0.1:PORT (what `--listen 3001`
+/// means to most people); anything else is explained with examples.
+fn listen_address(text: &str) -> Result<ListenArg, String> {
+    if let Ok(port) = text.trim().parse::<u16>() {
+        return Ok(ListenArg {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            bare_port: true,
+        });
+    }
+    text.trim()
+        .parse()
+        .map(|addr| ListenArg {
+            addr,
+            bare_port: false,
+        })
+        .map_err(|_| {
+            "expected HOST:PORT, e.g. 127.0.0.1:3000 (this machine only), 0.0.0.0:3000 (every \
+             interface) or [::1]:3000, or a bare port such as 3000 for 127.0.0.1:3000"
+                .to_owned()
+        })
 }
 
 #[derive(Debug, clap::Args)]
@@ -219,13 +277,18 @@ impl From<FilterArgs> for Filter {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
+        return match completions::write(
             shell,
             &mut Cli::command(),
             "stripe-router",
             &mut std::io::stdout(),
-        );
-        return ExitCode::SUCCESS;
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write the completion script: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     // The demo's report is the point; its logs only when something is wrong.
     let level = match cli.command {
@@ -246,15 +309,30 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             addresses_file,
-        } => runtime(serve::run(
-            Settings {
-                config_path: config,
-                listen,
-                admin_listen,
-                env,
-            },
-            addresses_file,
-        )),
+            offline,
+        } => {
+            if let Some(ListenArg {
+                addr,
+                bare_port: true,
+            }) = listen
+            {
+                tracing::info!(
+                    "--listen {} taken as {addr} (this machine only; 0.0.0.0:{} listens on every interface)",
+                    addr.port(),
+                    addr.port()
+                );
+            }
+            runtime(serve::run(
+                Settings {
+                    config_path: config,
+                    listen: listen.map(|l| l.addr),
+                    admin_listen,
+                    env,
+                },
+                addresses_file,
+                offline,
+            ))
+        }
         Command::Check { config, no_env } => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             if check::check(&config, &env, no_env, &mut out, &mut err) {
@@ -270,6 +348,8 @@ fn main() -> ExitCode {
             items,
             file,
             keep_id,
+            sets,
+            print,
             config,
         } => {
             let source = match (file, r#type) {
@@ -282,11 +362,13 @@ fn main() -> ExitCode {
                 // clap requires one of them.
                 (None, None) => return ExitCode::FAILURE,
             };
+            let options = send::Options { sets, print };
             runtime(async move {
                 let mut out = std::io::stdout();
-                match send::run(source, to, &config, &env, &mut out).await {
-                    Ok(answer) if answer.status.is_success() => ExitCode::SUCCESS,
-                    Ok(_) => ExitCode::FAILURE,
+                match send::run(source, to, &options, &config, &env, &mut out).await {
+                    Ok(None) => ExitCode::SUCCESS,
+                    Ok(Some(answer)) if answer.status.is_success() => ExitCode::SUCCESS,
+                    Ok(Some(_)) => ExitCode::FAILURE,
                     Err(e) => {
                         eprintln!("error: {e}");
                         ExitCode::FAILURE

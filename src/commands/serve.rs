@@ -1,18 +1,27 @@
-//! `serve`: builds the [`App`], announces where it listens (the log, and
-//! `--addresses-file` for whoever started it), runs it until SIGINT or
-//! SIGTERM, then drains.
+//! `serve`: builds the [`App`] (with `--offline`, beside the Stripe API
+//! stand-in, see [`crate::offline::local`]), announces where it listens and
+//! what it uses (the log, and `--addresses-file` for whoever started it),
+//! runs it until SIGINT or SIGTERM, then drains.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, Settings};
+use crate::app::{App, DEFAULT_API_BASE, Settings};
+use crate::config::env::{self, Env};
+use crate::offline::local::{self, Offline, SecretSource};
+use crate::redact::redact_url;
 
 /// Runs the router until a signal; a failed start is reported on stderr
-/// and is the command's failure.
-pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCode {
+/// and is the command's failure. With `offline`, the Stripe API stand-in
+/// runs in this process and the router uses it (see [`local::start`]).
+pub async fn run(
+    mut settings: Settings,
+    addresses_file: Option<PathBuf>,
+    offline: bool,
+) -> ExitCode {
     let files: Vec<_> = settings
         .env
         .files()
@@ -21,6 +30,21 @@ pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCod
     if !files.is_empty() {
         tracing::info!(?files, "read environment files");
     }
+    let offline = if offline {
+        match local::start(Path::new("."), settings.env.clone()).await {
+            Ok((env, offline)) => {
+                settings.env = env;
+                Some(offline)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let env = settings.env.clone();
     let app = match App::build(settings).await {
         Ok(app) => app,
         Err(e) => {
@@ -46,6 +70,10 @@ pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCod
     if let Some(admin) = app.admin_addr() {
         tracing::info!("admin listener on http://{admin}");
     }
+    announce_environment(&app, &env);
+    if let Some(offline) = &offline {
+        announce_offline(&app, offline);
+    }
     if let Some(path) = &addresses_file
         && let Err(e) = app.write_addresses(path).await
     {
@@ -63,6 +91,60 @@ pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCod
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// What a `send`/`serve` mismatch is spotted by: the journal, the Stripe
+/// API base and key, and each webhook secret, shown by its last four
+/// characters only.
+fn announce_environment(app: &App, env: &Env) {
+    tracing::info!(journal = %app.journal_path().display(), "journal");
+    match env
+        .get("STRIPE_SECRET_API_KEY")
+        .filter(|k| !k.trim().is_empty())
+    {
+        Some(key) => {
+            let base = env
+                .get("STRIPE_API_BASE")
+                .and_then(|b| url::Url::parse(b.trim()).ok())
+                .map_or_else(|| DEFAULT_API_BASE.to_owned(), |u| redact_url(&u));
+            tracing::info!(api_base = %base, api_key = %env::hint(&key), "stripe api");
+        }
+        None => tracing::info!("stripe api: off (STRIPE_SECRET_API_KEY is not set)"),
+    }
+    let secrets: Vec<String> = env
+        .get("STRIPE_WEBHOOK_SECRET")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(env::hint)
+        .collect();
+    tracing::info!(secrets = %secrets.join(", "), "webhook signing secrets");
+}
+
+/// Tells a `serve --offline` user what runs and what to type next, on
+/// stderr beside the log (stdout may be a sink's).
+fn announce_offline(app: &App, offline: &Offline) {
+    let mut addr = app.local_addr();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let webhook = format!("http://{addr}{}", app.webhook_path());
+    let secret = match &offline.secret {
+        SecretSource::Generated(path) => format!(
+            "a new local secret {}, written to {}",
+            offline.secret_hint,
+            path.display()
+        ),
+        SecretSource::Existing => format!("STRIPE_WEBHOOK_SECRET {}", offline.secret_hint),
+    };
+    tracing::info!(api_base = %offline.api_base(), "offline: the Stripe API stand-in runs in this process");
+    eprintln!(
+        "\noffline: Stripe API stand-in at {}, webhooks verified with {secret}.\n\
+         Send an order from another terminal, in this folder:\n\n    {}\n",
+        offline.api_base(),
+        offline.send_line(&webhook)
+    );
 }
 
 /// SIGTERM and SIGINT, caught from the moment they are installed: a signal

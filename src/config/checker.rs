@@ -145,7 +145,9 @@ impl<'a> Checker<'a> {
                         " (the file does not end with a newline: was it cut short or saved half-written?)",
                     );
                 }
-                self.problem(e.location().unwrap_or(Location::UNKNOWN), message);
+                let at = e.location().unwrap_or(Location::UNKNOWN);
+                message.push_str(&super::excerpt::excerpt(self.text, at.into()));
+                self.problem(at, message);
                 None
             }
         }

@@ -53,7 +53,8 @@ impl Env {
         Env::load_over(process, dir)
     }
 
-    fn load_over(process: HashMap<String, String>, dir: &Path) -> Result<Env, EnvError> {
+    /// [`Env::load`] with `process` as the process environment.
+    pub(crate) fn load_over(process: HashMap<String, String>, dir: &Path) -> Result<Env, EnvError> {
         let mut layers = vec![Layer {
             file: None,
             vars: process,
@@ -105,6 +106,21 @@ impl Env {
             .cloned()
     }
 
+    /// This environment with `vars` over every layer: what `serve --offline`
+    /// points at its stand-in.
+    pub fn with<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Env
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.layers.insert(0, Layer { file: None, vars });
+        self
+    }
+
     /// The `.env` files that were read, highest precedence first.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.layers.iter().filter_map(|l| l.file.as_deref())
@@ -122,6 +138,25 @@ impl fmt::Debug for Env {
             list.entry(&format_args!("{source}: {} variables", layer.vars.len()));
         }
         list.finish()
+    }
+}
+
+/// Enough of a secret or key to tell which one is in use, as the Dashboard
+/// shows keys: its kind prefix and last four characters (`whsec_…a1b2`).
+/// A short value shows only its prefix: four characters would be much of it.
+pub fn hint(secret: &str) -> String {
+    let secret = secret.trim();
+    let prefix_len = ["whsec_", "sk_test_", "sk_live_", "rk_test_", "rk_live_"]
+        .iter()
+        .find(|p| secret.starts_with(*p))
+        .map_or(0, |p| p.len());
+    let (prefix, rest) = secret.split_at(prefix_len);
+    let chars: Vec<char> = rest.chars().collect();
+    if chars.len() >= 12 {
+        let last: String = chars[chars.len() - 4..].iter().collect();
+        format!("{prefix}…{last}")
+    } else {
+        format!("{prefix}…")
     }
 }
 

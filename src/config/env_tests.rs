@@ -97,3 +97,18 @@ fn debug_shows_no_values() {
     assert!(debug.contains("1 variables"), "{debug}");
     assert_eq!(Env::empty().get("PATH"), None);
 }
+
+#[test]
+fn hints_show_the_kind_and_last_four_only() {
+    assert_eq!(hint("whsec_abcdefghijklmnop1a2b"), "whsec_…1a2b");
+    assert_eq!(hint("rk_test_51TestKeyForTheStandIn0000"), "rk_test_…0000");
+    assert_eq!(hint("whsec_short"), "whsec_…");
+    assert_eq!(hint("no-prefix-but-long-enough"), "…ough");
+}
+
+#[test]
+fn variables_given_with_win_over_every_layer() {
+    let env = Env::from_map([("A", "process"), ("B", "kept")]).with([("A", "offline")]);
+    assert_eq!(env.get("A").as_deref(), Some("offline"));
+    assert_eq!(env.get("B").as_deref(), Some("kept"));
+}

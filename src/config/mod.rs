@@ -7,7 +7,8 @@
 //!
 //! The parts: `schema` (the typed config and its defaults), `yaml` (the tree
 //! with places and its deserializer), `checker` and `routes` (every value
-//! checked), `problems` (every problem with its place), `interpolate`
+//! checked), `problems` (every problem with its place), `excerpt` (a
+//! syntax error's line and caret), `interpolate`
 //! (`${VAR}`), `env`
 //! (the environment), `command` (`stripe-router check`), and two leaves that
 //! import nothing of the crate, `units` (durations, sizes) and `redact` (the
@@ -15,6 +16,7 @@
 
 mod checker;
 pub mod env;
+mod excerpt;
 mod interpolate;
 mod problems;
 mod routes;

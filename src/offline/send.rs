@@ -1,6 +1,7 @@
 //! `stripe-router send`: an offline `stripe trigger`. Builds a realistic
-//! event (or reads one from a file), signs it with the endpoint secret
-//! exactly as Stripe does, and POSTs it to a running router.
+//! event (or reads one from a file), changes the fields `--set` names,
+//! signs it with the endpoint secret exactly as Stripe does, and POSTs it
+//! to a running router, or with `--print` shows the request instead.
 //!
 //! Built Checkout Sessions have ids that the stand-in's catalogue mode
 //! understands (`cs_test_send_<token>_<N>items`), so with `stripe-router
@@ -16,7 +17,7 @@ use rand::distr::Alphanumeric;
 use serde_json::Value;
 use url::Url;
 
-use crate::config::env::Env;
+use crate::config::env::{self, Env};
 use crate::config::{Config, ConfigError};
 use crate::event::{Event, EventError};
 use crate::ingest::verify::{self, Secrets, SecretsError};
@@ -76,8 +77,117 @@ pub enum SendError {
     Secret(#[from] SecretsError),
     #[error("cannot tell where to send from {path} (pass --to URL instead):\n{error}")]
     Config { path: String, error: ConfigError },
+    #[error(
+        "connection refused at {}: is `stripe-router serve` running? (start it in another \
+         terminal, or pass --to URL)",
+        crate::redact::redact_url(.url)
+    )]
+    NotListening { url: Url },
     #[error("cannot POST to {}: {source}", crate::redact::redact_url(.url))]
     Request { url: Url, source: reqwest::Error },
+    #[error("--set {path}: {reason}")]
+    Set { path: String, reason: String },
+}
+
+/// What `send` does besides sending: `--set` and `--print`.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Applied in order, after the fresh id.
+    pub sets: Vec<Set>,
+    /// Print the signed request instead of sending it.
+    pub print: bool,
+}
+
+/// `--set PATH=VALUE`: a dotted path into the event (`data.object.currency`,
+/// an array index as a number: `data.object.payment_method_types.0`) and a
+/// value, JSON when it parses as JSON (`5000`, `true`, `null`, `{"a":1}`),
+/// else the text as a string (`eur`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Set {
+    pub path: String,
+    pub value: Value,
+}
+
+impl std::str::FromStr for Set {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Set, String> {
+        let (path, value) = text.split_once('=').ok_or_else(|| {
+            format!(
+                "`{text}` is not PATH=VALUE: write e.g. data.object.amount_total=5000 or \
+                 data.object.currency=eur"
+            )
+        })?;
+        let path = path.trim();
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(format!(
+                "`{path}` is not a dotted path: write e.g. data.object.customer_details.email"
+            ));
+        }
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        Ok(Set {
+            path: path.to_owned(),
+            value,
+        })
+    }
+}
+
+/// Sets `set.path` in `event` to `set.value`, creating the objects on the
+/// way that are missing. Errors name the part of the path in the way.
+pub fn apply(event: &mut Value, set: &Set) -> Result<(), SendError> {
+    let fail = |reason: String| SendError::Set {
+        path: set.path.clone(),
+        reason,
+    };
+    let parts: Vec<&str> = set.path.split('.').collect();
+    let mut here = event;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let walked = parts[..i].join(".");
+        let at = if walked.is_empty() {
+            "the event".to_owned()
+        } else {
+            format!("`{walked}`")
+        };
+        here = match here {
+            Value::Object(map) if last => {
+                map.insert((*part).to_owned(), set.value.clone());
+                return Ok(());
+            }
+            Value::Object(map) => map
+                .entry((*part).to_owned())
+                .or_insert_with(|| Value::Object(serde_json::Map::new())),
+            Value::Array(items) => {
+                let len = items.len();
+                let slot = part
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|n| items.get_mut(n))
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "{at} is a list of {len}: `{part}` is not an index into it (0 to {})",
+                            len.saturating_sub(1)
+                        ))
+                    })?;
+                if last {
+                    *slot = set.value.clone();
+                    return Ok(());
+                }
+                slot
+            }
+            other => {
+                let kind = match other {
+                    Value::Null => "null",
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::String(_) => "a string",
+                    _ => "a value",
+                };
+                return Err(fail(format!("{at} is {kind}, which has no `{part}`")));
+            }
+        };
+    }
+    Ok(())
 }
 
 /// What `send` sends.
@@ -98,14 +208,17 @@ pub enum Source {
 /// config's listen address and path), and writes what was sent and the
 /// router's answer to `out`. Whether a non-2xx answer is a failure is the
 /// caller's call.
+/// With `options.print`, nothing is sent: the signed request (headers and
+/// body) is written to `out`, and the answer is `None`.
 pub async fn run(
     source: Source,
     to: Option<Url>,
+    options: &Options,
     config_path: &Path,
     env: &Env,
     out: &mut dyn Write,
-) -> Result<Answer, SendError> {
-    let body = match source {
+) -> Result<Option<Answer>, SendError> {
+    let mut body = match source {
         Source::File { path, keep_id } => from_file(&path, !keep_id)?,
         Source::Build {
             kind,
@@ -116,15 +229,69 @@ pub async fn run(
             serde_json::to_vec_pretty(&event).unwrap_or_default()
         }
     };
+    if !options.sets.is_empty() {
+        // `from_file` made sure it is an event, so JSON.
+        let mut event: Value = serde_json::from_slice(&body).unwrap_or_default();
+        for set in &options.sets {
+            apply(&mut event, set)?;
+        }
+        body = serde_json::to_vec_pretty(&event).unwrap_or(body);
+    }
     let secret = first_secret(env)?;
     let url = target(to, config_path, env)?;
+    let now = crate::clock::unix_now();
+    if options.print {
+        let _ = out.write_all(&request_text(&url, &body, &secret, now));
+        return Ok(None);
+    }
     // What is printed is the command's output; a closed stdout does not
     // stop the event from being sent.
-    let _ = writeln!(out, "POST {}: {}", redact_url(&url), summary(&body));
+    let _ = writeln!(
+        out,
+        "POST {}: {}, signed with {}",
+        redact_url(&url),
+        summary(&body),
+        env::hint(&secret)
+    );
     let client = reqwest::Client::new();
-    let answer = post(&client, &url, body, &secret, crate::clock::unix_now()).await?;
+    let answer = post(&client, &url, body, &secret, now).await?;
     let _ = writeln!(out, "HTTP {}\n{}", answer.status, answer.body);
-    Ok(answer)
+    Ok(Some(answer))
+}
+
+/// The request `post` would send, as HTTP/1.1 text: the request line, the
+/// headers (the signature included) and the body byte for byte.
+pub fn request_text(url: &Url, body: &[u8], secret: &str, now: i64) -> Vec<u8> {
+    let host = url.host_str().unwrap_or("localhost");
+    let host = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let mut target = url.path().to_owned();
+    if let Some(query) = url.query() {
+        target = format!("{target}?{query}");
+    }
+    let mut text = format!("POST {target} HTTP/1.1\r\nHost: {host}\r\n");
+    for (name, value) in headers(body, secret, now) {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// The headers Stripe sends with an event, `Stripe-Signature` for `secret`
+/// at `now` included.
+fn headers(body: &[u8], secret: &str, now: i64) -> [(&'static str, String); 3] {
+    [
+        ("Content-Type", "application/json; charset=utf-8".to_owned()),
+        (
+            "User-Agent",
+            "Stripe/1.0 (+https://stripe.com/docs/webhooks)".to_owned(),
+        ),
+        ("Stripe-Signature", verify::sign(body, secret, now)),
+    ]
 }
 
 /// `type id (session id)` of the event in `body`, or nothing when it is not
@@ -282,28 +449,40 @@ pub async fn post(
     secret: &str,
     now: i64,
 ) -> Result<Answer, SendError> {
-    let signature = verify::sign(&body, secret, now);
     // reqwest's message repeats the whole URL; the error shows it redacted.
-    let failed = |source: reqwest::Error| SendError::Request {
-        url: url.clone(),
-        source: source.without_url(),
+    let failed = |source: reqwest::Error| {
+        if refused(&source) {
+            SendError::NotListening { url: url.clone() }
+        } else {
+            SendError::Request {
+                url: url.clone(),
+                source: source.without_url(),
+            }
+        }
     };
-    let response = client
-        .post(url.clone())
-        .timeout(TIMEOUT)
-        .header("content-type", "application/json; charset=utf-8")
-        .header(
-            "user-agent",
-            "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-        )
-        .header("stripe-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .map_err(failed)?;
+    let mut request = client.post(url.clone()).timeout(TIMEOUT);
+    for (name, value) in headers(&body, secret, now) {
+        request = request.header(name, value);
+    }
+    let response = request.body(body).send().await.map_err(failed)?;
     let status = response.status();
     let body = response.text().await.map_err(failed)?;
     Ok(Answer { status, body })
+}
+
+/// Whether nothing listens where the request went: the connection was
+/// refused (not a name that does not resolve, not a timeout).
+fn refused(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -113,3 +113,56 @@ fn files_keep_their_bytes_or_get_a_fresh_id() {
         Err(SendError::NotAnEvent { .. })
     ));
 }
+
+#[test]
+fn set_changes_the_field_a_dotted_path_names() {
+    let mut event = serde_json::json!({
+        "type": "checkout.session.completed",
+        "data": { "object": { "amount_total": 100, "payment_method_types": ["card"] } }
+    });
+    for arg in [
+        "data.object.amount_total=5000",
+        "data.object.currency=eur",
+        "data.object.metadata.order=\"42\"",
+        "data.object.payment_method_types.0=sepa_debit",
+        "livemode=true",
+    ] {
+        apply(&mut event, &arg.parse().expect("PATH=VALUE")).expect(arg);
+    }
+    let object = &event["data"]["object"];
+    assert_eq!(object["amount_total"], 5000);
+    assert_eq!(object["currency"], "eur");
+    assert_eq!(object["metadata"]["order"], "42");
+    assert_eq!(object["payment_method_types"][0], "sepa_debit");
+    assert_eq!(event["livemode"], true);
+}
+
+#[test]
+fn set_says_what_is_in_the_way() {
+    let mut event = serde_json::json!({ "type": "x", "data": { "object": { "ids": [1] } } });
+    let err = apply(&mut event, &"type.name=a".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--set type.name: `type` is a string, which has no `name`"
+    );
+    let err = apply(&mut event, &"data.object.ids.3=a".parse().unwrap()).unwrap_err();
+    assert!(err.to_string().contains("0 to 0"), "{err}");
+    assert!("nothing".parse::<Set>().unwrap_err().contains("PATH=VALUE"));
+    assert!("a..b=1".parse::<Set>().is_err());
+}
+
+#[test]
+fn the_printed_request_carries_a_signature_that_verifies() {
+    let url = Url::parse("http://127.0.0.1:3000/api/webhook").unwrap();
+    let body = br#"{"id":"evt_1","type":"checkout.session.completed"}"#;
+    let text = request_text(&url, body, "whsec_printed", NOW);
+    let text = String::from_utf8(text).unwrap();
+    let (head, printed_body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("POST /api/webhook HTTP/1.1\r\nHost: 127.0.0.1:3000\r\n"));
+    assert_eq!(printed_body.as_bytes(), body);
+    let signature = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Stripe-Signature: "))
+        .unwrap();
+    assert_eq!(signature, verify::sign(body, "whsec_printed", NOW));
+}

@@ -12,6 +12,7 @@
 //! (`stripe.max_response`, all pages together, read as a stream) are
 //! bounded, and passing a bound is a permanent [`EnrichErrorKind::OverLimit`].
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -29,6 +30,14 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 const PAGE_SIZE: &str = "100";
 /// Bytes of an error answer read for its message; Stripe's are under 1 KB.
 const ERROR_BODY_BYTES: u64 = 64 * 1024;
+/// The least time between two warnings about failing requests; those in
+/// between are debug lines, counted in the next warning. One event offline
+/// would otherwise write a warning per try, dozens a minute.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+/// Said when the real API cannot be reached: most often, work offline that
+/// forgot the stand-in.
+const OFFLINE_HINT: &str = "working offline? run `stripe-router serve --offline`, or point \
+                            STRIPE_API_BASE at `stripe-router stripe-standin`";
 const ACCESS_NEEDED: &str =
     "a restricted key needs read access to Checkout Sessions, prices and products";
 
@@ -167,6 +176,36 @@ pub struct StripeApi {
     /// Between the tries of one request (see [`crate::retry`]).
     retry: RetryConfig,
     limits: Limits,
+    warnings: Arc<Quiet>,
+}
+
+/// Warnings about failing requests, at most one per [`WARN_EVERY`].
+#[derive(Debug, Default)]
+struct Quiet {
+    /// When the last warning was written, and how many lines were quiet
+    /// since.
+    state: Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+impl Quiet {
+    /// `Some(quieted since the last warning)` when this line is a warning.
+    fn admit(&self) -> Option<u64> {
+        self.admit_at(tokio::time::Instant::now())
+    }
+
+    fn admit_at(&self, now: tokio::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.0 {
+            Some(last) if now < last + WARN_EVERY => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                state.0 = Some(now);
+                Some(std::mem::take(&mut state.1))
+            }
+        }
+    }
 }
 
 /// `stripe.max_pages`, `stripe.max_line_items`, `stripe.max_response`: what
@@ -216,6 +255,7 @@ impl StripeApi {
                 items: config.max_line_items,
                 bytes: config.max_response,
             },
+            warnings: Arc::default(),
         })
     }
 
@@ -343,8 +383,13 @@ impl StripeApi {
                 });
             }
             if attempt >= self.max_attempts {
-                tracing::warn!(session = session_id, attempt, error = %failure.message,
-                    "stripe api: giving up");
+                match self.warnings.admit() {
+                    Some(quieted) => tracing::warn!(session = session_id, attempt,
+                        error = %failure.message, quieted,
+                        "stripe api: giving up (at most one warning every {}s)", WARN_EVERY.as_secs()),
+                    None => tracing::debug!(session = session_id, attempt,
+                        error = %failure.message, "stripe api: giving up"),
+                }
                 let attempts = if attempt == 1 { "attempt" } else { "attempts" };
                 return Err(EnrichError {
                     kind: failure.kind,
@@ -356,8 +401,14 @@ impl StripeApi {
                 });
             }
             let delay = retry::backoff_or_after(&self.retry, attempt - 1, failure.retry_after);
-            tracing::warn!(session = session_id, attempt, retry_in_ms = delay.as_millis() as u64,
-                error = %failure.message, "stripe api: retrying");
+            match self.warnings.admit() {
+                Some(quieted) => tracing::warn!(session = session_id, attempt,
+                    retry_in_ms = delay.as_millis() as u64, error = %failure.message, quieted,
+                    "stripe api: retrying (at most one warning every {}s)", WARN_EVERY.as_secs()),
+                None => tracing::debug!(session = session_id, attempt,
+                    retry_in_ms = delay.as_millis() as u64, error = %failure.message,
+                    "stripe api: retrying"),
+            }
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
@@ -502,15 +553,21 @@ impl StripeApi {
             .last()
             .map(|root| format!(": {root}"))
             .unwrap_or_default();
+        // Only the real API: a stand-in that is down needs no such hint.
+        let hint = if host == "api.stripe.com" {
+            format!("; {OFFLINE_HINT}")
+        } else {
+            String::new()
+        };
         let message = if e.is_timeout() {
             format!(
-                "the stripe api at {host} did not answer within {:?}",
+                "the stripe api at {host} did not answer within {:?}{hint}",
                 self.timeout
             )
         } else if e.is_connect() {
-            format!("cannot connect to the stripe api at {host}{cause}")
+            format!("cannot connect to the stripe api at {host}{cause}{hint}")
         } else {
-            format!("the request to the stripe api at {host} failed{cause}")
+            format!("the request to the stripe api at {host} failed{cause}{hint}")
         };
         Failure {
             kind: EnrichErrorKind::Unavailable,

@@ -376,6 +376,11 @@ impl TestApp {
         }
     }
 
+    /// The router process's id.
+    pub fn pid(&mut self) -> u32 {
+        self.child().id()
+    }
+
     /// Kills the router with SIGKILL: no shutdown, no flush, no goodbye.
     pub fn kill9(&mut self) {
         let child = self.child();

@@ -10,6 +10,7 @@ mod harness;
 mod admin_api;
 mod crash_jsonl;
 mod durable;
+mod first_hour;
 mod flow;
 mod limits_config;
 mod limits_door;

@@ -92,25 +92,53 @@ pub fn catalogue_session_id(token: &str, items: usize) -> String {
 
 /// The count a [`catalogue_session_id`] names, if at most [`CATALOGUE_MAX`].
 pub(super) fn catalogue_count(session_id: &str) -> Option<usize> {
+    named_count(session_id)?
+        .try_into()
+        .ok()
+        .filter(|n| *n <= CATALOGUE_MAX)
+}
+
+/// The count an id of the [`catalogue_session_id`] shape names, however
+/// large: one past [`CATALOGUE_MAX`] is refused, not given a cart.
+pub(super) fn named_count(session_id: &str) -> Option<u64> {
     let (_, count) = session_id.strip_suffix("items")?.rsplit_once('_')?;
-    count.parse().ok().filter(|n| *n <= CATALOGUE_MAX)
+    count.parse().ok()
 }
 
 /// `n` deterministic line items in USD: a few shop products in turn, with
 /// quantities 1 to 3. The same `n` always gives the same items and totals.
 pub fn catalogue_items(n: usize) -> Vec<Value> {
-    const PRODUCTS: [(&str, i64); 6] = [
-        ("Organic cotton T-shirt", 2500),
-        ("Canvas tote bag", 1800),
-        ("Ceramic mug", 1400),
-        ("Linen tea towel", 1200),
-        ("Enamel pin", 700),
-        ("Sticker pack", 500),
-    ];
+    shop_items(n, 0)
+}
+
+/// A plausible cart for any session id that names no count (a fixture's, a
+/// real one pasted from the Dashboard): one to four items, chosen from the
+/// id alone, so the same id always gets the same cart.
+pub(super) fn cart_for(session_id: &str) -> Vec<Value> {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = session_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let n = usize::try_from(hash % 4).unwrap_or(0) + 1;
+    let first = usize::try_from((hash >> 8) % SHOP.len() as u64).unwrap_or(0);
+    shop_items(n, first)
+}
+
+const SHOP: [(&str, i64); 6] = [
+    ("Organic cotton T-shirt", 2500),
+    ("Canvas tote bag", 1800),
+    ("Ceramic mug", 1400),
+    ("Linen tea towel", 1200),
+    ("Enamel pin", 700),
+    ("Sticker pack", 500),
+];
+
+/// `n` items of [`SHOP`], starting at product `first`, quantities 1 to 3.
+fn shop_items(n: usize, first: usize) -> Vec<Value> {
     (0..n)
         .map(|i| {
-            let (name, unit_amount) = PRODUCTS[i % PRODUCTS.len()];
-            let product = i % PRODUCTS.len();
+            let product = (first + i) % SHOP.len();
+            let (name, unit_amount) = SHOP[product];
             line_item_fixture(
                 &format!("li_1Catalogue{i:014}"),
                 &format!("prod_Catalogue{product:04}"),

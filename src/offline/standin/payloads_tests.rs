@@ -39,3 +39,18 @@ fn session_events_are_routable_checkout_sessions() {
     assert_eq!(json["shipping"]["name"], "Jenny Rosen");
     assert!((3_000..6_000).contains(&body.len()), "{} bytes", body.len());
 }
+
+#[test]
+fn any_session_id_gets_a_plausible_cart_of_its_own() {
+    let fixture = "cs_test_a1xqqSDtDBmbhXD2cQWVnpCQSjDXnlsMEGNNPQVlEyoyHcKtvt5zLj2lBG";
+    assert_eq!(cart_for(fixture), cart_for(fixture));
+    for id in [fixture, "cs_test_b", "cs_live_c", "x"] {
+        let cart = cart_for(id);
+        assert!((1..=4).contains(&cart.len()), "{id}: {}", cart.len());
+        assert!(items_total(&cart) > 0);
+    }
+    let carts: std::collections::HashSet<String> = (0..20)
+        .map(|i| serde_json::to_string(&cart_for(&format!("cs_test_{i}"))).unwrap())
+        .collect();
+    assert!(carts.len() > 3, "ids get different carts");
+}

@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http_serve::{self, Options};
 
-use super::payloads::{API_VERSION, catalogue_count, catalogue_items, line_item_fixture};
+use super::payloads::{
+    API_VERSION, cart_for, catalogue_count, catalogue_items, line_item_fixture, named_count,
+};
 
 /// A running stand-in. Dropping it (or [`StripeStandIn::shutdown`]) stops
 /// the listener and closes every connection.
@@ -38,14 +40,15 @@ pub struct StripeStandIn {
 
 #[derive(Debug)]
 struct State {
-    /// `Bearer <key>`, compared byte for byte.
-    authorization: String,
+    /// The key requests must carry, as Bearer or Basic auth.
+    api_key: String,
     sessions: RwLock<HashMap<String, Arc<Vec<Value>>>>,
     misbehaving: RwLock<HashMap<String, Misbehaviour>>,
     fault: Mutex<Option<Fault>>,
     requests: AtomicU64,
     last_headers: Mutex<Option<HeaderMap>>,
-    /// Serve [`catalogue_items`] for unknown sessions whose id names a count.
+    /// Serve unknown sessions: [`catalogue_items`] when the id names a
+    /// count, else a cart made from the id.
     catalogue: AtomicBool,
 }
 
@@ -70,12 +73,14 @@ struct Fault {
 
 impl StripeStandIn {
     /// Binds `addr` (port 0 for an ephemeral one) and serves on the current
-    /// tokio runtime. Requests must carry `Authorization: Bearer <api_key>`.
+    /// tokio runtime. Requests must carry the key as Stripe's clients do:
+    /// `Authorization: Bearer <api_key>`, or Basic auth with the key as the
+    /// user name (`curl -u <api_key>:`).
     pub async fn start(addr: SocketAddr, api_key: &str) -> io::Result<StripeStandIn> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
-            authorization: format!("Bearer {api_key}"),
+            api_key: api_key.to_owned(),
             sessions: RwLock::default(),
             misbehaving: RwLock::default(),
             fault: Mutex::default(),
@@ -134,7 +139,9 @@ impl StripeStandIn {
     /// Catalogue mode, for offline work with `stripe-router send`: a session
     /// that was not added but whose id ends in `_<N>items` (see
     /// [`super::catalogue_session_id`]) has the `N` items of
-    /// [`super::catalogue_items`].
+    /// [`super::catalogue_items`]; any other id has a plausible cart of one
+    /// to four items, the same for the same id, so events from files and
+    /// fixtures complete too.
     pub fn serve_catalogue(&self) {
         self.state.catalogue.store(true, Ordering::Relaxed);
     }
@@ -214,15 +221,15 @@ fn route(state: &State, request: &Request<Incoming>) -> Response<Answer> {
         }
         return response;
     }
-    let authorized = request
+    let given = request
         .headers()
         .get(hyper::header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes() == state.authorization.as_bytes());
-    if !authorized {
+        .and_then(presented_key);
+    if given.as_deref() != Some(state.api_key.as_str()) {
         return error(
             StatusCode::UNAUTHORIZED,
             None,
-            "Invalid API Key provided: sk_test_********************",
+            &key_refused(given.as_deref()),
             None,
             "invalid_request_error",
         );
@@ -246,6 +253,54 @@ fn route(state: &State, request: &Request<Incoming>) -> Response<Answer> {
                 None,
                 "invalid_request_error",
             )
+        }
+    }
+}
+
+/// The API key of an `Authorization` header: `Bearer <key>`, or Basic auth
+/// whose user name is the key (the password is ignored, as Stripe does).
+fn presented_key(value: &HeaderValue) -> Option<String> {
+    use base64::Engine as _;
+    let value = value.to_str().ok()?.trim();
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, _password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    Some(user.to_owned())
+}
+
+/// Stripe's 401 message, naming the kind of key that was given (masked as
+/// Stripe masks it) and the kinds the stand-in takes.
+fn key_refused(given: Option<&str>) -> String {
+    const ACCEPTED: &str = "use the key the stand-in was started with, a secret key \
+                            (sk_test_...) or a restricted key (rk_test_...), as \
+                            `Authorization: Bearer KEY` or Basic auth (`curl -u KEY:`)";
+    match given {
+        None | Some("") => format!(
+            "You did not provide an API key. You need to provide your API key in the \
+             Authorization header: {ACCEPTED}."
+        ),
+        Some(key) => {
+            let kind = ["sk_test_", "sk_live_", "rk_test_", "rk_live_"]
+                .into_iter()
+                .find(|p| key.starts_with(p))
+                .unwrap_or("");
+            let tail: String = if key.len() > kind.len() + 8 && key.is_char_boundary(key.len() - 4)
+            {
+                key[key.len() - 4..].to_owned()
+            } else {
+                String::new()
+            };
+            format!("Invalid API Key provided: {kind}********{tail}; {ACCEPTED}.")
         }
     }
 }
@@ -286,11 +341,14 @@ fn line_items(state: &State, session_id: &str, query: &str) -> Response<Answer> 
         sessions.get(session_id).cloned()
     };
     let items = items.or_else(|| {
-        let n = catalogue_count(session_id)?;
-        state
-            .catalogue
-            .load(Ordering::Relaxed)
-            .then(|| Arc::new(catalogue_items(n)))
+        state.catalogue.load(Ordering::Relaxed).then(|| {
+            match (catalogue_count(session_id), named_count(session_id)) {
+                (Some(n), _) => Some(Arc::new(catalogue_items(n))),
+                // Past CATALOGUE_MAX: no such session.
+                (None, Some(_)) => None,
+                (None, None) => Some(Arc::new(cart_for(session_id))),
+            }
+        })?
     });
     let Some(items) = items else {
         let message = format!("No such checkout.session: '{session_id}'");

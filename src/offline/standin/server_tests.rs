@@ -108,3 +108,69 @@ async fn catalogue_mode_serves_the_count_the_id_names() {
     let path = format!("/v1/checkout/sessions/{too_many}/line_items");
     assert_eq!(get(&standin.url(), &path, KEY).await.0, 404);
 }
+
+#[tokio::test]
+async fn catalogue_mode_answers_any_session_id_with_a_cart_of_its_own() {
+    let standin = StripeStandIn::start(([127, 0, 0, 1], 0).into(), KEY)
+        .await
+        .expect("starts");
+    standin.serve_catalogue();
+    let path = "/v1/checkout/sessions/cs_test_a1fixture0000/line_items";
+    let (status, first) = get(&standin.url(), path, KEY).await;
+    assert_eq!(status, 200, "{first}");
+    let count = first["data"].as_array().map_or(0, Vec::len);
+    assert!((1..=4).contains(&count), "{first}");
+    assert_eq!(
+        get(&standin.url(), path, KEY).await.1,
+        first,
+        "the same cart"
+    );
+}
+
+#[tokio::test]
+async fn takes_the_key_as_basic_auth_and_names_the_kinds_it_takes() {
+    let standin = StripeStandIn::start(([127, 0, 0, 1], 0).into(), KEY)
+        .await
+        .expect("starts");
+    standin.add_session("cs_test_1", items(1));
+    let url = standin
+        .url()
+        .join("/v1/checkout/sessions/cs_test_1/line_items")
+        .unwrap();
+    let client = reqwest::Client::new();
+    // `curl -u KEY:`, as Stripe's docs show.
+    let basic = client
+        .get(url.clone())
+        .basic_auth(KEY, Some(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 200);
+
+    let wrong = "rk_test_someotherkey00001234";
+    let refused = client
+        .get(url.clone())
+        .basic_auth(wrong, None::<&str>)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("rk_test_********1234"), "{message}");
+    assert!(
+        message.contains("sk_test_") && message.contains("rk_test_"),
+        "{message}"
+    );
+    assert!(!message.contains(wrong), "{message}");
+
+    let none = client.get(url).send().await.unwrap();
+    let body: Value = none.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not provide an API key"),
+        "{body}"
+    );
+}

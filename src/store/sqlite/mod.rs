@@ -6,12 +6,14 @@
 //! not cost throughput. Reads (`reads`, and `browse` for the admin API)
 //! use their own connection, which WAL lets run beside the writer. A
 //! checkpoint thread keeps the log within `store.wal_limit` (`wal`);
-//! `health` says whether the journal takes writes. This file opens the
-//! journal (private files and folders) and hands each [`Store`] call to
+//! `health` says whether the journal takes writes; `lock` keeps a second
+//! `serve` off the journal. This file opens the journal (private files and
+//! folders) and hands each [`Store`] call to
 //! its thread.
 
 mod browse;
 mod health;
+pub mod lock;
 mod reads;
 mod schema;
 pub mod state;
