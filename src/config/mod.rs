@@ -27,7 +27,9 @@ use crate::config::env::Env;
 
 pub use interpolate::UnsetVars;
 pub use problems::{ConfigError, ConfigProblem};
-pub use schema::{AdminListen, Config, Emit, RouteConfig, ServerConfig, StoreConfig, StripeConfig};
+pub use schema::{
+    AdminListen, ConditionPlace, Config, Emit, RouteConfig, ServerConfig, StoreConfig, StripeConfig,
+};
 
 impl Config {
     /// Reads and parses the file at `path`; `path` as given names the file in
@@ -59,12 +61,32 @@ impl Config {
         env: &Env,
         unset: UnsetVars,
     ) -> Result<Config, ConfigError> {
-        let parts = checker::check(text, &file.display().to_string(), env, unset)?;
+        Config::check(text, file, env, unset).into_result()
+    }
+
+    /// Reads and checks the file at `path`: see [`Config::check`].
+    pub fn check_file(path: &Path, env: &Env, unset: UnsetVars) -> Checked {
+        match read(path) {
+            Ok(text) => Config::check(&text, path, env, unset),
+            Err(error) => Checked {
+                config: None,
+                problems: error.problems,
+                unset_vars: Vec::new(),
+            },
+        }
+    }
+
+    /// Checks config text: every problem, and the config as far as it
+    /// could be read, so that the later stages (the rules' compile step, the
+    /// warnings) still check what is there when this one found problems.
+    pub fn check(text: &str, file: &Path, env: &Env, unset: UnsetVars) -> Checked {
+        let (parts, problems, unset_vars) =
+            checker::check(text, &file.display().to_string(), env, unset);
         let base_dir = match file.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Ok(Config {
+        let config = parts.map(|parts| Config {
             server: parts.server,
             stripe: parts.stripe,
             sinks: parts.sinks,
@@ -72,7 +94,38 @@ impl Config {
             store: parts.store,
             file: file.to_path_buf(),
             base_dir,
-        })
+        });
+        Checked {
+            config,
+            problems,
+            unset_vars,
+        }
+    }
+}
+
+/// What checking a config found: every problem in file order, and the
+/// config as far as it could be read (`None` when not even its top level
+/// could). With problems, the config has its broken parts left out: it is
+/// fit for further checks, never to be served.
+#[derive(Debug)]
+pub struct Checked {
+    pub config: Option<Config>,
+    pub problems: Vec<ConfigProblem>,
+    /// The unset variables that `${VAR}`s name, sorted: problems unless
+    /// they were allowed (`check --no-env`), when they are what was not
+    /// checked.
+    pub unset_vars: Vec<String>,
+}
+
+impl Checked {
+    /// The config when it has no problem at all, else every problem.
+    pub fn into_result(self) -> Result<Config, ConfigError> {
+        match self.config {
+            Some(config) if self.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                problems: self.problems,
+            }),
+        }
     }
 }
 
