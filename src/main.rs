@@ -104,6 +104,7 @@ enum Command {
     ///   stripe-router check --no-env --deny-warnings   # in CI, without secrets
     #[command(verbatim_doc_comment)]
     Check {
+        /// The routes file to check.
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
         /// Validate the file alone, as a CI job without secrets would:

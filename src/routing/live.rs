@@ -155,12 +155,8 @@ impl Live {
 /// same), one WARN line each with its place.
 fn log_warnings(snapshot: &Snapshot) {
     for warning in &snapshot.warnings {
-        tracing::warn!(
-            place = %warning.place,
-            version = snapshot.version,
-            "config warning: {}",
-            warning.message
-        );
+        // Place first, as `check` prints it.
+        tracing::warn!(version = snapshot.version, "config warning: {warning}");
     }
 }
 

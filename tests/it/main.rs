@@ -7,6 +7,7 @@ mod consumer;
 mod events;
 mod harness;
 
+mod check;
 mod crash_jsonl;
 mod durable;
 mod flow;
