@@ -4,6 +4,9 @@
 //! into typed structs with `deny_unknown_fields`, interpolating `${VAR}` and
 //! collecting every error with its place; building runtime objects (opening
 //! files, HTTP clients) happens later, in `app` and `sinks`.
+//! [`Config::check`] also returns the config as far as it could be read
+//! ([`Checked`]), so that the later stages (the rules' compile step in
+//! `routing::snapshot`, the warnings) still check what is there.
 //!
 //! The parts: `schema` (the typed config and its defaults), `yaml` (the tree
 //! with places and its deserializer), `checker` and `routes` (every value

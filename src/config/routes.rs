@@ -222,6 +222,11 @@ impl Checker<'_> {
                 );
                 continue;
             };
+            // A condition on an unset variable (allowed, `check --no-env`)
+            // stands on empty text: nothing can be said about it.
+            if self.holds_unresolved(value) {
+                continue;
+            }
             match serde_json::Value::deserialize(De(value)) {
                 Ok(json) => {
                     let operators = match &value.value {
@@ -296,6 +301,17 @@ impl Checker<'_> {
             }
         }
         to
+    }
+}
+
+impl Checker<'_> {
+    /// Whether `node` or a value inside it holds an unset variable.
+    fn holds_unresolved(&self, node: &Spanned<Node>) -> bool {
+        match &node.value {
+            Node::Seq(items) => items.iter().any(|item| self.holds_unresolved(item)),
+            Node::Map(entries) => entries.iter().any(|(_, v)| self.holds_unresolved(v)),
+            _ => self.unresolved.contains(&node.referenced.into()),
+        }
     }
 }
 

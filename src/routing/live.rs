@@ -6,7 +6,9 @@
 //! snapshot once and the event carries it to the router. A reload parses the
 //! file and builds a complete new snapshot on the blocking pool first, and
 //! only then swaps it in; on any error the old one keeps running and the
-//! error is kept for `/healthz`.
+//! error is kept for `/healthz`. The file is judged as `check` judges it
+//! ([`snapshot::load`]), and the warnings of each config that goes live are
+//! logged, at start and on every applied reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

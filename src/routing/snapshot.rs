@@ -1,9 +1,12 @@
 //! One whole routing table, compiled from one config: the routes (their
 //! compiled `when`, what they emit, the sinks they deliver to) and the built
-//! sinks. [`compile`] is the pure step `check` shares; [`Snapshot::build`]
-//! also builds the sinks, carrying over those whose own settings did not
-//! change (same file handle, same connection pool), whatever their common
-//! `retry`/`concurrency` keys say.
+//! sinks. [`compile`] is the pure step; [`check_file`] runs every stage of
+//! checking a file at once (the config's own problems, then [`compile`] on
+//! what could be read, then the [`warnings`]), and [`load`] is the same
+//! judgement for `serve` and reloads, so `check` and `serve` never differ.
+//! [`Snapshot::build`] also builds the sinks, carrying over those whose own
+//! settings did not change (same file handle, same connection pool),
+//! whatever their common `retry`/`concurrency` keys say.
 //!
 //! A snapshot never changes once built: a reload builds a new one
 //! ([`crate::routing::live`]). An event is routed, and its records handed to

@@ -223,3 +223,30 @@ fn warnings_come_with_a_broken_config_and_with_the_snapshot() {
     let snapshot = Snapshot::build(valid, None, 1, true).unwrap();
     assert_eq!(snapshot.warnings.len(), 2, "{:#?}", snapshot.warnings);
 }
+
+#[test]
+fn a_condition_on_an_unset_variable_is_not_judged_when_unset_variables_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    let text = "sinks: { out: { type: stdout } }\nroutes:\n  - name: r\n    when: { type: \"${TYPE}\", data.object.currency: \"${CURRENCY}\" }\n    emit: order\n    to: out\n";
+    std::fs::write(&path, text).unwrap();
+    let findings = check_file(&path, &Env::empty(), UnsetVars::Allowed, true);
+    assert!(findings.problems.is_empty(), "{:#?}", findings.problems);
+    assert!(findings.warnings.is_empty(), "{:#?}", findings.warnings);
+    assert_eq!(findings.unset_vars, ["CURRENCY", "TYPE"]);
+
+    // Refused (what serve does), each unset variable is the problem, once.
+    let findings = check_file(&path, &Env::empty(), UnsetVars::Refused, true);
+    let problems: Vec<String> = findings
+        .problems
+        .iter()
+        .map(|p| p.message.clone())
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "${TYPE} is not set: export it or put it in .env",
+            "${CURRENCY} is not set: export it or put it in .env"
+        ]
+    );
+}
