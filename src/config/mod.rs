@@ -11,10 +11,7 @@
 //! The parts: `schema` (the typed config and its defaults), `yaml` (the tree
 //! with places and its deserializer), `checker` and `routes` (every value
 //! checked), `problems` (every problem with its place), `interpolate`
-//! (`${VAR}`), `env`
-//! (the environment), `command` (`stripe-router check`), and two leaves that
-//! import nothing of the crate, `units` (durations, sizes) and `redact` (the
-//! one URL redactor).
+//! (`${VAR}`) and `env` (the environment).
 
 mod checker;
 pub mod env;

@@ -105,8 +105,9 @@ impl Checker<'_> {
 
     /// One route as far as it can be read, every problem reported; `None`
     /// only when it is not a map. What is broken is left out (a condition,
-    /// a sink name) or stands in harmlessly (no name is empty, an unreadable
-    /// `emit` is `event`): such a route is only fit for further checks.
+    /// a sink name) or stands in harmlessly (a missing name is empty, an
+    /// unreadable `emit` is `event`): such a route is only fit for further
+    /// checks, and its problems keep the config from being served.
     fn route(
         &mut self,
         item: &Spanned<Node>,
