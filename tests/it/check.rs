@@ -200,6 +200,18 @@ async fn a_path_no_event_has_is_a_warning_with_the_path_meant() {
     );
     let output = run(dir.path(), &["check", "--no-env", "--deny-warnings"], &[]).await;
     assert_eq!(output.status.code(), Some(1));
+
+    // Warnings come with errors too.
+    let dir = folder_with(&routes.replace("to: [out]", "to: [ou]"));
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "is not valid (1 problem):\n  routes.yaml:8:10: route `big` sends to sink `ou`"
+        ) && stderr.contains("warnings (1):\n  warning: routes.yaml:6:7: route `big`"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
