@@ -21,6 +21,7 @@ pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCod
     if !files.is_empty() {
         tracing::info!(?files, "read environment files");
     }
+    let env = settings.env.clone();
     let app = match App::build(settings).await {
         Ok(app) => app,
         Err(e) => {
@@ -28,6 +29,12 @@ pub async fn run(settings: Settings, addresses_file: Option<PathBuf>) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
+    // What `check` warns about the environment, said at start too (the
+    // config's warnings are logged as it goes live). Started, nothing in
+    // it is refused: only what may still be wrong remains.
+    for warning in super::check::environment(&env) {
+        tracing::warn!("{warning}");
+    }
     // Before anything announces the router as started (the log line, the
     // addresses file): a supervisor that signals as soon as it reads them
     // must get a drain, not the default death without one.

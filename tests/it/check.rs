@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{ROUTES, TestApp, WAIT, router_command, serve_command, spawn_app};
+use crate::harness::{
+    Options, ROUTES, SECRET, TestApp, WAIT, router_command, serve_command, spawn_app, spawn_with,
+};
 
 /// Runs `stripe-router args...` in `dir` with only PATH and `env` set, off
 /// the test's runtime.
@@ -318,4 +320,40 @@ async fn emit_order_on_types_that_are_never_sessions_is_refused_by_check_start_a
         "{health}"
     );
     assert_eq!(health["config"]["version"], 1, "{health}");
+}
+
+#[tokio::test]
+async fn serve_logs_the_environment_warning_check_prints() {
+    // A second secret that is no endpoint signing secret: serve takes it,
+    // both say it may be wrong.
+    let secrets = format!("{SECRET}, not_a_whsec");
+    let mut options = Options::new(TYPO);
+    for (name, value) in &mut options.env {
+        if name == "STRIPE_WEBHOOK_SECRET" {
+            value.clone_from(&secrets);
+        }
+    }
+    let dir = folder_with(TYPO);
+    let output = run(
+        dir.path(),
+        &["check"],
+        &[("STRIPE_WEBHOOK_SECRET", &secrets)],
+    )
+    .await;
+    let checked = text(&output.stderr);
+    assert!(output.status.success(), "{checked}");
+    let expected = "STRIPE_WEBHOOK_SECRET: 1 of its secrets do not start with `whsec_`";
+    assert!(
+        checked.contains(&format!("warning: {expected}")),
+        "{checked}"
+    );
+
+    let app = spawn_with(options).await;
+    app.stderr.wait_for(WAIT, |l| {
+        (l.contains("WARN") && l.contains(expected)).then_some(())
+    });
+    assert!(
+        !app.stderr.all().join("\n").contains("not_a_whsec"),
+        "a secret is logged"
+    );
 }
