@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::admin::{self, auth, auth::AccessError};
 use crate::config::env::Env;
-use crate::config::{AdminListen, Config, ConfigError, StripeConfig};
+use crate::config::{AdminListen, ConfigError, StripeConfig};
 use crate::delivery::Engine;
 use crate::http_serve::Throttle;
 use crate::ingest::limits::{self, BodyBuffer};
@@ -23,7 +23,7 @@ use crate::ingest::{self, Counters, Endpoint};
 use crate::routing::build::Builder;
 use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::routing::live::{Live, Watch};
-use crate::routing::snapshot::Snapshot;
+use crate::routing::snapshot::{self, Snapshot};
 use crate::store::sqlite::lock::{LockError, ServeLock};
 use crate::store::{SqliteStore, Store, StoreError};
 
@@ -142,9 +142,15 @@ impl App {
         // Reading the file, building the sinks (a JSONL sink reads up to
         // 16 MiB of its file's tail) and opening the journal block: they run
         // on the blocking pool, never on the threads that serve requests.
+        // Every stage of `check`, with the same environment: what it
+        // accepts, serve starts with. Orders need the key; a key that is
+        // set but refused stops the start just below.
+        let orders_wanted = env
+            .get("STRIPE_SECRET_API_KEY")
+            .is_some_and(|k| !k.trim().is_empty());
         let config = blocking({
             let (path, env) = (config_path.clone(), env.clone());
-            move || Config::load(&path, &env)
+            move || snapshot::load(&path, &env, orders_wanted)
         })
         .await;
 

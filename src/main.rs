@@ -114,20 +114,33 @@ enum Command {
         #[arg(long, requires = "event", conflicts_with_all = ["sink", "route"])]
         reroute: bool,
     },
-    /// Validate a routes file without serving: every error, with its place.
+    /// Validate a routes file without serving: every problem, with its place.
     ///
-    /// Refuses what `serve` would refuse with the same environment,
-    /// including the Stripe variables. Also warns, without failing, about
-    /// routes that can never fire (an event type Stripe does not send).
+    /// Every stage in one run: the YAML, each key and value, names and sink
+    /// references, the routes' conditions, `emit: order` on types that are
+    /// not Checkout Session events. Refuses what `serve` would refuse with
+    /// the same environment, including the Stripe variables, and exits 1.
+    /// Also prints warnings, errors or not, without failing (unless
+    /// --deny-warnings): an event type Stripe does not send, a path no
+    /// Stripe event has. `serve` logs the same warnings at start and reload.
     ///
-    /// Example: stripe-router check --config routes.yaml
+    /// Examples:
+    ///   stripe-router check --config routes.yaml
+    ///   stripe-router check --no-env --deny-warnings   # in CI, without secrets
+    #[command(verbatim_doc_comment)]
     Check {
+        /// The routes file to check.
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
         /// Validate the file alone, as a CI job without secrets would:
-        /// unset `${VAR}`s and missing Stripe variables are not errors.
+        /// unset `${VAR}`s and missing Stripe variables are not errors (the
+        /// output says what was not checked); Stripe variables that are set
+        /// but would be refused are warnings.
         #[arg(long)]
         no_env: bool,
+        /// Exit 1 on warnings too, e.g. in CI.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Send a signed test event to a running router: an offline `stripe trigger`.
     ///
@@ -333,9 +346,17 @@ fn main() -> ExitCode {
                 offline,
             ))
         }
-        Command::Check { config, no_env } => {
+        Command::Check {
+            config,
+            no_env,
+            deny_warnings,
+        } => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            if check::check(&config, &env, no_env, &mut out, &mut err) {
+            let options = check::Options {
+                no_env,
+                deny_warnings,
+            };
+            if check::check(&config, &env, options, &mut out, &mut err) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

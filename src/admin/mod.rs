@@ -187,6 +187,7 @@ async fn health_details(endpoint: &Endpoint) -> Response<Full<Bytes>> {
                 "routes": snapshot.routes.len(),
                 "sinks": snapshot.config.sinks.len(),
                 "last_reload_error": last_error,
+                "warnings": snapshot.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
             },
             "events": {
                 "received": c.received.load(Ordering::Relaxed),

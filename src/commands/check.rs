@@ -1,7 +1,9 @@
-//! `stripe-router check`: the config's problems and, unless `--no-env`,
-//! what `serve` would refuse in the environment, found by the same functions
-//! `serve` uses, so that `check` and `serve` agree on every value; then the
-//! summary of what the router would do, and warnings.
+//! `stripe-router check`: every problem of every stage of the config (the
+//! file, its rules, `emit: order` on types that are not Checkout Sessions)
+//! and, unless `--no-env`, what `serve` would refuse in the environment,
+//! found by the same functions `serve` and a reload use, so that `check` and
+//! `serve` agree on every value; then the summary of what the router would
+//! do, and the warnings (the same ones `serve` logs), errors or not.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -14,59 +16,67 @@ use crate::config::{Config, Emit, UnsetVars};
 use crate::ingest::hints::WHICH_SECRET;
 use crate::ingest::verify::Secrets;
 use crate::routing::enrich::ApiKey;
-use crate::routing::{event_types, snapshot};
+use crate::routing::snapshot;
+
+/// The Stripe variables `serve` reads, which `--no-env` leaves out.
+const STRIPE_VARIABLES: [&str; 2] = ["STRIPE_WEBHOOK_SECRET", "STRIPE_SECRET_API_KEY"];
+
+/// How `check` judges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The file alone, as a CI job without secrets runs it: unset `${VAR}`s
+    /// and missing Stripe variables are not problems, and are said to be
+    /// unchecked.
+    pub no_env: bool,
+    /// Warnings fail the check too (for CI).
+    pub deny_warnings: bool,
+}
 
 /// Checks the config at `path` against `env`: the summary goes to `out`,
 /// problems and warnings to `err`. Warnings are printed whether or not
-/// there are problems. True when there are none: `serve` would start.
+/// there are problems. True when there are no problems (and, with
+/// `deny_warnings`, no warnings): `serve` would start.
 pub fn check(
     path: &Path,
     env: &Env,
-    no_env: bool,
+    options: Options,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> bool {
-    let unset = if no_env {
-        UnsetVars::Allowed
+    let Options {
+        no_env,
+        deny_warnings,
+    } = options;
+    let (unset, orders_enabled) = if no_env {
+        // Left out, the API key is taken to be there, as where `serve` runs.
+        (UnsetVars::Allowed, true)
     } else {
-        UnsetVars::Refused
+        let key = env.get("STRIPE_SECRET_API_KEY");
+        (
+            UnsetVars::Refused,
+            key.is_some_and(|k| !k.trim().is_empty()),
+        )
     };
-    let orders_enabled = no_env
-        || env
-            .get("STRIPE_SECRET_API_KEY")
-            .is_some_and(|k| !k.trim().is_empty());
-    let mut problems: Vec<String> = Vec::new();
-    let config = Config::load_with(path, env, unset)
-        .map_err(|error| problems.extend(error.problems.iter().map(ToString::to_string)))
-        .ok();
-    if let Some(config) = &config
-        && let Err(error) = snapshot::compile(config, orders_enabled)
-    {
-        problems.extend(error.problems.iter().map(ToString::to_string));
-    }
+    let findings = snapshot::check_file(path, env, unset, orders_enabled);
+    let mut problems: Vec<String> = findings.problems.iter().map(ToString::to_string).collect();
     let config_problems = problems.len();
-    let mut warnings: Vec<String> = config
-        .as_ref()
-        .map(|c| {
-            event_types::route_warnings(c)
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let stripe = config
-        .as_ref()
-        .map(|c| c.stripe.clone())
-        .unwrap_or_default();
-    match app::stripe_environment(env, &stripe) {
-        Ok(_) => warnings.extend(environment(env)),
-        // Left out, a CI job without secrets: what serve would refuse is
-        // only a warning.
-        Err(_) if no_env => warnings.extend(environment(env)),
-        Err(e) => problems.push(format!("environment: {e}")),
+    let mut warnings: Vec<String> = findings.warnings.iter().map(ToString::to_string).collect();
+    if no_env {
+        warnings.extend(environment(env));
+    } else {
+        let stripe = findings
+            .config
+            .as_ref()
+            .map(|c| c.stripe.clone())
+            .unwrap_or_default();
+        match app::stripe_environment(env, &stripe) {
+            Ok(_) => warnings.extend(environment(env)),
+            Err(e) => problems.push(format!("environment: {e}")),
+        }
     }
     // The admin listener's token, decided as `serve` decides it.
-    let admin_listen = config
+    let admin_listen = findings
+        .config
         .as_ref()
         .map(|c| c.server.admin_listen)
         .unwrap_or_default();
@@ -75,11 +85,17 @@ pub fn check(
         Err(e) if no_env => warnings.push(format!("{e} (`serve` will not start)")),
         Err(e) => problems.push(format!("environment: {e}")),
     }
+    let not_checked = no_env
+        .then(|| unchecked(env, &findings.unset_vars))
+        .flatten();
 
-    match &config {
+    match &findings.config {
         Some(config) if problems.is_empty() => {
             // The summary is the command's output; problems go to `err`.
             let _ = writeln!(out, "{} is valid\n\n{}", path.display(), config.summary());
+            if let Some(note) = &not_checked {
+                let _ = writeln!(out, "{note}");
+            }
         }
         _ => {
             let verdict = if config_problems > 0 {
@@ -89,12 +105,15 @@ pub fn check(
             };
             let _ = writeln!(
                 err,
-                "{} {verdict} ({} problems):",
+                "{} {verdict} ({}):",
                 path.display(),
-                problems.len()
+                counted(problems.len(), "problem")
             );
             for problem in &problems {
                 let _ = writeln!(err, "  {problem}");
+            }
+            if let Some(note) = &not_checked {
+                let _ = writeln!(err, "{note}");
             }
         }
     }
@@ -103,8 +122,43 @@ pub fn check(
         for warning in &warnings {
             let _ = writeln!(err, "  warning: {warning}");
         }
+        if deny_warnings {
+            let _ = writeln!(
+                err,
+                "check fails on {} (--deny-warnings): fix them, or drop --deny-warnings",
+                counted(warnings.len(), "warning")
+            );
+        }
     }
-    problems.is_empty()
+    problems.is_empty() && (!deny_warnings || warnings.is_empty())
+}
+
+/// `1 problem`, `2 problems`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// What `--no-env` left unchecked: the Stripe variables that are not set
+/// and the unset variables `${VAR}`s name; `None` when nothing was.
+fn unchecked(env: &Env, unset_vars: &[String]) -> Option<String> {
+    let mut names: Vec<String> = STRIPE_VARIABLES
+        .iter()
+        .filter(|name| env.get(name).is_none_or(|v| v.trim().is_empty()))
+        .map(|name| (*name).to_owned())
+        .collect();
+    names.extend(unset_vars.iter().map(|name| format!("${{{name}}}")));
+    if names.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "not checked (--no-env): {} (not set); run `stripe-router check` without --no-env \
+         where `serve` runs, with its environment, to check them too",
+        names.join(", ")
+    ))
 }
 
 impl Config {
@@ -168,18 +222,14 @@ fn compact(value: &serde_json::Value) -> String {
     }
 }
 
-/// Warnings about the Stripe variables, for `check`: what `serve` would
-/// refuse, and what would fail later. Never quotes a value.
+/// Warnings about the Stripe variables that are set, for `check`: what
+/// `serve` would refuse (only a warning with `--no-env`; without it, the
+/// refusal is a problem) and what would fail later. A variable that is not
+/// set is not judged here. Never quotes a value.
 pub fn environment(env: &Env) -> Vec<String> {
     let mut warnings = Vec::new();
-    match env.get("STRIPE_WEBHOOK_SECRET") {
-        None => warnings.push(
-            "STRIPE_WEBHOOK_SECRET is not set, so `serve` will not start: set it to the \
-             endpoint signing secret (whsec_...); "
-                .to_owned()
-                + WHICH_SECRET,
-        ),
-        Some(value) => match Secrets::parse(&value) {
+    if let Some(value) = env.get("STRIPE_WEBHOOK_SECRET") {
+        match Secrets::parse(&value) {
             Err(e) => warnings.push(format!("{e} (`serve` will not start)")),
             Ok(_) => {
                 let odd = value
@@ -194,7 +244,7 @@ pub fn environment(env: &Env) -> Vec<String> {
                     ));
                 }
             }
-        },
+        }
     }
     if let Some(key) = env
         .get("STRIPE_SECRET_API_KEY")

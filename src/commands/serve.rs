@@ -52,6 +52,12 @@ pub async fn run(
             return ExitCode::FAILURE;
         }
     };
+    // What `check` warns about the environment, said at start too (the
+    // config's warnings are logged as it goes live). Started, nothing in
+    // it is refused: only what may still be wrong remains.
+    for warning in super::check::environment(&env) {
+        tracing::warn!("{warning}");
+    }
     // Before anything announces the router as started (the log line, the
     // addresses file): a supervisor that signals as soon as it reads them
     // must get a drain, not the default death without one.

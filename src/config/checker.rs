@@ -13,7 +13,7 @@ use serde_saphyr::{Location, MessageFormatter as _, Spanned};
 
 use super::env::Env;
 use super::interpolate::{UnsetVars, expand};
-use super::problems::{Checker, ConfigError, Pos};
+use super::problems::{Checker, ConfigProblem, Pos};
 use super::schema::{RouteConfig, ServerConfig, StoreConfig, StripeConfig};
 use super::yaml::Node;
 use crate::sinks::SinkConfig;
@@ -29,14 +29,16 @@ pub(super) struct Parts {
     pub(super) store: StoreConfig,
 }
 
-/// Checks the whole file: its sections, or every problem found, in file
-/// order. `file` names the file in places.
+/// Checks the whole file: its sections as far as they could be read (`None`
+/// when the file is no map at all), every problem found, in file order, and
+/// the names of the unset variables that `${VAR}`s name, sorted.
+/// `file` names the file in places.
 pub(super) fn check(
     text: &str,
     file: &str,
     env: &Env,
     unset: UnsetVars,
-) -> Result<Parts, ConfigError> {
+) -> (Option<Parts>, Vec<ConfigProblem>, Vec<String>) {
     let mut checker = Checker {
         file: file.to_owned(),
         text,
@@ -44,11 +46,13 @@ pub(super) fn check(
         expanded: Vec::new(),
         unset,
         unresolved: Vec::new(),
+        unset_names: Vec::new(),
     };
-    match checker.config(env) {
-        Some(parts) if checker.problems.is_empty() => Ok(parts),
-        _ => Err(checker.finish()),
-    }
+    let parts = checker.config(env);
+    let mut unset_names = std::mem::take(&mut checker.unset_names);
+    unset_names.sort();
+    unset_names.dedup();
+    (parts, checker.finish().problems, unset_names)
 }
 
 impl<'a> Checker<'a> {
@@ -223,8 +227,9 @@ impl<'a> Checker<'a> {
                     let at = self.locate_in_raw(node.referenced, raw, &format!("${{{name}"));
                     self.problem(at, problem);
                 }
-                if unresolved {
+                if !unresolved.is_empty() {
                     self.unresolved.push(node.referenced.into());
+                    self.unset_names.extend(unresolved);
                 }
                 if value != *text {
                     self.expanded

@@ -20,15 +20,15 @@ pub enum UnsetVars {
 
 /// Expands `${NAME}` and `$${`; returns the value, for each malformed
 /// reference (and unset one, unless `unset` allows them) its name and a
-/// problem message, and whether an unset variable was left empty.
+/// problem message, and the names of the unset variables left empty.
 pub(super) fn expand(
     text: &str,
     env: &Env,
     unset: UnsetVars,
-) -> (String, Vec<(String, String)>, bool) {
+) -> (String, Vec<(String, String)>, Vec<String>) {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
-    let mut unresolved = false;
+    let mut unresolved = Vec::new();
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
         out.push_str(&rest[..dollar]);
@@ -58,7 +58,7 @@ pub(super) fn expand(
                 )),
                 Some(value) => out.push_str(&value),
                 None => {
-                    unresolved = true;
+                    unresolved.push(name.to_owned());
                     if unset == UnsetVars::Refused {
                         problems.push((
                             name.to_owned(),

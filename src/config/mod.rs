@@ -4,15 +4,15 @@
 //! into typed structs with `deny_unknown_fields`, interpolating `${VAR}` and
 //! collecting every error with its place; building runtime objects (opening
 //! files, HTTP clients) happens later, in `app` and `sinks`.
+//! [`Config::check`] also returns the config as far as it could be read
+//! ([`Checked`]), so that the later stages (the rules' compile step in
+//! `routing::snapshot`, the warnings) still check what is there.
 //!
 //! The parts: `schema` (the typed config and its defaults), `yaml` (the tree
 //! with places and its deserializer), `checker` and `routes` (every value
 //! checked), `problems` (every problem with its place), `excerpt` (a
-//! syntax error's line and caret), `interpolate`
-//! (`${VAR}`), `env`
-//! (the environment), `command` (`stripe-router check`), and two leaves that
-//! import nothing of the crate, `units` (durations, sizes) and `redact` (the
-//! one URL redactor).
+//! syntax error's line and caret), `interpolate` (`${VAR}`) and `env` (the
+//! environment).
 
 mod checker;
 pub mod env;
@@ -29,7 +29,9 @@ use crate::config::env::Env;
 
 pub use interpolate::UnsetVars;
 pub use problems::{ConfigError, ConfigProblem};
-pub use schema::{AdminListen, Config, Emit, RouteConfig, ServerConfig, StoreConfig, StripeConfig};
+pub use schema::{
+    AdminListen, ConditionPlace, Config, Emit, RouteConfig, ServerConfig, StoreConfig, StripeConfig,
+};
 
 impl Config {
     /// Reads and parses the file at `path`; `path` as given names the file in
@@ -61,12 +63,32 @@ impl Config {
         env: &Env,
         unset: UnsetVars,
     ) -> Result<Config, ConfigError> {
-        let parts = checker::check(text, &file.display().to_string(), env, unset)?;
+        Config::check(text, file, env, unset).into_result()
+    }
+
+    /// Reads and checks the file at `path`: see [`Config::check`].
+    pub fn check_file(path: &Path, env: &Env, unset: UnsetVars) -> Checked {
+        match read(path) {
+            Ok(text) => Config::check(&text, path, env, unset),
+            Err(error) => Checked {
+                config: None,
+                problems: error.problems,
+                unset_vars: Vec::new(),
+            },
+        }
+    }
+
+    /// Checks config text: every problem, and the config as far as it
+    /// could be read, so that the later stages (the rules' compile step, the
+    /// warnings) still check what is there when this one found problems.
+    pub fn check(text: &str, file: &Path, env: &Env, unset: UnsetVars) -> Checked {
+        let (parts, problems, unset_vars) =
+            checker::check(text, &file.display().to_string(), env, unset);
         let base_dir = match file.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Ok(Config {
+        let config = parts.map(|parts| Config {
             server: parts.server,
             stripe: parts.stripe,
             sinks: parts.sinks,
@@ -74,7 +96,38 @@ impl Config {
             store: parts.store,
             file: file.to_path_buf(),
             base_dir,
-        })
+        });
+        Checked {
+            config,
+            problems,
+            unset_vars,
+        }
+    }
+}
+
+/// What checking a config found: every problem in file order, and the
+/// config as far as it could be read (`None` when not even its top level
+/// could). With problems, the config has its broken parts left out: it is
+/// fit for further checks, never to be served.
+#[derive(Debug)]
+pub struct Checked {
+    pub config: Option<Config>,
+    pub problems: Vec<ConfigProblem>,
+    /// The unset variables that `${VAR}`s name, sorted: problems unless
+    /// they were allowed (`check --no-env`), when they are what was not
+    /// checked.
+    pub unset_vars: Vec<String>,
+}
+
+impl Checked {
+    /// The config when it has no problem at all, else every problem.
+    pub fn into_result(self) -> Result<Config, ConfigError> {
+        match self.config {
+            Some(config) if self.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                problems: self.problems,
+            }),
+        }
     }
 }
 

@@ -20,6 +20,20 @@ pub struct ConfigProblem {
     pub message: String,
 }
 
+impl ConfigProblem {
+    /// The line and column of its place, `(0, 0)` when it names only the
+    /// file: problems found by different stages sort into file order by it.
+    pub fn position(&self) -> (u64, u64) {
+        let mut parts = self.place.rsplitn(3, ':');
+        let column = parts.next().and_then(|c| c.parse().ok());
+        let line = parts.next().and_then(|l| l.parse().ok());
+        match (line, column, parts.next()) {
+            (Some(line), Some(column), Some(_)) => (line, column),
+            _ => (0, 0),
+        }
+    }
+}
+
 impl std::fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.place, self.message)
@@ -68,6 +82,8 @@ pub(super) struct Checker<'a> {
     /// about the empty text standing in for it, not the file; the unset
     /// variable is the problem (or, allowed, none).
     pub(super) unresolved: Vec<Pos>,
+    /// The names of the unset variables met, allowed or not.
+    pub(super) unset_names: Vec<String>,
 }
 
 impl Checker<'_> {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use super::problems::Checker;
-use super::schema::{Emit, RouteConfig};
+use super::schema::{ConditionPlace, Emit, RouteConfig};
 use super::yaml::{De, Node};
 use crate::sinks::SinkConfig;
 
@@ -55,6 +55,9 @@ impl Checker<'_> {
         sinks
     }
 
+    /// Every route, those with problems too, as far as they could be read:
+    /// a route whose `when` is broken still has its name, its sinks and its
+    /// other conditions checked, here and in the later stages.
     pub(super) fn routes(&mut self, node: &Spanned<Node>, defined: &[String]) -> Vec<RouteConfig> {
         let mut routes = Vec::new();
         let items = match &node.value {
@@ -72,13 +75,14 @@ impl Checker<'_> {
             let Some(route) = self.route(item, index, defined) else {
                 continue;
             };
+            let at = item
+                .value
+                .get("name")
+                .map_or(item.referenced, |v| v.referenced);
             match names.get(&route.name) {
+                _ if route.name.is_empty() => routes.push(route),
                 Some(&first) => {
                     let first = self.place(first);
-                    let at = item
-                        .value
-                        .get("name")
-                        .map_or(item.referenced, |v| v.referenced);
                     self.problem(
                         at,
                         format!(
@@ -86,12 +90,11 @@ impl Checker<'_> {
                             route.name
                         ),
                     );
+                    // Kept for the later stages' checks: the config has a
+                    // problem, so it is never served.
+                    routes.push(route);
                 }
                 None => {
-                    let at = item
-                        .value
-                        .get("name")
-                        .map_or(item.referenced, |v| v.referenced);
                     names.insert(route.name.clone(), at);
                     routes.push(route);
                 }
@@ -100,6 +103,11 @@ impl Checker<'_> {
         routes
     }
 
+    /// One route as far as it can be read, every problem reported; `None`
+    /// only when it is not a map. What is broken is left out (a condition,
+    /// a sink name) or stands in harmlessly (a missing name is empty, an
+    /// unreadable `emit` is `event`): such a route is only fit for further
+    /// checks, and its problems keep the config from being served.
     fn route(
         &mut self,
         item: &Spanned<Node>,
@@ -143,22 +151,30 @@ impl Checker<'_> {
             |n| format!("route `{n}`"),
         );
 
-        let (mut when, mut emit, mut to) = (None, None, None);
+        let mut route = RouteConfig {
+            name: name.unwrap_or_default(),
+            place: self.place(item.referenced),
+            when: Vec::new(),
+            when_places: Vec::new(),
+            emit: Emit::Event,
+            emit_place: self.place(item.referenced),
+            to: Vec::new(),
+        };
         for (key, value) in entries {
             match key.value.as_str() {
                 Some("name") => {}
-                Some("when") => when = self.when(value, &label),
+                Some("when") => (route.when, route.when_places) = self.when(value, &label),
                 Some("emit") => {
-                    emit = Emit::deserialize(De(value))
-                        .map_err(|_| {
-                            self.problem(
-                                value.referenced,
-                                format!("`emit` in {label} must be `order` or `event`"),
-                            );
-                        })
-                        .ok();
+                    route.emit_place = self.place(value.referenced);
+                    match Emit::deserialize(De(value)) {
+                        Ok(emit) => route.emit = emit,
+                        Err(_) => self.problem(
+                            value.referenced,
+                            format!("`emit` in {label} must be `order` or `event`"),
+                        ),
+                    }
                 }
-                Some("to") => to = self.to(value, &label, defined),
+                Some("to") => route.to = self.to(value, &label, defined),
                 _ => self.problem(
                     key.referenced,
                     format!(
@@ -181,50 +197,60 @@ impl Checker<'_> {
                 self.problem(item.referenced, format!("{label} has no `{key}`: {fix}"));
             }
         }
-        Some(RouteConfig {
-            name: name?,
-            place: self.place(item.referenced),
-            when: when?,
-            emit: emit?,
-            to: to?,
-        })
+        Some(route)
     }
 
+    /// The conditions that could be read, with their places; each one that
+    /// cannot is reported and left out.
     fn when(
         &mut self,
         node: &Spanned<Node>,
         label: &str,
-    ) -> Option<Vec<(String, serde_json::Value)>> {
+    ) -> (Vec<(String, serde_json::Value)>, Vec<ConditionPlace>) {
+        let (mut conditions, mut places) = (Vec::new(), Vec::new());
         let Node::Map(entries) = &node.value else {
             self.problem(
                 node.referenced,
                 format!("`when` in {label} must be a map of conditions, e.g. `{{ type: checkout.session.completed }}`"),
             );
-            return None;
+            return (conditions, places);
         };
-        let mut conditions = Vec::new();
-        let mut ok = true;
         for (key, value) in entries {
             let Some(name) = key.value.as_str() else {
                 self.problem(
                     key.referenced,
                     format!("a condition key in {label} must be a string"),
                 );
-                ok = false;
                 continue;
             };
+            // A condition on an unset variable (allowed, `check --no-env`)
+            // stands on empty text: nothing can be said about it.
+            if self.holds_unresolved(value) {
+                continue;
+            }
             match serde_json::Value::deserialize(De(value)) {
-                Ok(value) => conditions.push((name.to_owned(), value)),
-                Err(e) => {
-                    self.report(e, value, &format!("`when.{name}` in {label}"));
-                    ok = false;
+                Ok(json) => {
+                    let operators = match &value.value {
+                        Node::Map(ops) => ops
+                            .iter()
+                            .map(|(op, _)| (op.value.text(), self.place(op.referenced)))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    conditions.push((name.to_owned(), json));
+                    places.push(ConditionPlace {
+                        key: self.place(key.referenced),
+                        operators,
+                    });
                 }
+                Err(e) => self.report(e, value, &format!("`when.{name}` in {label}")),
             }
         }
-        ok.then_some(conditions)
+        (conditions, places)
     }
 
-    fn to(&mut self, node: &Spanned<Node>, label: &str, defined: &[String]) -> Option<Vec<String>> {
+    /// The sink names of `to` that are defined; every other is reported.
+    fn to(&mut self, node: &Spanned<Node>, label: &str, defined: &[String]) -> Vec<String> {
         let names: Vec<&Spanned<Node>> = match &node.value {
             Node::Str(_) => vec![node],
             Node::Seq(items) => items.iter().collect(),
@@ -235,7 +261,7 @@ impl Checker<'_> {
                         "`to` in {label} must be a sink name or a list of them, e.g. `to: [orders]`"
                     ),
                 );
-                return None;
+                return Vec::new();
             }
         };
         if names.is_empty() {
@@ -243,17 +269,15 @@ impl Checker<'_> {
                 node.referenced,
                 format!("{label} sends to no sink: name at least one in `to`, e.g. `to: [orders]`"),
             );
-            return None;
+            return Vec::new();
         }
         let mut to: Vec<String> = Vec::new();
-        let mut ok = true;
         for name in names {
             let Some(text) = name.value.as_str() else {
                 self.problem(
                     name.referenced,
                     format!("`to` in {label} must list sink names"),
                 );
-                ok = false;
                 continue;
             };
             if to.iter().any(|t| t == text) {
@@ -261,7 +285,6 @@ impl Checker<'_> {
                     name.referenced,
                     format!("{label} names sink `{text}` twice: it would receive each record twice, remove one"),
                 );
-                ok = false;
             } else if !defined.iter().any(|d| d == text) {
                 let known = if defined.is_empty() {
                     "no sinks are defined".to_owned()
@@ -274,11 +297,22 @@ impl Checker<'_> {
                     name.referenced,
                     format!("{label} sends to sink `{text}`, which is not defined: add it under `sinks:` or fix the name ({known})"),
                 );
-                ok = false;
+            } else {
+                to.push(text.to_owned());
             }
-            to.push(text.to_owned());
         }
-        ok.then_some(to)
+        to
+    }
+}
+
+impl Checker<'_> {
+    /// Whether `node` or a value inside it holds an unset variable.
+    fn holds_unresolved(&self, node: &Spanned<Node>) -> bool {
+        match &node.value {
+            Node::Seq(items) => items.iter().any(|item| self.holds_unresolved(item)),
+            Node::Map(entries) => entries.iter().any(|(_, v)| self.holds_unresolved(v)),
+            _ => self.unresolved.contains(&node.referenced.into()),
+        }
     }
 }
 

@@ -233,9 +233,23 @@ pub struct RouteConfig {
     pub place: String,
     /// Conditions by key, in file order; all must hold.
     pub when: Vec<(String, serde_json::Value)>,
+    /// Where each condition of `when` is written, in the same order, so
+    /// that a problem with one is placed at it rather than at the route.
+    pub when_places: Vec<ConditionPlace>,
     pub emit: Emit,
+    /// Where `emit` is written.
+    pub emit_place: String,
     /// Sink names; each exists in [`Config::sinks`].
     pub to: Vec<String>,
+}
+
+/// Where one condition of a route's `when` is written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConditionPlace {
+    /// Its key (`data.object.currency:`).
+    pub key: String,
+    /// Each operator of an operator map by name, at its key (`gte:`).
+    pub operators: Vec<(String, String)>,
 }
 
 fn default_listen() -> SocketAddr {

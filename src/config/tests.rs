@@ -167,14 +167,26 @@ routes:
                         json!({"not": ["US", "CA"]}),
                     ),
                 ],
+                when_places: vec![
+                    place(40, 7, &[]),
+                    place(41, 7, &[]),
+                    place(42, 7, &[]),
+                    place(43, 7, &[]),
+                    place(44, 7, &[("gte", 35), ("lt", 46)]),
+                    place(45, 7, &[("exists", 39)]),
+                    place(46, 7, &[("not", 55)]),
+                ],
                 emit: Emit::Order,
+                emit_place: "routes.yaml:47:11".to_owned(),
                 to: vec!["orders".to_owned(), "shipping".to_owned()],
             },
             RouteConfig {
                 name: "everything".to_owned(),
                 place: "routes.yaml:49:5".to_owned(),
                 when: vec![("type".to_owned(), json!("checkout.session.*"))],
+                when_places: vec![place(50, 13, &[])],
                 emit: Emit::Event,
+                emit_place: "routes.yaml:51:11".to_owned(),
                 to: vec!["console".to_owned()],
             },
         ],
@@ -190,6 +202,18 @@ routes:
     assert_eq!(config, expected);
     // `when` keeps the order written, not alphabetical order.
     assert_eq!(config.routes[0].when[0].0, "type");
+}
+
+/// Where a condition is written: its key at `line:column`, its operators'
+/// keys on the same line.
+fn place(line: u32, column: u32, operators: &[(&str, u32)]) -> ConditionPlace {
+    ConditionPlace {
+        key: format!("routes.yaml:{line}:{column}"),
+        operators: operators
+            .iter()
+            .map(|(op, at)| ((*op).to_owned(), format!("routes.yaml:{line}:{at}")))
+            .collect(),
+    }
 }
 
 #[test]

@@ -139,7 +139,7 @@ pub fn closest(pattern: &str) -> Option<String> {
 }
 
 /// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     let mut current = vec![0; b.len() + 1];
@@ -154,37 +154,41 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// One warning per route `type` pattern that matches no known event type:
-/// such a route never fires. Only plain strings and lists of strings are
-/// checked; operator maps (`{not: ...}`) are left alone.
+/// One warning per route `type` pattern that matches no known event type,
+/// at the condition's key: such a route never fires. Only plain strings and
+/// lists of strings are checked; operator maps (`{not: ...}`) are left alone.
 pub fn route_warnings(config: &Config) -> Vec<ConfigProblem> {
     let mut warnings = Vec::new();
     for route in &config.routes {
-        let patterns: Vec<&str> = route
-            .when
-            .iter()
-            .filter(|(key, _)| key == "type")
-            .flat_map(|(_, value)| match value {
+        for (index, (key, value)) in route.when.iter().enumerate() {
+            if key != "type" {
+                continue;
+            }
+            let patterns: Vec<&str> = match value {
                 serde_json::Value::String(s) => vec![s.as_str()],
                 serde_json::Value::Array(items) => {
                     items.iter().filter_map(serde_json::Value::as_str).collect()
                 }
                 _ => Vec::new(),
-            })
-            .collect();
-        for pattern in patterns.into_iter().filter(|p| !matches_known(p)) {
-            let advice = match closest(pattern) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => "see https://docs.stripe.com/api/events/types for the list".to_owned(),
             };
-            warnings.push(ConfigProblem {
-                place: route.place.clone(),
-                message: format!(
-                    "route `{}`: type `{pattern}` matches no Stripe event type, so this route \
-                     never fires: {advice}",
-                    route.name
-                ),
-            });
+            let place = route
+                .when_places
+                .get(index)
+                .map_or(&route.place, |p| &p.key);
+            for pattern in patterns.into_iter().filter(|p| !matches_known(p)) {
+                let advice = match closest(pattern) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "see https://docs.stripe.com/api/events/types for the list".to_owned(),
+                };
+                warnings.push(ConfigProblem {
+                    place: place.clone(),
+                    message: format!(
+                        "route `{}`: type `{pattern}` matches no Stripe event type, so this \
+                         route never fires: {advice}",
+                        route.name
+                    ),
+                });
+            }
         }
     }
     warnings

@@ -86,7 +86,7 @@ routes:
     let warnings = route_warnings(&config);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let text = warnings[0].to_string();
-    assert!(text.starts_with("routes.yaml:5:"), "{text}");
+    assert!(text.starts_with("routes.yaml:6:"), "{text}");
     assert!(
         text.contains("`typo`") && text.contains("did you mean `checkout.session.completed`?"),
         "{text}"

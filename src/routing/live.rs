@@ -6,7 +6,9 @@
 //! snapshot once and the event carries it to the router. A reload parses the
 //! file and builds a complete new snapshot on the blocking pool first, and
 //! only then swaps it in; on any error the old one keeps running and the
-//! error is kept for `/healthz`.
+//! error is kept for `/healthz`. The file is judged as `check` judges it
+//! ([`snapshot::load`]), and the warnings of each config that goes live are
+//! logged, at start and on every applied reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::env::Env;
-use crate::config::{Config, ConfigError, ConfigProblem};
-use crate::routing::snapshot::Snapshot;
+use crate::config::{ConfigError, ConfigProblem};
+use crate::routing::snapshot::{self, Snapshot};
 
 /// The last reload that was refused.
 #[derive(Debug, Clone)]
@@ -53,6 +55,9 @@ pub enum Reloaded {
 impl Live {
     pub fn new(snapshot: Snapshot, path: PathBuf, env: Env, orders_enabled: bool) -> Live {
         let (version, _) = tokio::sync::watch::channel(snapshot.version);
+        // The first config goes live: its warnings are said once, at start,
+        // as `check` prints them.
+        log_warnings(&snapshot);
         Live {
             version,
             current: ArcSwap::from_pointee(snapshot),
@@ -95,6 +100,7 @@ impl Live {
             Ok(Reloaded::Applied(version)) => {
                 *last = None;
                 tracing::info!(version, path = %self.path.display(), "config reloaded");
+                log_warnings(&self.current.load());
             }
             Ok(Reloaded::Unchanged) => {
                 *last = None;
@@ -122,7 +128,8 @@ impl Live {
         // Reading the file and building sinks block (a JSONL sink reads up
         // to 16 MiB of its file's tail): off the async threads.
         let built = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path, &env)?;
+            // Judged as `serve` and `check` judge it, every stage.
+            let config = snapshot::load(&path, &env, orders_enabled)?;
             if config == previous.config {
                 return Ok(None);
             }
@@ -143,6 +150,15 @@ impl Live {
         self.current.store(Arc::new(snapshot));
         self.version.send_replace(version);
         Ok(Reloaded::Applied(version))
+    }
+}
+
+/// Logs each warning of the config `snapshot` holds (`check` prints the
+/// same), one WARN line each with its place.
+fn log_warnings(snapshot: &Snapshot) {
+    for warning in &snapshot.warnings {
+        // Place first, as `check` prints it.
+        tracing::warn!(version = snapshot.version, "config warning: {warning}");
     }
 }
 

@@ -7,10 +7,12 @@
 //!   store), storing each routing pass;
 //! - [`build`]: the records one event makes, route by route;
 //! - [`enrich`]: line items from the Stripe API; [`record`]: the record
-//!   shapes; [`event_types`]: Stripe's event types, for `check`'s warnings.
+//!   shapes; [`event_types`] and [`event_paths`]: Stripe's event types and
+//!   the paths events have, for the warnings of `check`, start and reload.
 
 pub mod build;
 pub mod enrich;
+pub mod event_paths;
 pub mod event_types;
 pub mod live;
 pub mod record;

@@ -1,20 +1,27 @@
 //! One whole routing table, compiled from one config: the routes (their
 //! compiled `when`, what they emit, the sinks they deliver to) and the built
-//! sinks. [`compile`] is the pure step `check` shares; [`Snapshot::build`]
-//! also builds the sinks, carrying over those whose own settings did not
-//! change (same file handle, same connection pool), whatever their common
-//! `retry`/`concurrency` keys say.
+//! sinks. [`compile`] is the pure step; [`check_file`] runs every stage of
+//! checking a file at once (the config's own problems, then [`compile`] on
+//! what could be read, then the [`warnings`]), and [`load`] is the same
+//! judgement for `serve` and reloads, so `check` and `serve` never differ.
+//! [`Snapshot::build`] also builds the sinks, carrying over those whose own
+//! settings did not change (same file handle, same connection pool),
+//! whatever their common `retry`/`concurrency` keys say.
 //!
 //! A snapshot never changes once built: a reload builds a new one
 //! ([`crate::routing::live`]). An event is routed, and its records handed to
 //! their sinks, under the one snapshot loaded when it was accepted.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, ConfigProblem, Emit};
+use serde_json::json;
+
+use crate::config::env::Env;
+use crate::config::{Config, ConfigError, ConfigProblem, Emit, RouteConfig, UnsetVars};
 use crate::routing::rules::When;
+use crate::routing::{event_paths, event_types};
 use crate::sinks::{Sink, SinkConfig};
 
 /// One compiled route.
@@ -42,6 +49,8 @@ pub struct Snapshot {
     pub version: u64,
     pub config: Config,
     pub routes: Vec<Route>,
+    /// The config's [`warnings`], for the logs and `/healthz`.
+    pub warnings: Vec<ConfigProblem>,
     sinks: BTreeMap<String, BuiltSink>,
 }
 
@@ -113,6 +122,7 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             version,
+            warnings: warnings(&config),
             config,
             routes,
             sinks,
@@ -147,29 +157,102 @@ impl Snapshot {
     }
 }
 
+/// Everything a config file holds wrong, every stage at once: the file's
+/// own problems, then those of the compile step on what could be read, so
+/// that a broken `when` never hides a duplicate name or an unknown sink.
+#[derive(Debug)]
+pub struct Findings {
+    /// The config, when it has no problem.
+    pub config: Option<Config>,
+    /// Every problem of every stage, in file order.
+    pub problems: Vec<ConfigProblem>,
+    /// What can never work as written but does not stop the router
+    /// ([`warnings`]), errors or not.
+    pub warnings: Vec<ConfigProblem>,
+    /// The unset variables that `${VAR}`s name, sorted.
+    pub unset_vars: Vec<String>,
+}
+
+/// Checks the config file at `path` as `serve` reads it, every stage:
+/// `unset` says whether `${VAR}`s naming unset variables are problems,
+/// `orders_enabled` whether a Stripe API key is configured for `emit: order`.
+pub fn check_file(path: &Path, env: &Env, unset: UnsetVars, orders_enabled: bool) -> Findings {
+    let checked = Config::check_file(path, env, unset);
+    let mut problems = checked.problems;
+    let mut warnings = Vec::new();
+    if let Some(config) = &checked.config {
+        if let Err(error) = compile(config, orders_enabled) {
+            problems.extend(error.problems);
+        }
+        warnings = self::warnings(config);
+    }
+    // Stable: each stage's problems are in file order already.
+    problems.sort_by_key(ConfigProblem::position);
+    Findings {
+        config: checked.config.filter(|_| problems.is_empty()),
+        problems,
+        warnings,
+        unset_vars: checked.unset_vars,
+    }
+}
+
+/// The config at `path` when no stage finds a problem in it: what `serve`
+/// starts with and a reload swaps in, judged as `check` judges it.
+pub fn load(path: &Path, env: &Env, orders_enabled: bool) -> Result<Config, ConfigError> {
+    let findings = check_file(path, env, UnsetVars::Refused, orders_enabled);
+    findings.config.ok_or(ConfigError {
+        problems: findings.problems,
+    })
+}
+
+/// The warnings of a config, in file order: `type`s that match no Stripe
+/// event type and paths that no Stripe event has. `check` prints them,
+/// `serve` logs them at start and on every reload, `/healthz` shows them.
+pub fn warnings(config: &Config) -> Vec<ConfigProblem> {
+    let mut warnings = event_types::route_warnings(config);
+    warnings.extend(event_paths::route_warnings(config));
+    warnings.sort_by_key(ConfigProblem::position);
+    warnings
+}
+
 /// The pure compile step: every route's conditions, in file order, and
-/// every problem with its place. `orders_enabled` says whether a Stripe API
-/// key is configured for `emit: order`.
+/// every problem with its place (a condition's at its key, an operator's at
+/// its own). `orders_enabled` says whether a Stripe API key is configured
+/// for `emit: order`.
 pub fn compile(config: &Config, orders_enabled: bool) -> Result<Vec<When>, ConfigError> {
     let mut problems = Vec::new();
     let mut compiled = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
+        let label = if route.name.is_empty() {
+            "the route with no name".to_owned()
+        } else {
+            format!("route `{}`", route.name)
+        };
         match When::compile(&route.when) {
             Ok(when) => compiled.push(when),
-            Err(errors) => problems.extend(errors.into_iter().map(|message| ConfigProblem {
-                place: route.place.clone(),
-                message: format!("route `{}`: {message}", route.name),
-            })),
+            Err(_) => problems.extend(condition_problems(route, &label)),
         }
-        if route.emit == Emit::Order && !orders_enabled {
+        if route.emit != Emit::Order {
+            continue;
+        }
+        if !orders_enabled {
             problems.push(ConfigProblem {
                 place: route.place.clone(),
                 message: format!(
-                    "route `{}` emits orders, which needs the Stripe API to read line items, \
+                    "{label} emits orders, which needs the Stripe API to read line items, \
                      but STRIPE_SECRET_API_KEY is not set: set it to a secret key (sk_...) or a \
                      restricted key (rk_...) with read access to Checkout Sessions, prices and \
-                     products, or use `emit: event`",
-                    route.name
+                     products, or use `emit: event`"
+                ),
+            });
+        }
+        if let Some(types) = never_sessions(route) {
+            problems.push(ConfigProblem {
+                place: route.emit_place.clone(),
+                message: format!(
+                    "{label} emits orders, which are built from Checkout Sessions, but its \
+                     types ({types}) are never Checkout Session events: write `emit: event` to \
+                     pass these events on, or match `checkout.session.*` types"
                 ),
             });
         }
@@ -179,6 +262,73 @@ pub fn compile(config: &Config, orders_enabled: bool) -> Result<Vec<When>, Confi
     } else {
         Err(ConfigError { problems })
     }
+}
+
+/// The problems of a route's conditions, each at its condition's key, or
+/// at its operator's key when the condition's path is sound.
+fn condition_problems(route: &RouteConfig, label: &str) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    for (index, (key, value)) in route.when.iter().enumerate() {
+        let place = route.when_places.get(index);
+        let Err(errors) = When::compile(&[(key.clone(), value.clone())]) else {
+            continue;
+        };
+        let at = |place: Option<&String>, message: String| ConfigProblem {
+            place: place.unwrap_or(&route.place).clone(),
+            message: format!("{label}: {message}"),
+        };
+        let path_sound = When::compile(&[(key.clone(), json!({ "exists": true }))]).is_ok();
+        match value {
+            serde_json::Value::Object(ops) if key != "type" && path_sound && !ops.is_empty() => {
+                for (op, operand) in ops {
+                    let alone = json!({ op.clone(): operand.clone() });
+                    let Err(errors) = When::compile(&[(key.clone(), alone)]) else {
+                        continue;
+                    };
+                    let op_place = place.and_then(|p| {
+                        p.operators
+                            .iter()
+                            .find_map(|(name, at)| (name == op).then_some(at))
+                    });
+                    let op_place = op_place.or(place.map(|p| &p.key));
+                    problems.extend(errors.into_iter().map(|e| at(op_place, e)));
+                }
+            }
+            _ => problems.extend(errors.into_iter().map(|e| at(place.map(|p| &p.key), e))),
+        }
+    }
+    problems
+}
+
+/// The `type` patterns of an `emit: order` route, when none of them can
+/// match a Checkout Session event (`checkout.session.*`): such a route can
+/// never build an order. `None` when one can, or when it has no `type`.
+fn never_sessions(route: &RouteConfig) -> Option<String> {
+    const SESSIONS: &str = "checkout.session.";
+    let patterns: Vec<&str> = route
+        .when
+        .iter()
+        .filter(|(key, _)| key == "type")
+        .flat_map(|(_, value)| match value {
+            serde_json::Value::String(s) => vec![s.as_str()],
+            serde_json::Value::Array(items) => {
+                items.iter().filter_map(serde_json::Value::as_str).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    // `*` matches any run of characters: a pattern can match a name that
+    // starts with SESSIONS when its text before the first `*` and SESSIONS
+    // agree as far as both go; without a `*`, when it starts with SESSIONS.
+    let can_be_session = |pattern: &&str| match pattern.split_once('*') {
+        Some((literal, _)) => literal.starts_with(SESSIONS) || SESSIONS.starts_with(literal),
+        None => pattern.starts_with(SESSIONS),
+    };
+    if patterns.is_empty() || patterns.iter().any(can_be_session) {
+        return None;
+    }
+    let listed: Vec<String> = patterns.iter().map(|p| format!("`{p}`")).collect();
+    Some(listed.join(", "))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Tests of the snapshot build: sinks carried over or replaced, what orders need, `wants_type`.
+//! Tests of the snapshot build: sinks carried over or replaced, what orders need, `wants_type`,
+//! and the check of every stage at once.
 
 use std::path::Path;
 
@@ -89,4 +90,163 @@ fn wants_type_asks_every_route() {
     let snapshot = Snapshot::build(config(dir.path(), &typed), None, 1, false).unwrap();
     assert!(snapshot.wants_type("checkout.session.completed"));
     assert!(!snapshot.wants_type("invoice.paid"));
+}
+
+/// Every problem of [`check_file`] on `text`, as `place: message` with the
+/// folder left out, and its warnings the same way.
+fn findings(text: &str, orders_enabled: bool) -> (Vec<String>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    std::fs::write(&path, text).unwrap();
+    let findings = check_file(&path, &Env::empty(), UnsetVars::Refused, orders_enabled);
+    let shown = |problems: &[ConfigProblem]| -> Vec<String> {
+        let folder = format!("{}/", dir.path().display());
+        problems
+            .iter()
+            .map(|p| p.to_string().replace(&folder, ""))
+            .collect()
+    };
+    assert_eq!(findings.config.is_some(), findings.problems.is_empty());
+    (shown(&findings.problems), shown(&findings.warnings))
+}
+
+#[track_caller]
+fn assert_lines(got: &[String], expected: &[(&str, &str)]) {
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for (line, (place, fragment)) in got.iter().zip(expected) {
+        assert!(
+            line.starts_with(&format!("{place}: ")) && line.contains(fragment),
+            "`{place}: ...{fragment}` is not {line:?}\n{got:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_stage_reports_in_one_run_in_file_order() {
+    // The file's own problems (an unknown key, a duplicate name, an unknown
+    // sink) and the rules' (an unknown operator, a type mismatch, orders
+    // from PaymentIntents), where each stage once hid the next.
+    let text = "sinks:\n  orders: { type: jsonl, pth: x.jsonl }\n  out: { type: stdout }\nroutes:\n  - name: paid\n    when:\n      type: checkout.session.completed\n      data.object.amount_total: { gtee: 5, lt: 9 }\n    emit: order\n    to: [orders]\n  - name: paid\n    when: { type: payment_intent.succeeded, livemode: { gt: \"x\" } }\n    emit: order\n    to: [out, nope]\n";
+    let (problems, warnings) = findings(text, true);
+    assert_lines(
+        &problems,
+        &[
+            ("routes.yaml:2:26", "unknown field `pth`"),
+            (
+                "routes.yaml:8:35",
+                "route `paid`: condition `data.object.amount_total`: unknown operator `gtee`",
+            ),
+            ("routes.yaml:11:11", "route name `paid` is used twice"),
+            (
+                "routes.yaml:12:57",
+                "condition `livemode`: `gt` compares numbers, got a string",
+            ),
+            (
+                "routes.yaml:13:11",
+                "types (`payment_intent.succeeded`) are never Checkout Session events: write \
+                 `emit: event`",
+            ),
+            ("routes.yaml:14:15", "sink `nope`, which is not defined"),
+        ],
+    );
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}
+
+#[test]
+fn a_condition_with_a_bad_path_is_placed_at_its_key() {
+    let (problems, _) = findings(
+        "sinks: { out: { type: stdout } }\nroutes:\n  - name: a\n    when:\n      data..x: { gte: 1, lt: 2 }\n    emit: event\n    to: out\n",
+        true,
+    );
+    // One problem, at the key: the operators are fine, the path is not.
+    assert_lines(&problems, &[("routes.yaml:5:7", "non-empty segments")]);
+}
+
+#[test]
+fn orders_need_a_type_that_can_be_a_checkout_session() {
+    let route = |types: &str| {
+        format!(
+            "sinks: {{ out: {{ type: stdout }} }}\nroutes:\n  - name: r\n    when: {{ type: {types} }}\n    emit: order\n    to: out\n"
+        )
+    };
+    for refused in [
+        "payment_intent.succeeded",
+        "\"payment_intent.*\"",
+        "[charge.succeeded, invoice.paid]",
+        "\"checkout.sessions.*\"",
+    ] {
+        let (problems, _) = findings(&route(refused), true);
+        assert_lines(
+            &problems,
+            &[("routes.yaml:5:11", "never Checkout Session events")],
+        );
+    }
+    for fine in [
+        "\"*\"",
+        "\"checkout.*\"",
+        "\"checkout.session.*\"",
+        "\"*.completed\"",
+        "[payment_intent.succeeded, checkout.session.completed]",
+        "checkout.session.some_new_type",
+    ] {
+        let (problems, _) = findings(&route(fine), true);
+        assert!(problems.is_empty(), "{fine}: {problems:#?}");
+    }
+    // `emit: event` takes any event.
+    let (problems, _) = findings(
+        &route("payment_intent.succeeded").replace("emit: order", "emit: event"),
+        true,
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn warnings_come_with_a_broken_config_and_with_the_snapshot() {
+    let text = "sinks: { out: { type: stdout } }\nroutes:\n  - name: a\n    when: { type: checkout.sessions.completed, amount_total: { gte: 10 } }\n    emit: event\n    to: [out, nope]\n";
+    let (problems, warnings) = findings(text, true);
+    assert_lines(&problems, &[("routes.yaml:6:15", "`nope`")]);
+    assert_lines(
+        &warnings,
+        &[
+            (
+                "routes.yaml:4:13",
+                "did you mean `checkout.session.completed`?",
+            ),
+            (
+                "routes.yaml:4:48",
+                "did you mean `data.object.amount_total`?",
+            ),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let valid = config(dir.path(), &text.replace("[out, nope]", "[out]"));
+    let snapshot = Snapshot::build(valid, None, 1, true).unwrap();
+    assert_eq!(snapshot.warnings.len(), 2, "{:#?}", snapshot.warnings);
+}
+
+#[test]
+fn a_condition_on_an_unset_variable_is_not_judged_when_unset_variables_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    let text = "sinks: { out: { type: stdout } }\nroutes:\n  - name: r\n    when: { type: \"${TYPE}\", data.object.currency: \"${CURRENCY}\" }\n    emit: order\n    to: out\n";
+    std::fs::write(&path, text).unwrap();
+    let findings = check_file(&path, &Env::empty(), UnsetVars::Allowed, true);
+    assert!(findings.problems.is_empty(), "{:#?}", findings.problems);
+    assert!(findings.warnings.is_empty(), "{:#?}", findings.warnings);
+    assert_eq!(findings.unset_vars, ["CURRENCY", "TYPE"]);
+
+    // Refused (what serve does), each unset variable is the problem, once.
+    let findings = check_file(&path, &Env::empty(), UnsetVars::Refused, true);
+    let problems: Vec<String> = findings
+        .problems
+        .iter()
+        .map(|p| p.message.clone())
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "${TYPE} is not set: export it or put it in .env",
+            "${CURRENCY} is not set: export it or put it in .env"
+        ]
+    );
 }

@@ -8,6 +8,7 @@ mod events;
 mod harness;
 
 mod admin_api;
+mod check;
 mod crash_jsonl;
 mod durable;
 mod first_hour;

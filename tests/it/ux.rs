@@ -154,7 +154,7 @@ async fn check_warns_about_a_route_that_can_never_fire() {
         "warnings do not fail check:\n{stderr}"
     );
     assert!(
-        stderr.contains("routes.yaml:3:")
+        stderr.contains("routes.yaml:4:13:")
             && stderr.contains("did you mean `checkout.session.completed`?"),
         "{stderr}"
     );

@@ -1,0 +1,359 @@
+//! `check` (SPEC §2) through the real binary: `--no-env` as CI runs it,
+//! every problem of every stage in one run with its place, warnings printed
+//! always and denied on request, and the same warnings and refusals at
+//! `serve` start, on a live reload and in the admin `/healthz`.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{
+    Options, ROUTES, SECRET, TestApp, WAIT, router_command, serve_command, spawn_app, spawn_with,
+};
+
+/// Runs `stripe-router args...` in `dir` with only PATH and `env` set, off
+/// the test's runtime.
+async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let mut command = router_command(dir, &env, args);
+    tokio::task::spawn_blocking(move || command.output().expect("stripe-router runs"))
+        .await
+        .expect("the command finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes `routes` as `routes.yaml` in a fresh folder.
+fn folder_with(routes: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("routes.yaml"), routes).expect("writes routes.yaml");
+    dir
+}
+
+/// The repository's own routes.yaml.
+fn shipped_routes() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("routes.yaml");
+    std::fs::read_to_string(path).expect("the shipped routes.yaml")
+}
+
+/// A route whose type is a typo: it can never fire.
+const TYPO: &str = "sinks: { out: { type: stdout } }\nroutes:\n  - name: paid\n    when: { type: checkout.sessions.completed }\n    emit: event\n    to: [out]\n";
+
+/// Waits until `/healthz` satisfies `accept`, showing the log if it never does.
+async fn wait_health(app: &TestApp, accept: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let health = app.health().await;
+        if accept(&health) {
+            return health;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz never got there: {health}\n{}",
+            app.stderr.all().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn warnings_of(health: &Value) -> Vec<String> {
+    health["config"]["warnings"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|w| w.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn no_env_passes_the_shipped_routes_without_stripe_variables_and_says_what_it_left_out() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("routes.yaml");
+    let shipped = shipped.display().to_string();
+    let output = run(
+        dir.path(),
+        &["check", "--no-env", "--config", &shipped],
+        &[],
+    )
+    .await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(" is valid"), "{stdout}");
+    assert!(
+        stdout.contains("not checked (--no-env): STRIPE_WEBHOOK_SECRET, STRIPE_SECRET_API_KEY"),
+        "{stdout}"
+    );
+    // No warnings about what CI lacks: --deny-warnings passes too.
+    assert_eq!(stderr, "");
+    let denied = run(
+        dir.path(),
+        &["check", "--no-env", "--deny-warnings", "--config", &shipped],
+        &[],
+    )
+    .await;
+    assert!(denied.status.success(), "{}", text(&denied.stderr));
+
+    // Without --no-env, the same environment is refused, as serve refuses it.
+    let output = run(dir.path(), &["check", "--config", &shipped], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("STRIPE_SECRET_API_KEY is not set")
+            && stderr.contains("environment: STRIPE_WEBHOOK_SECRET is not set"),
+        "{stderr}"
+    );
+
+    // The shipped file with a typo'd type: still valid, the warning printed
+    // with its place, and denied on request.
+    let typo = shipped_routes().replace(
+        "checkout.session.async_payment_failed",
+        "checkout.session.async_payment_faild",
+    );
+    let dir = folder_with(&typo);
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "warnings do not fail:\n{stderr}");
+    assert!(
+        stderr.contains("warnings (1):\n  warning: routes.yaml:32:13: route `failed-payments`")
+            && stderr.contains("did you mean `checkout.session.async_payment_failed`?"),
+        "{stderr}"
+    );
+    let output = run(dir.path(), &["check", "--no-env", "--deny-warnings"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("check fails on 1 warning (--deny-warnings)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn no_env_allows_unset_variables_and_names_them() {
+    let routes = "sinks:\n  hook:\n    type: http\n    url: http://127.0.0.1:4000/orders\n    headers: { Authorization: \"Bearer ${SHIPPING_TOKEN}\" }\nroutes:\n  - name: all\n    when: { type: \"*\" }\n    emit: event\n    to: hook\n";
+    let dir = folder_with(routes);
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.contains("${SHIPPING_TOKEN} (not set)"), "{stdout}");
+
+    let env = [("STRIPE_WEBHOOK_SECRET", "whsec_c2VjcmV0")];
+    let output = run(dir.path(), &["check"], &env).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is not valid (1 problem):")
+            && stderr.contains("${SHIPPING_TOKEN} is not set"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn one_run_reports_every_stage_each_at_its_key() {
+    // Once three rounds: the file's problems, then a duplicate name, then an
+    // unknown operator and a type mismatch.
+    let routes = "sinks:\n  orders: { type: jsonl, pth: x.jsonl }\n  hook: { type: htp, url: http://x }\n  out: { type: stdout }\nroutes:\n  - name: paid\n    when:\n      type: checkout.session.completed\n      data.object.amount_total: { gtee: 5 }\n      livemode: { lt: \"x\" }\n    emit: order\n    to: [orders, missing]\n  - name: paid\n    when: { type: checkout.session.expired }\n    emit: event\n    to: [out]\n";
+    let dir = folder_with(routes);
+    let env = [
+        ("STRIPE_WEBHOOK_SECRET", "whsec_c2VjcmV0"),
+        ("STRIPE_SECRET_API_KEY", "rk_test_51CheckKey00000000"),
+    ];
+    let output = run(dir.path(), &["check"], &env).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let expected = [
+        "routes.yaml is not valid (6 problems):",
+        "  routes.yaml:2:26: unknown field `pth`",
+        "  routes.yaml:3:17: unknown sink type `htp`",
+        "  routes.yaml:9:35: route `paid`: condition `data.object.amount_total`: unknown operator `gtee`",
+        "  routes.yaml:10:19: route `paid`: condition `livemode`: `lt` compares numbers, got a string",
+        "  routes.yaml:12:18: route `paid` sends to sink `missing`, which is not defined",
+        "  routes.yaml:13:11: route name `paid` is used twice",
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, start) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(start),
+            "`{start}` does not start {line:?}\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_path_no_event_has_is_a_warning_with_the_path_meant() {
+    let routes = "sinks: { out: { type: stdout } }\nroutes:\n  - name: big\n    when:\n      type: checkout.session.completed\n      amount_total: { gte: 10 }\n    emit: event\n    to: [out]\n";
+    let dir = folder_with(routes);
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: routes.yaml:6:7: route `big`: condition `amount_total`")
+            && stderr.contains("did you mean `data.object.amount_total`?"),
+        "{stderr}"
+    );
+    let output = run(dir.path(), &["check", "--no-env", "--deny-warnings"], &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+
+    // Warnings come with errors too.
+    let dir = folder_with(&routes.replace("to: [out]", "to: [ou]"));
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "is not valid (1 problem):\n  routes.yaml:8:10: route `big` sends to sink `ou`"
+        ) && stderr.contains("warnings (1):\n  warning: routes.yaml:6:7: route `big`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn serve_logs_the_warnings_check_prints_at_start_and_on_reload() {
+    let dir = folder_with(TYPO);
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let checked = text(&output.stderr);
+    let warning = checked
+        .lines()
+        .find_map(|l| l.strip_prefix("  warning: "))
+        .unwrap_or_else(|| panic!("no warning:\n{checked}"))
+        .to_owned();
+    assert!(warning.starts_with("routes.yaml:4:13: "), "{warning}");
+
+    let app = spawn_app(TYPO).await;
+    // The same text, a WARN line at start and in the admin status.
+    app.stderr.wait_for(WAIT, |l| {
+        (l.contains("WARN") && l.contains(&format!("config warning: {warning}"))).then_some(())
+    });
+    let health = wait_health(&app, |h| h["config"]["version"] == 1).await;
+    assert_eq!(warnings_of(&health), vec![warning.clone()]);
+
+    // A live edit with another typo: logged with the new version, shown.
+    let edited = TYPO.replace("checkout.sessions.completed", "checkout.session.complete");
+    std::fs::write(app.path("routes.yaml"), &edited).expect("edits routes.yaml");
+    let health = wait_health(&app, |h| h["config"]["version"] == 2).await;
+    let reloaded = warnings_of(&health);
+    assert_eq!(reloaded.len(), 1, "{health}");
+    assert!(
+        reloaded[0].contains("did you mean `checkout.session.completed`?")
+            && reloaded[0].contains("`checkout.session.complete`"),
+        "{health}"
+    );
+    app.stderr.wait_for(WAIT, |l| {
+        (l.contains("WARN")
+            && l.contains("config warning: routes.yaml:4:13")
+            && l.contains("`checkout.session.complete`")
+            && l.contains("version=2"))
+        .then_some(())
+    });
+
+    // Fixed: no warnings left.
+    let fixed = TYPO.replace("checkout.sessions.completed", "checkout.session.completed");
+    std::fs::write(app.path("routes.yaml"), fixed).expect("edits routes.yaml");
+    let health = wait_health(&app, |h| h["config"]["version"] == 3).await;
+    assert!(warnings_of(&health).is_empty(), "{health}");
+}
+
+/// Orders from PaymentIntents: the route matches, then every record fails.
+fn orders_from_payment_intents(routes: &str) -> String {
+    routes.replace(
+        "when: { type: checkout.session.async_payment_failed }",
+        "when: { type: [payment_intent.payment_failed, charge.failed] }",
+    )
+}
+
+#[tokio::test]
+async fn emit_order_on_types_that_are_never_sessions_is_refused_by_check_start_and_reload() {
+    let routes = orders_from_payment_intents(&shipped_routes());
+    assert_ne!(routes, shipped_routes());
+    let dir = folder_with(&routes);
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("routes.yaml:33:11: route `failed-payments` emits orders")
+            && stderr.contains(
+                "(`payment_intent.payment_failed`, `charge.failed`) are never Checkout Session \
+                 events: write `emit: event`"
+            ),
+        "{stderr}"
+    );
+
+    // serve refuses to start on it...
+    let env = vec![
+        (
+            "STRIPE_WEBHOOK_SECRET".to_owned(),
+            "whsec_c2VjcmV0".to_owned(),
+        ),
+        (
+            "STRIPE_SECRET_API_KEY".to_owned(),
+            "rk_test_51CheckKey00000000".to_owned(),
+        ),
+    ];
+    let mut serve = serve_command(dir.path(), &env);
+    let output = tokio::task::spawn_blocking(move || serve.output().expect("serve runs"))
+        .await
+        .expect("serve exits");
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("never Checkout Session events"), "{stderr}");
+
+    // ...and a reload to it keeps the running config.
+    let app = spawn_app(ROUTES).await;
+    let edited = orders_from_payment_intents(
+        &std::fs::read_to_string(app.path("routes.yaml")).expect("reads"),
+    );
+    std::fs::write(app.path("routes.yaml"), edited).expect("edits routes.yaml");
+    let health = wait_health(&app, |h| !h["config"]["last_reload_error"].is_null()).await;
+    let problems = health["config"]["last_reload_error"]["problems"].to_string();
+    assert!(
+        problems.contains("route `failed-payments` emits orders")
+            && problems.contains("never Checkout Session events"),
+        "{health}"
+    );
+    assert_eq!(health["config"]["version"], 1, "{health}");
+}
+
+#[tokio::test]
+async fn serve_logs_the_environment_warning_check_prints() {
+    // A second secret that is no endpoint signing secret: serve takes it,
+    // both say it may be wrong.
+    let secrets = format!("{SECRET}, not_a_whsec");
+    let mut options = Options::new(TYPO);
+    for (name, value) in &mut options.env {
+        if name == "STRIPE_WEBHOOK_SECRET" {
+            value.clone_from(&secrets);
+        }
+    }
+    let dir = folder_with(TYPO);
+    let output = run(
+        dir.path(),
+        &["check"],
+        &[("STRIPE_WEBHOOK_SECRET", &secrets)],
+    )
+    .await;
+    let checked = text(&output.stderr);
+    assert!(output.status.success(), "{checked}");
+    let expected = "STRIPE_WEBHOOK_SECRET: 1 of its secrets do not start with `whsec_`";
+    assert!(
+        checked.contains(&format!("warning: {expected}")),
+        "{checked}"
+    );
+
+    let app = spawn_with(options).await;
+    app.stderr.wait_for(WAIT, |l| {
+        (l.contains("WARN") && l.contains(expected)).then_some(())
+    });
+    assert!(
+        !app.stderr.all().join("\n").contains("not_a_whsec"),
+        "a secret is logged"
+    );
+}
