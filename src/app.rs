@@ -91,6 +91,18 @@ pub enum StartError {
     Several(Vec<StartError>),
 }
 
+impl StartError {
+    /// Whether the webhook secret is missing: a first start with no Stripe
+    /// account at hand, which `serve --offline` and `demo` answer.
+    pub fn lacks_webhook_secret(&self) -> bool {
+        match self {
+            StartError::NoWebhookSecret => true,
+            StartError::Several(errors) => errors.iter().any(StartError::lacks_webhook_secret),
+            _ => false,
+        }
+    }
+}
+
 /// What to do about a listen address that cannot be bound.
 fn bind_hint(error: &std::io::Error) -> &'static str {
     match error.kind() {

@@ -49,6 +49,13 @@ pub async fn run(
         Ok(app) => app,
         Err(e) => {
             eprintln!("error: {e}");
+            if e.lacks_webhook_secret() {
+                eprintln!(
+                    "no Stripe account at hand? `stripe-router serve --offline` runs the router \
+                     with a local Stripe stand-in and a generated secret; `stripe-router demo` \
+                     shows the whole flow"
+                );
+            }
             return ExitCode::FAILURE;
         }
     };

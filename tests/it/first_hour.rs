@@ -216,6 +216,11 @@ async fn every_missing_secret_is_reported_in_one_run_each_named_once() {
             && stderr.contains("STRIPE_SECRET_API_KEY is not set"),
         "{stderr}"
     );
+    // A first start with no Stripe account: the next step is offline.
+    assert!(
+        stderr.contains("`stripe-router serve --offline`"),
+        "{stderr}"
+    );
 
     // A secret that is an API key and a key that is not one: both, and the
     // variable's name once per message.
