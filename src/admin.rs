@@ -48,6 +48,14 @@ pub async fn serve(
 
 /// Decides the answer to one request on the admin listener.
 pub async fn respond(endpoint: &Endpoint, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() == "/metrics" {
+        return crate::metrics::expose::answer(
+            &endpoint.metrics,
+            &**endpoint.engine.store(),
+            request,
+        )
+        .await;
+    }
     if request.uri().path() != "/healthz" {
         return message(StatusCode::NOT_FOUND, "Not found");
     }

@@ -12,6 +12,7 @@
 //! (`stripe.max_response`, all pages together, read as a stream) are
 //! bounded, and passing a bound is a permanent [`EnrichErrorKind::OverLimit`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::StripeConfig;
+use crate::metrics::{ApiOutcome, Metrics};
 use crate::retry::{self, RetryConfig};
 use crate::routing::record::{self, LineItem};
 
@@ -167,6 +169,8 @@ pub struct StripeApi {
     /// Between the tries of one request (see [`crate::retry`]).
     retry: RetryConfig,
     limits: Limits,
+    /// Counts and times each request, when a router runs the client.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// `stripe.max_pages`, `stripe.max_line_items`, `stripe.max_response`: what
@@ -216,6 +220,7 @@ impl StripeApi {
                 items: config.max_line_items,
                 bytes: config.max_response,
             },
+            metrics: None,
         })
     }
 
@@ -223,6 +228,12 @@ impl StripeApi {
     /// ([`retry::STRIPE_API_RETRY`]).
     pub fn with_retry(mut self, retry: RetryConfig) -> StripeApi {
         self.retry = retry;
+        self
+    }
+
+    /// Records each request in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> StripeApi {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -331,7 +342,17 @@ impl StripeApi {
     ) -> Result<(Value, u64), EnrichError> {
         let mut attempt = 1;
         loop {
-            let failure = match self.attempt(url, session_id, livemode, max_bytes).await {
+            let started = std::time::Instant::now();
+            let result = self.attempt(url, session_id, livemode, max_bytes).await;
+            if let Some(metrics) = &self.metrics {
+                let outcome = match &result {
+                    Ok(_) => ApiOutcome::Ok,
+                    Err(failure) if failure.retry => ApiOutcome::Retryable,
+                    Err(_) => ApiOutcome::Failed,
+                };
+                metrics.stripe_api(outcome, started.elapsed());
+            }
+            let failure = match result {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
