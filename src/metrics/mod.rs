@@ -63,6 +63,26 @@ impl Metrics {
                 )
             })
             .collect();
+        // Every series with a fixed label set exists from the start, at
+        // zero, so that `rate()` and dashboards see it before its first
+        // event.
+        for outcome in ["routed", "unmatched"] {
+            families
+                .events
+                .get_or_create_owned(&families::Outcome { outcome });
+        }
+        for outcome in ["applied", "unchanged", "refused"] {
+            families
+                .reloads
+                .get_or_create_owned(&families::Outcome { outcome });
+        }
+        for outcome in [ApiOutcome::Ok, ApiOutcome::Retryable, ApiOutcome::Failed] {
+            families
+                .api_requests
+                .get_or_create_owned(&families::Outcome {
+                    outcome: outcome.label(),
+                });
+        }
         Arc::new(Metrics {
             families,
             answers,
@@ -150,7 +170,8 @@ impl Metrics {
     }
 
     /// A config is in force (at start, then after each applied reload):
-    /// its version, and its routes and sinks. The series of routes and
+    /// its version, and its routes and sinks, whose series start at zero.
+    /// The series of routes and
     /// sinks it no longer has are dropped: a renamed route starts again
     /// from zero under its new name, and the label sets stay bounded by
     /// the names of the config in force (plus the sinks that still have
@@ -178,6 +199,25 @@ impl Metrics {
                 });
             }
             f.delivery_latency.remove(&Sink { sink: sink.clone() });
+        }
+        // The new names' series exist at zero from now on.
+        for route in &routes {
+            for outcome in RecordOutcome::ALL {
+                f.records.get_or_create_owned(&families::RouteOutcome {
+                    route: route.clone(),
+                    outcome: outcome.label(),
+                });
+            }
+        }
+        for sink in &sinks {
+            for outcome in Delivery::ALL {
+                f.deliveries.get_or_create_owned(&SinkOutcome {
+                    sink: sink.clone(),
+                    outcome: outcome.label(),
+                });
+            }
+            f.delivery_latency
+                .get_or_create_owned(&Sink { sink: sink.clone() });
         }
         *names = Names { routes, sinks };
     }
