@@ -143,7 +143,7 @@ fn order_record_3_items(bencher: Bencher) {
 
 /// What the door records per request: a counter and a histogram, through
 /// handles resolved when the router starts. Must stay well under 1 µs.
-#[divan::bench(threads = [1, 2])]
+#[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
 fn metrics_record_answer(bencher: Bencher) {
     let metrics = Metrics::new();
     bencher.bench(|| {
@@ -156,7 +156,7 @@ fn metrics_record_answer(bencher: Bencher) {
 
 /// What a sink worker records per delivered attempt: a counter and a
 /// histogram looked up by sink name.
-#[divan::bench]
+#[divan::bench(sample_count = 200, sample_size = 1000)]
 fn metrics_record_delivery(bencher: Bencher) {
     let metrics = Metrics::new();
     bencher.bench(|| {

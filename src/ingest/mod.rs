@@ -167,6 +167,7 @@ async fn webhook(
     response
 }
 
+/// Decides the answer to a webhook request, and says which kind it is.
 async fn decide(
     endpoint: &Endpoint,
     request: Request<Incoming>,

@@ -8,7 +8,7 @@
 //! answers (classic text, or OpenMetrics when asked) is in [`expose`].
 //! Labels are low-cardinality only: outcome and reason come from fixed
 //! sets, route and sink from the config. A reload that removes a route or
-//! a sink removes its series ([`Metrics::forget`]), so renames never grow
+//! a sink removes its series ([`Metrics::config`]), so renames never grow
 //! the label sets without bound.
 
 pub mod expose;

@@ -231,3 +231,12 @@ fn a_journal_commit_records_its_time_its_writes_and_a_failure() {
         1.0
     );
 }
+
+#[test]
+fn every_answer_has_its_own_handles() {
+    for (i, answer) in Answer::ALL.iter().enumerate() {
+        assert_eq!(*answer as usize, i, "{answer:?} is at its index in ALL");
+    }
+    let labels: BTreeSet<_> = Answer::ALL.iter().map(|a| a.labels()).collect();
+    assert_eq!(labels.len(), Answer::ALL.len(), "one label set per answer");
+}
