@@ -20,12 +20,13 @@ use crate::http_serve::Throttle;
 use crate::ingest::limits::{self, BodyBuffer};
 use crate::ingest::verify::{Secrets, SecretsError};
 use crate::ingest::{self, Counters, Endpoint};
+use crate::metrics::Metrics;
 use crate::routing::build::Builder;
 use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::routing::live::{Live, Watch};
 use crate::routing::snapshot::{self, Snapshot};
 use crate::store::sqlite::lock::{LockError, ServeLock};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{CommitObserver, SqliteStore, Store, StoreError};
 
 /// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
@@ -208,6 +209,10 @@ impl App {
                     });
                 }
             };
+        // This router's own metrics, handed to each stage that records:
+        // never a process-wide registry.
+        let metrics = Metrics::new();
+        let stripe = stripe.map(|api| api.with_metrics(metrics.clone()));
         let addr = listen.unwrap_or(server_config.listen);
         let admin_listen = admin_listen.unwrap_or(server_config.admin_listen);
         let admin_token = auth::access(&env, admin_listen)?;
@@ -243,16 +248,28 @@ impl App {
 
         let store_path = journal.clone();
         let (fsync, wal_limit) = (store_config.fsync, store_config.wal_limit);
-        let store: Arc<dyn Store> =
-            Arc::new(blocking(move || SqliteStore::open(&store_path, fsync, wal_limit)).await?);
+        let observer: Arc<dyn CommitObserver> = metrics.clone();
+        let store: Arc<dyn Store> = Arc::new(
+            blocking(move || {
+                SqliteStore::open_observed(&store_path, fsync, wal_limit, Some(observer))
+            })
+            .await?,
+        );
 
-        let live = Arc::new(Live::new(snapshot, config_path, env, orders_enabled));
+        let live = Arc::new(Live::new(
+            snapshot,
+            config_path,
+            env,
+            orders_enabled,
+            metrics.clone(),
+        ));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let engine = Engine::start(
             store.clone(),
             live.clone(),
             Builder::new(stripe),
+            metrics.clone(),
             shutdown.clone(),
             &tracker,
         );
@@ -266,6 +283,7 @@ impl App {
             live: live.clone(),
             engine,
             counters: Counters::default(),
+            metrics,
             refusals: Throttle::new("refused requests", ingest::REFUSAL_LOGS_PER_SEC),
         });
         let watch = Watch::start(live)

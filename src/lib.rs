@@ -17,7 +17,8 @@
 //! - [`redact`]: the one URL redactor for messages, logs and answers; a leaf.
 //! - [`clock`]: the wall clock (unix ms, unix seconds, RFC 3339); a leaf.
 //! - [`app`]: builds everything from a config and runs it until shutdown.
-//! - [`admin`]: the admin listener: detailed `/healthz`, `/readyz`, the token, the JSON API.
+//! - [`admin`]: the admin listener: detailed `/healthz`, `/readyz`, the token, the JSON API, `/metrics`.
+//! - [`metrics`]: the router's Prometheus families, one instance per router; their exposition.
 //! - [`commands`]: `serve`, `check`, `deadletters` and `replay`, which `main` calls.
 //! - [`logs`]: `tracing` lines on stderr, filtered by `RUST_LOG`.
 //! - [`offline`]: what runs without Stripe: `demo`, `send` and the Stripe API stand-in.
@@ -32,6 +33,7 @@ pub mod event;
 pub mod http_serve;
 pub mod ingest;
 pub mod logs;
+pub mod metrics;
 pub mod offline;
 #[cfg(test)]
 mod proptests;

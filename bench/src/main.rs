@@ -14,7 +14,7 @@ mod tail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -82,6 +82,19 @@ struct RunArgs {
     /// The router binary under test.
     #[arg(long, default_value = "target/release/stripe-router")]
     router: PathBuf,
+    /// `on`: the admin listener is on and `/metrics` is scraped every second
+    /// during a scenario, as a tightly set Prometheus would; `off`: the
+    /// admin listener is off and nothing scrapes. The router records its
+    /// metrics either way (recording is not switchable); compare with the
+    /// micro-benchmark `metrics_record_answer` for that part alone.
+    #[arg(long, value_enum, default_value_t = Admin::On)]
+    admin: Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Admin {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,8 +199,13 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             Scenario::E => args.burst_events,
             _ => args.events,
         };
-        let outcome =
-            runtime.block_on(run_scenario(&router, scenario, events, args.concurrency))?;
+        let outcome = runtime.block_on(run_scenario(
+            &router,
+            scenario,
+            events,
+            args.concurrency,
+            args.admin,
+        ))?;
         report(&outcome);
         outcomes.push(outcome);
     }
@@ -221,14 +239,48 @@ sinks:
     )
 }
 
+/// Scrapes `/metrics` every second on its own thread until finished.
+struct Scraper {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Scraper {
+    fn start(admin: std::net::SocketAddr) -> Scraper {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let (mut scrapes, mut failed) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    match procs::http_get(admin, "/metrics") {
+                        Some((200, _)) => scrapes += 1,
+                        _ => failed += 1,
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                (scrapes, failed)
+            }
+        });
+        Scraper { stop, thread }
+    }
+
+    /// Stops scraping: how many scrapes answered 200, how many did not.
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
+    }
+}
+
 async fn run_scenario(
     router_bin: &Path,
     scenario: Scenario,
     n: usize,
     concurrency: usize,
+    admin: Admin,
 ) -> anyhow::Result<Outcome> {
     eprintln!(
-        "== {} ({n} events, {concurrency} connections)",
+        "== {} ({n} events, {concurrency} connections, admin {admin:?})",
         scenario.label()
     );
     let dir = tempfile::Builder::new()
@@ -250,7 +302,8 @@ async fn run_scenario(
         ("STRIPE_SECRET_API_KEY", API_KEY.to_owned()),
         ("STRIPE_API_BASE", format!("http://{}", standin.addr)),
     ];
-    let (router, started) = procs::router(router_bin, dir.path(), &env)?;
+    let (router, started) = procs::router_with(router_bin, dir.path(), &env, admin == Admin::On)?;
+    let scraper = router.admin.map(Scraper::start);
 
     let loadgen_before = procs::usage("self")?.cpu_secs;
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
@@ -277,6 +330,10 @@ async fn run_scenario(
         .as_ref()
         .map(|c| wait_for_count(c, n as u64, Duration::from_secs(120)));
     let loadgen_cpu = procs::usage("self")?.cpu_secs - loadgen_before;
+    if let Some(scraper) = scraper {
+        let (scrapes, failed) = scraper.finish();
+        eprintln!("/metrics scraped {scrapes} times during the run ({failed} failed)");
+    }
     let outcome = Outcome {
         scenario,
         events: n,

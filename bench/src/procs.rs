@@ -118,17 +118,33 @@ pub fn router(
     dir: &Path,
     env: &[(&str, String)],
 ) -> anyhow::Result<(Process, Duration)> {
+    router_with(bin, dir, env, true)
+}
+
+/// [`router`], with its admin listener (`/healthz` details, `/metrics`) on
+/// or `off`.
+pub fn router_with(
+    bin: &Path,
+    dir: &Path,
+    env: &[(&str, String)],
+    admin_on: bool,
+) -> anyhow::Result<(Process, Duration)> {
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     // Its own port, so a router already running on this machine (holding
     // the default 9464) never makes the run fail.
     let admin: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let admin_listen = if admin_on {
+        admin.to_string()
+    } else {
+        "off".to_owned()
+    };
     let log = std::fs::File::create(dir.join("router.log"))?;
     let started = Instant::now();
     let child = Command::new(bin)
         .args(["serve", "--config", "routes.yaml", "--listen"])
         .arg(addr.to_string())
         .arg("--admin-listen")
-        .arg(admin.to_string())
+        .arg(admin_listen)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -143,7 +159,7 @@ pub fn router(
     let mut process = Process {
         child,
         addr,
-        admin: Some(admin),
+        admin: admin_on.then_some(admin),
     };
     loop {
         if http_get(addr, "/healthz").is_some_and(|(status, _)| status == 200) {

@@ -84,7 +84,10 @@ pub async fn respond(admin: &Admin, request: Request<Incoming>) -> Response<Full
         return refused;
     }
     match request.uri().path() {
-        // `GET /metrics` (the Prometheus exposition) is answered here.
+        "/metrics" => {
+            crate::metrics::expose::answer(&endpoint.metrics, &**endpoint.engine.store(), &request)
+                .await
+        }
         path if path.starts_with("/api/") => api::respond(endpoint, request).await,
         _ => message(StatusCode::NOT_FOUND, "Not found"),
     }

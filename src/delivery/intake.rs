@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::delivery::workers::Workers;
 use crate::event::{Event, EventError};
+use crate::metrics::Metrics;
 use crate::routing::build::Builder;
 use crate::routing::live::Live;
 use crate::routing::router::{Accepted, Counts, Routable, Router};
@@ -41,6 +42,7 @@ pub struct Engine {
     live: Arc<Live>,
     router: mpsc::Sender<Routable>,
     pub counts: Arc<Counts>,
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -50,18 +52,26 @@ impl Engine {
         store: Arc<dyn Store>,
         live: Arc<Live>,
         builder: Builder,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Engine {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counts = Arc::new(Counts::default());
-        let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), tracker);
+        let workers = Workers::start(
+            store.clone(),
+            live.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            tracker,
+        );
         let router = Router::new(
             store.clone(),
             live.clone(),
             builder,
             workers,
             counts.clone(),
+            metrics.clone(),
         );
         tracker.spawn(router.run(rx, shutdown));
         Engine {
@@ -69,6 +79,7 @@ impl Engine {
             live,
             router: tx,
             counts,
+            metrics,
         }
     }
 
@@ -121,6 +132,7 @@ impl Engine {
         match routed_by {
             None => {
                 self.counts.unmatched.fetch_add(1, Ordering::Relaxed);
+                self.metrics.event_routed(false);
                 tracing::info!(event_id = %id, event_type = %kind, "no route matched");
             }
             Some(accepted) => {

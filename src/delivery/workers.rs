@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::metrics::{Delivery, Metrics};
 use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::live::Live;
 use crate::routing::router::{Handoff, SCAN_EVERY};
@@ -35,6 +36,7 @@ const BACKLOG: usize = 4096;
 pub struct Workers {
     store: Arc<dyn Store>,
     live: Arc<Live>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     running: Mutex<HashMap<String, WorkerHandle>>,
@@ -54,6 +56,7 @@ impl Workers {
     pub fn start(
         store: Arc<dyn Store>,
         live: Arc<Live>,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Arc<Workers> {
@@ -61,6 +64,7 @@ impl Workers {
         let workers = Arc::new(Workers {
             store,
             live,
+            metrics,
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             running: Mutex::new(HashMap::new()),
@@ -153,6 +157,7 @@ impl Workers {
             sink: sink.to_owned(),
             store: self.store.clone(),
             live: self.live.clone(),
+            metrics: self.metrics.clone(),
             queued: queued.clone(),
             failing_since: None,
         };
@@ -169,6 +174,7 @@ struct Worker {
     sink: String,
     store: Arc<dyn Store>,
     live: Arc<Live>,
+    metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
     /// Failed attempts since the last success, for one log line per outage.
     failing_since: Option<u32>,
@@ -212,6 +218,7 @@ impl Worker {
                         attempt(
                             self.store.clone(),
                             self.live.clone(),
+                            self.metrics.clone(),
                             delivery,
                             sending.clone(),
                         )
@@ -341,6 +348,7 @@ impl Sending {
 async fn attempt(
     store: Arc<dyn Store>,
     live: Arc<Live>,
+    metrics: Arc<Metrics>,
     delivery: PendingDelivery,
     sending: Arc<Sending>,
 ) -> Attempt {
@@ -407,14 +415,28 @@ async fn attempt(
             }
         }
     };
-    if let Err(e) = store
+    let settled = match &outcome {
+        Settle::Delivered => Delivery::Delivered,
+        Settle::Retry { .. } => Delivery::Retry,
+        Settle::Dead { .. } => Delivery::Dead,
+    };
+    match store
         .settle(&delivery.record.id, &delivery.sink, outcome)
         .await
     {
-        tracing::error!(
-            sink = %delivery.sink, record_id = %delivery.record.id, error = %e,
-            "cannot record the delivery outcome; it will be attempted again"
-        );
+        Ok(()) => {
+            let after = (settled == Delivery::Delivered).then(|| {
+                let ms = crate::clock::now_ms().saturating_sub(delivery.received_at_ms);
+                std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+            });
+            metrics.delivery(&delivery.sink, settled, after);
+        }
+        Err(e) => {
+            tracing::error!(
+                sink = %delivery.sink, record_id = %delivery.record.id, error = %e,
+                "cannot record the delivery outcome; it will be attempted again"
+            );
+        }
     }
     Attempt {
         record_id: delivery.record.id,

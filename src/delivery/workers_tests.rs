@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::*;
+use crate::metrics::Metrics;
 use crate::routing::live::Reloaded;
 use crate::routing::test_support::{self, contains, eventually};
 use crate::sinks::Encoded;
@@ -23,7 +24,13 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
         Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
     let live = test_support::live(dir.path(), BOTH, false);
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
+    let workers = Workers::start(
+        store.clone(),
+        live.clone(),
+        Metrics::new(),
+        shutdown.clone(),
+        &tracker,
+    );
     assert_eq!(workers.running(), ["a", "b"]);
 
     reload(&live, ONLY_A).await;
@@ -69,6 +76,7 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
             route: "all".to_owned(),
             attempts: 0,
             created_at_ms: crate::clock::now_ms(),
+            received_at_ms: crate::clock::now_ms(),
         });
     }
     let a = dir.path().join("a.jsonl");

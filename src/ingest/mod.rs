@@ -31,6 +31,7 @@ use tracing::Instrument;
 use crate::delivery::Engine;
 use crate::http_serve::{self, Activity, Cap, Options, Throttle, json_response, message, only_get};
 use crate::ingest::verify::Secrets;
+use crate::metrics::{Answer, Metrics};
 use crate::routing::live::Live;
 use crate::store::Journaled;
 
@@ -53,6 +54,8 @@ pub struct Endpoint {
     pub live: Arc<Live>,
     pub engine: Engine,
     pub counters: Counters,
+    /// The router's metrics: the door records each answer.
+    pub metrics: Arc<Metrics>,
     /// Rate-limits the log lines about refused requests.
     pub refusals: Arc<Throttle>,
 }
@@ -152,11 +155,24 @@ pub async fn respond(
     message(StatusCode::NOT_FOUND, "Not found")
 }
 
+/// Answers a webhook request and records how it was answered.
 async fn webhook(
     endpoint: &Endpoint,
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
+    let (response, answer) = decide(endpoint, request, peer).await;
+    endpoint.metrics.answered(answer, started.elapsed());
+    response
+}
+
+/// Decides the answer to a webhook request, and says which kind it is.
+async fn decide(
+    endpoint: &Endpoint,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> (Response<Full<Bytes>>, Answer) {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -164,7 +180,7 @@ async fn webhook(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > endpoint.max_body) {
         Counters::bump(&endpoint.counters.rejected);
-        return too_large(endpoint.max_body);
+        return (too_large(endpoint.max_body), Answer::TooLarge);
     }
     let signature = request
         .headers()
@@ -177,20 +193,23 @@ async fn webhook(
         Ok(Ok(read)) => read,
         Ok(Err(BodyError::TooLarge)) => {
             Counters::bump(&endpoint.counters.rejected);
-            return too_large(endpoint.max_body);
+            return (too_large(endpoint.max_body), Answer::TooLarge);
         }
         Ok(Err(BodyError::Busy)) => {
             Counters::bump(&endpoint.counters.rejected);
             if endpoint.log_refusal() {
                 tracing::warn!(%peer, "server.body_buffer is full; answered 503 with Retry-After");
             }
-            return busy();
+            return (busy(), Answer::Busy);
         }
         Ok(Err(BodyError::Unreadable(e))) => {
             tracing::debug!(error = %e, %peer, "request body could not be read");
-            return message(
-                StatusCode::BAD_REQUEST,
-                "Bad request: the body could not be read",
+            return (
+                message(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request: the body could not be read",
+                ),
+                Answer::Unreadable,
             );
         }
         Err(_) => {
@@ -198,7 +217,7 @@ async fn webhook(
             if endpoint.log_refusal() {
                 tracing::warn!(%peer, read_timeout = ?endpoint.read_timeout, "request body not received within server.read_timeout; connection closed");
             }
-            return timed_out(endpoint.read_timeout);
+            return (timed_out(endpoint.read_timeout), Answer::Timeout);
         }
     };
     // The whole request is in hand: its connection is not closed to make
@@ -211,7 +230,10 @@ async fn webhook(
         if endpoint.log_refusal() {
             tracing::warn!(%peer, "refused a request without a Stripe-Signature header");
         }
-        return message(StatusCode::BAD_REQUEST, "Bad request");
+        return (
+            message(StatusCode::BAD_REQUEST, "Bad request"),
+            Answer::NoSignature,
+        );
     };
     if let Err(e) = verify::verify(
         &body,
@@ -225,13 +247,14 @@ async fn webhook(
         if endpoint.log_refusal() {
             tracing::warn!(%peer, reason = %e, %hint, "refused a request whose signature does not verify");
         }
-        return json_response(
+        let refusal = json_response(
             StatusCode::BAD_REQUEST,
             &json!({
                 "message": format!("Webhook signature verification failed: {e}"),
                 "hint": hint,
             }),
         );
+        return (refusal, Answer::BadSignature);
     }
     // The intake reads it under the snapshot that will route it: the whole
     // event only when a route admits its type.
@@ -242,7 +265,8 @@ async fn webhook(
             if endpoint.log_refusal() {
                 tracing::warn!(%peer, reason = %e, "refused a verified body that is not an event");
             }
-            return message(StatusCode::BAD_REQUEST, &format!("Bad request: {e}"));
+            let refusal = message(StatusCode::BAD_REQUEST, &format!("Bad request: {e}"));
+            return (refusal, Answer::NotAnEvent);
         }
     };
 
@@ -262,18 +286,25 @@ async fn webhook(
             } else {
                 span.in_scope(|| tracing::debug!("journaled"));
             }
-            json_response(
+            let answer = if duplicate {
+                Answer::Duplicate
+            } else {
+                Answer::Accepted
+            };
+            let response = json_response(
                 StatusCode::OK,
                 &json!({ "received": true, "id": id, "duplicate": duplicate }),
-            )
+            );
+            (response, answer)
         }
         Err(e) => {
             Counters::bump(&endpoint.counters.failed);
             span.in_scope(|| tracing::error!(error = %e, "event not journaled; answering 500 so that Stripe retries"));
-            message(
+            let failed = message(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The event could not be stored; retry later",
-            )
+            );
+            (failed, Answer::NotJournaled)
         }
     }
 }

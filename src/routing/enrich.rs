@@ -20,6 +20,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::StripeConfig;
+use crate::metrics::{ApiOutcome, Metrics};
 use crate::retry::{self, RetryConfig};
 use crate::routing::record::{self, LineItem};
 
@@ -177,6 +178,8 @@ pub struct StripeApi {
     retry: RetryConfig,
     limits: Limits,
     warnings: Arc<Quiet>,
+    /// Counts and times each request, when a router runs the client.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Warnings about failing requests, at most one per [`WARN_EVERY`].
@@ -256,6 +259,7 @@ impl StripeApi {
                 bytes: config.max_response,
             },
             warnings: Arc::default(),
+            metrics: None,
         })
     }
 
@@ -263,6 +267,12 @@ impl StripeApi {
     /// ([`retry::STRIPE_API_RETRY`]).
     pub fn with_retry(mut self, retry: RetryConfig) -> StripeApi {
         self.retry = retry;
+        self
+    }
+
+    /// Records each request in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> StripeApi {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -371,7 +381,17 @@ impl StripeApi {
     ) -> Result<(Value, u64), EnrichError> {
         let mut attempt = 1;
         loop {
-            let failure = match self.attempt(url, session_id, livemode, max_bytes).await {
+            let started = std::time::Instant::now();
+            let result = self.attempt(url, session_id, livemode, max_bytes).await;
+            if let Some(metrics) = &self.metrics {
+                let outcome = match &result {
+                    Ok(_) => ApiOutcome::Ok,
+                    Err(failure) if failure.retry => ApiOutcome::Retryable,
+                    Err(_) => ApiOutcome::Failed,
+                };
+                metrics.stripe_api(outcome, started.elapsed());
+            }
+            let failure = match result {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };

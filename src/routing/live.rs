@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::env::Env;
 use crate::config::{ConfigError, ConfigProblem};
+use crate::metrics::Metrics;
 use crate::routing::snapshot::{self, Snapshot};
 
 /// The last reload that was refused.
@@ -41,6 +42,8 @@ pub struct Live {
     /// The version of the snapshot in `current`, for those that follow
     /// reloads (the sink workers).
     version: tokio::sync::watch::Sender<u64>,
+    /// Counts reloads, and knows the config in force.
+    metrics: Arc<Metrics>,
 }
 
 /// What a reload did.
@@ -53,12 +56,20 @@ pub enum Reloaded {
 }
 
 impl Live {
-    pub fn new(snapshot: Snapshot, path: PathBuf, env: Env, orders_enabled: bool) -> Live {
+    pub fn new(
+        snapshot: Snapshot,
+        path: PathBuf,
+        env: Env,
+        orders_enabled: bool,
+        metrics: Arc<Metrics>,
+    ) -> Live {
         let (version, _) = tokio::sync::watch::channel(snapshot.version);
         // The first config goes live: its warnings are said once, at start,
         // as `check` prints them.
         log_warnings(&snapshot);
+        in_force(&metrics, &snapshot);
         Live {
+            metrics,
             version,
             current: ArcSwap::from_pointee(snapshot),
             path,
@@ -96,8 +107,14 @@ impl Live {
         let _guard = self.reloading.lock().await;
         let result = self.rebuild().await;
         let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        self.metrics.reload(match &result {
+            Ok(Reloaded::Applied(_)) => "applied",
+            Ok(Reloaded::Unchanged) => "unchanged",
+            Err(_) => "refused",
+        });
         match &result {
             Ok(Reloaded::Applied(version)) => {
+                in_force(&self.metrics, &self.load());
                 *last = None;
                 tracing::info!(version, path = %self.path.display(), "config reloaded");
                 log_warnings(&self.current.load());
@@ -160,6 +177,16 @@ fn log_warnings(snapshot: &Snapshot) {
         // Place first, as `check` prints it.
         tracing::warn!(version = snapshot.version, "config warning: {warning}");
     }
+}
+
+/// Tells the metrics which config is in force: its version, routes and
+/// sinks.
+fn in_force(metrics: &Metrics, snapshot: &Snapshot) {
+    metrics.config(
+        snapshot.version,
+        snapshot.routes.iter().map(|r| r.name.clone()).collect(),
+        snapshot.config.sinks.keys().cloned().collect(),
+    );
 }
 
 /// How long the file must stay quiet after a change before it is read:

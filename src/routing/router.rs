@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::event::Event;
+use crate::metrics::{Metrics, RecordOutcome};
 use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::build::{Builder, Built, Failed};
 use crate::routing::live::Live;
@@ -76,6 +77,7 @@ pub struct Router {
     builder: Builder,
     workers: Arc<dyn Handoff>,
     counts: Arc<Counts>,
+    metrics: Arc<Metrics>,
     concurrency: usize,
 }
 
@@ -113,6 +115,7 @@ impl Router {
         builder: Builder,
         workers: Arc<dyn Handoff>,
         counts: Arc<Counts>,
+        metrics: Arc<Metrics>,
     ) -> Router {
         Router {
             store,
@@ -120,6 +123,7 @@ impl Router {
             builder,
             workers,
             counts,
+            metrics,
             concurrency: ROUTING_CONCURRENCY,
         }
     }
@@ -330,16 +334,27 @@ impl Router {
         mut routes: Vec<String>,
     ) {
         routes.extend(records.iter().map(|r| r.route.clone()));
-        let failures = failed.len();
+        let failures: Vec<(String, bool)> =
+            failed.iter().map(|f| (f.route.clone(), f.dead)).collect();
         if !self.save(job, records, failed).await {
             return;
         }
-        if routes.is_empty() && failures == 0 && !job.reroute {
+        for (route, dead) in &failures {
+            let outcome = if *dead {
+                RecordOutcome::Dead
+            } else {
+                RecordOutcome::Retry
+            };
+            self.metrics.record(route, outcome);
+        }
+        if routes.is_empty() && failures.is_empty() && !job.reroute {
             self.counts.unmatched.fetch_add(1, Ordering::Relaxed);
+            self.metrics.event_routed(false);
             tracing::info!(event_id = %job.id, event_type = %kind, "no route matched");
         } else {
             self.counts.routed.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(event_id = %job.id, event_type = %kind, ?routes, failures, "routed");
+            self.metrics.event_routed(true);
+            tracing::info!(event_id = %job.id, event_type = %kind, ?routes, failures = failures.len(), "routed");
         }
     }
 
@@ -353,6 +368,10 @@ impl Router {
         failed: Vec<RouteFailure>,
     ) -> bool {
         let created_at_ms = crate::clock::now_ms();
+        let built: Vec<(String, String)> = records
+            .iter()
+            .map(|r| (r.record.id.clone(), r.route.clone()))
+            .collect();
         let deliveries: Vec<PendingDelivery> = records
             .iter()
             .flat_map(|r| {
@@ -362,6 +381,7 @@ impl Router {
                     route: r.route.clone(),
                     attempts: 0,
                     created_at_ms,
+                    received_at_ms: job.received_at_ms,
                 })
             })
             .collect();
@@ -376,6 +396,11 @@ impl Router {
                 return false;
             }
         };
+        for (record_id, route) in &built {
+            if stored.contains(record_id) {
+                self.metrics.record(route, RecordOutcome::Built);
+            }
+        }
         // Records stored by an earlier pass have their deliveries already.
         for delivery in deliveries {
             if stored.contains(&delivery.record.id) {

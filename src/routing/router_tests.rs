@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::delivery::workers::Workers;
+use crate::metrics::Metrics;
 use crate::offline::standin::{SessionEvent, checkout_session_event};
 use crate::routing::enrich::{ApiKey, StripeApi};
 use crate::routing::test_support;
@@ -70,13 +71,20 @@ async fn the_wait_for_a_routing_permit_watches_shutdown() {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
+    let workers = Workers::start(
+        store.clone(),
+        live.clone(),
+        Metrics::new(),
+        shutdown.clone(),
+        &tracker,
+    );
     let router = Router::new(
         store,
         live.clone(),
         Builder::new(Some(stripe)),
         workers,
         Arc::default(),
+        Metrics::new(),
     )
     .with_concurrency(1);
     let (tx, rx) = mpsc::channel(8);
@@ -223,13 +231,20 @@ async fn router_over_panics(
         panics: std::sync::atomic::AtomicU32::new(panics),
     });
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let workers = Workers::start(store.clone(), live.clone(), shutdown.clone(), &tracker);
+    let workers = Workers::start(
+        store.clone(),
+        live.clone(),
+        Metrics::new(),
+        shutdown.clone(),
+        &tracker,
+    );
     let router = Router::new(
         store.clone(),
         live.clone(),
         Builder::new(None),
         workers,
         Arc::default(),
+        Metrics::new(),
     );
     let (event, pending) = session_event(n);
     store

@@ -20,7 +20,13 @@ pub fn live(dir: &Path, text: &str, orders_enabled: bool) -> Arc<Live> {
     std::fs::write(&path, text).unwrap();
     let config = Config::load(&path, &Env::empty()).expect("valid config");
     let snapshot = Snapshot::build(config, None, 1, orders_enabled).expect("builds");
-    Arc::new(Live::new(snapshot, path, Env::empty(), orders_enabled))
+    Arc::new(Live::new(
+        snapshot,
+        path,
+        Env::empty(),
+        orders_enabled,
+        crate::metrics::Metrics::new(),
+    ))
 }
 
 /// Polls `condition` every 20 ms for up to 15 s: longer than a fresh row's

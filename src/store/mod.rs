@@ -69,6 +69,14 @@ pub enum StoreError {
 /// creation time plus this lease.
 pub const LEASE_MS: i64 = 5_000;
 
+/// Told about every journal transaction (the metrics of
+/// [`crate::metrics`]): how many writes it carried, how long it took, its
+/// fsync included, and whether it committed. Called on the writer's
+/// thread, so it must be quick.
+pub trait CommitObserver: Send + Sync + std::fmt::Debug {
+    fn committed(&self, writes: usize, took: std::time::Duration, ok: bool);
+}
+
 /// The journal and the delivery queues.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Durably records a verified event, or says it is a duplicate.

@@ -89,6 +89,9 @@ pub struct PendingDelivery {
     pub route: String,
     pub attempts: u32,
     pub created_at_ms: i64,
+    /// When its event was journaled (its 200), for the accept-to-delivered
+    /// latency.
+    pub received_at_ms: i64,
 }
 
 /// How one delivery attempt ended.

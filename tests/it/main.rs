@@ -17,6 +17,7 @@ mod limits_config;
 mod limits_door;
 mod limits_journal;
 mod limits_upstream;
+mod metrics;
 mod reload;
 mod routes_independent;
 mod server;

@@ -36,9 +36,9 @@ use self::health::{Health, is_full, probe};
 use self::wal::{Wal, checkpoint_loop};
 use self::writer::{Write, write_loop};
 use crate::store::{
-    DeadLetter, DeadLetterPage, DeadLetterQuery, Depths, EventDetail, EventPage, EventQuery,
-    Filter, Journaled, NewEvent, PendingDelivery, PendingEvent, Routing, Settle, Store, StoreError,
-    StoreFuture,
+    CommitObserver, DeadLetter, DeadLetterPage, DeadLetterQuery, Depths, EventDetail, EventPage,
+    EventQuery, Filter, Journaled, NewEvent, PendingDelivery, PendingEvent, Routing, Settle, Store,
+    StoreError, StoreFuture,
 };
 
 /// How long a connection waits for a lock another one holds (a CLI
@@ -73,6 +73,16 @@ impl SqliteStore {
     /// database's mode) and the folders created for it are private to the
     /// user: they hold customers' names and addresses.
     pub fn open(path: &Path, fsync: bool, wal_limit: u64) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_observed(path, fsync, wal_limit, None)
+    }
+
+    /// [`SqliteStore::open`], telling `observer` about every transaction.
+    pub fn open_observed(
+        path: &Path,
+        fsync: bool,
+        wal_limit: u64,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -125,7 +135,7 @@ impl SqliteStore {
         let writer_health = health.clone();
         spawn(
             "journal-writer",
-            Box::new(move || write_loop(writer, rx, wal, &writer_health)),
+            Box::new(move || write_loop(writer, rx, wal, &writer_health, observer.as_deref())),
         )?;
         let alive = Arc::new(());
         let watched = Arc::downgrade(&alive);

@@ -84,8 +84,10 @@ pub(super) fn due_deliveries(
     busy: &[String],
 ) -> Result<Vec<PendingDelivery>, rusqlite::Error> {
     let mut statement = c.prepare_cached(&format!(
-        "SELECT d.record_id, d.sink, d.route, r.body, d.attempts, d.created_at
+        "SELECT d.record_id, d.sink, d.route, r.body, d.attempts, d.created_at,
+                COALESCE(e.received_at, d.created_at)
          FROM deliveries d JOIN records r ON r.id = d.record_id
+         LEFT JOIN events e ON e.id = r.event_id
          WHERE d.state = {} AND d.sink = ?1 AND d.next_attempt_at <= ?2
          ORDER BY d.next_attempt_at, d.created_at LIMIT ?3",
         DeliveryState::Pending
@@ -100,6 +102,7 @@ pub(super) fn due_deliveries(
             route: row.get(2)?,
             attempts: row.get(4)?,
             created_at_ms: row.get(5)?,
+            received_at_ms: row.get(6)?,
         })
     })?;
     let mut due = Vec::with_capacity(limit);

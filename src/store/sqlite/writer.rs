@@ -11,7 +11,7 @@ use super::health::{Health, PROBE_EVERY, probe, wrote};
 use super::wal::Wal;
 use super::writes;
 use crate::clock::now_ms;
-use crate::store::{Filter, Journaled, NewEvent, Routing, Settle, StoreError};
+use crate::store::{CommitObserver, Filter, Journaled, NewEvent, Routing, Settle, StoreError};
 
 /// Writes, each answered once its transaction committed.
 pub(super) enum Write {
@@ -47,6 +47,7 @@ pub(super) fn write_loop(
     rx: std::sync::mpsc::Receiver<Write>,
     mut wal: Wal,
     health: &Health,
+    observer: Option<&dyn CommitObserver>,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut batch = Vec::with_capacity(BATCH);
@@ -77,7 +78,11 @@ pub(super) fn write_loop(
                 Err(_) => break,
             }
         }
-        apply(&mut connection, &mut batch, health);
+        let (writes, started) = (batch.len(), std::time::Instant::now());
+        let ok = apply(&mut connection, &mut batch, health);
+        if let Some(observer) = observer {
+            observer.committed(writes, started.elapsed(), ok);
+        }
         wal.after_commit(&connection);
     }
 }
@@ -102,7 +107,8 @@ impl Write {
 /// rolled back and every write in the batch is answered with that error:
 /// nothing of it is acknowledged. The outcome reaches [`crate::store::Store::health`]
 /// before any answer does: a write refused means health says so.
-fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) {
+/// True when the transaction committed.
+fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) -> bool {
     let now = now_ms();
     let mut answers: Answers = Vec::with_capacity(batch.len());
     let mut failure: Option<rusqlite::Error> = None;
@@ -133,6 +139,7 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) {
     for answer in answers {
         answer(failure.as_deref());
     }
+    failure.is_none()
 }
 
 type Answers = Vec<Box<dyn FnOnce(Option<&str>)>>;
