@@ -3,10 +3,12 @@
 //! is written at once whatever happens to an `emit: order` route on the
 //! same event.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::events::{line_items, session_event};
-use crate::harness::{read_jsonl, spawn_in_process};
+use crate::harness::{eventually, read_jsonl, spawn_in_process};
 
 const AUDIT_AND_ORDERS: &str = r#"
 stripe: { max_attempts: 1 }
@@ -90,11 +92,16 @@ async fn a_transient_api_failure_delays_only_the_order_route() {
 
     let audit = app.wait_lines("sinks/audit.jsonl", 1).await;
     assert_eq!(audit[0]["id"], "evt_flaky:audit");
+    // The audit record is delivered before the line items are asked for:
+    // wait for the API to have been tried, then no order may exist.
+    eventually(Duration::from_secs(10), || {
+        (app.stripe.requests() >= 1).then_some(())
+    })
+    .await;
     assert!(
         read_jsonl(&app.path("sinks/orders.jsonl")).is_empty(),
         "no order while the API fails"
     );
-    assert!(app.stripe.requests() >= 1);
 
     // The API recovers: the order route is retried and delivered.
     app.stripe.fail_next(0, 500);
