@@ -71,7 +71,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(
-        "cannot listen on {addr} for the admin listener (server.admin_listen): {source}; choose another port, or `off`"
+        "cannot listen on {addr} for the admin listener: {source}; choose another address, or `off`, with --admin-listen ADDR (e.g. --admin-listen 127.0.0.1:9465) or `server.admin_listen` in routes.yaml"
     )]
     AdminBind {
         addr: SocketAddr,

@@ -29,6 +29,48 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+impl LogFormat {
+    /// The names `--log-format` takes, for `--help` and shell completions.
+    pub const NAMES: [&str; 2] = ["text", "json"];
+
+    /// The clap parser of `--log-format`: it offers [`LogFormat::NAMES`] to
+    /// completions and `--help`, and refuses anything else with the message
+    /// of its `FromStr`, which names both the
+    /// flag and `STRIPE_ROUTER_LOG_FORMAT`.
+    pub fn parser() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+        LogFormatParser
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LogFormatParser;
+
+impl clap::builder::TypedValueParser for LogFormatParser {
+    type Value = LogFormat;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<LogFormat, clap::Error> {
+        value
+            .to_string_lossy()
+            .parse()
+            .map_err(|message| clap::Error::raw(clap::error::ErrorKind::InvalidValue, message))
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            LogFormat::NAMES
+                .into_iter()
+                .map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
 /// Installs the log for the process: stderr, in `format` (text has colours
 /// on a terminal), the level `RUST_LOG` asks for or `default`.
 pub fn init(default: &str, format: LogFormat) {

@@ -37,7 +37,8 @@ struct Cli {
         global = true,
         env = "STRIPE_ROUTER_LOG_FORMAT",
         default_value = "text",
-        value_name = "FORMAT"
+        value_name = "FORMAT",
+        value_parser = LogFormat::parser()
     )]
     log_format: LogFormat,
     #[command(subcommand)]

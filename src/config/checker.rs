@@ -150,6 +150,9 @@ impl<'a> Checker<'a> {
                     );
                 }
                 let at = e.location().unwrap_or(Location::UNKNOWN);
+                if let Some(hint) = super::excerpt::tab_hint(&message, self.text, at.into()) {
+                    message.push_str(hint);
+                }
                 message.push_str(&super::excerpt::excerpt(self.text, at.into()));
                 self.problem(at, message);
                 None

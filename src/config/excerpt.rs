@@ -23,11 +23,15 @@ const SECRET_MARKS: [&str; 9] = [
     "authorization",
 ];
 
+/// Said instead of the excerpt when a line looks like it holds a secret,
+/// so the excerpt is not taken for missing.
+const WITHHELD: &str = "(line not shown: it may hold a secret)";
+
 /// The line at `at` in `text` (after the one before it, unless blank)
 /// and a caret under its column, each line
 /// starting with a newline and indented to sit under a problem; nothing
-/// when the place is unknown, past the text, or the line looks like it
-/// holds a secret.
+/// when the place is unknown or past the text, [`WITHHELD`] when the line
+/// looks like it holds a secret.
 pub(super) fn excerpt(text: &str, at: Pos) -> String {
     let (Ok(line_no), Ok(column)) = (usize::try_from(at.line), usize::try_from(at.column)) else {
         return String::new();
@@ -49,7 +53,7 @@ pub(super) fn excerpt(text: &str, at: Pos) -> String {
         SECRET_MARKS.iter().any(|mark| lower.contains(mark))
     };
     if holds_secret(line) || before.is_some_and(holds_secret) {
-        return String::new();
+        return format!("\n    {WITHHELD}");
     }
     // Long lines are cut, not wrapped: the caret must stay under its column.
     const WIDTH: usize = 160;
@@ -74,6 +78,27 @@ pub(super) fn excerpt(text: &str, at: Pos) -> String {
         })
         .unwrap_or_default();
     format!("{before}\n    {number} | {shown}\n    {gutter} | {pad}^")
+}
+
+/// The next step for a YAML error caused by a tab: YAML never indents
+/// with tabs, and the parser's own words do not say what to do. `None`
+/// when neither the error nor the line at `at` (or the one before) is
+/// about a tab.
+pub(super) fn tab_hint(message: &str, text: &str, at: Pos) -> Option<&'static str> {
+    const HINT: &str = "; YAML indents with spaces, never tabs: replace the tabs with spaces";
+    let indented_by_tab = |line: &str| {
+        line.chars()
+            .take_while(|c| c.is_whitespace())
+            .any(|c| c == '\t')
+    };
+    let near = usize::try_from(at.line).ok().filter(|&n| n > 0).map(|n| {
+        text.lines()
+            .skip(n.saturating_sub(2))
+            .take(if n >= 2 { 2 } else { 1 })
+            .any(indented_by_tab)
+    });
+    let about_tabs = message.to_ascii_lowercase().contains("tab") || near == Some(true);
+    about_tabs.then_some(HINT)
 }
 
 #[cfg(test)]

@@ -237,10 +237,17 @@ impl Checker<'_> {
                             .collect(),
                         _ => Vec::new(),
                     };
+                    let items = match &value.value {
+                        Node::Seq(items) => {
+                            items.iter().map(|i| self.place(i.referenced)).collect()
+                        }
+                        _ => Vec::new(),
+                    };
                     conditions.push((name.to_owned(), json));
                     places.push(ConditionPlace {
                         key: self.place(key.referenced),
                         operators,
+                        items,
                     });
                 }
                 Err(e) => self.report(e, value, &format!("`when.{name}` in {label}")),

@@ -250,6 +250,9 @@ pub struct ConditionPlace {
     pub key: String,
     /// Each operator of an operator map by name, at its key (`gte:`).
     pub operators: Vec<(String, String)>,
+    /// Each item of a list value, in order (the patterns of
+    /// `type: [a, b]`), so that a problem with one is placed at it.
+    pub items: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {

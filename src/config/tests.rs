@@ -168,7 +168,7 @@ routes:
                     ),
                 ],
                 when_places: vec![
-                    place(40, 7, &[]),
+                    listing(place(40, 7, &[]), 40, &[14, 42]),
                     place(41, 7, &[]),
                     place(42, 7, &[]),
                     place(43, 7, &[]),
@@ -213,6 +213,18 @@ fn place(line: u32, column: u32, operators: &[(&str, u32)]) -> ConditionPlace {
             .iter()
             .map(|(op, at)| ((*op).to_owned(), format!("routes.yaml:{line}:{at}")))
             .collect(),
+        items: Vec::new(),
+    }
+}
+
+/// `place` with the items of its list value at `columns` of its line.
+fn listing(place: ConditionPlace, line: u32, columns: &[u32]) -> ConditionPlace {
+    ConditionPlace {
+        items: columns
+            .iter()
+            .map(|at| format!("routes.yaml:{line}:{at}"))
+            .collect(),
+        ..place
     }
 }
 

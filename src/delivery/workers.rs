@@ -280,21 +280,44 @@ impl Worker {
 
     /// Logs when the sink starts failing and when it recovers, once each.
     fn observe(&mut self, attempt: Attempt) {
-        match attempt.error {
-            None => {
-                if let Some(failures) = self.failing_since.take() {
-                    tracing::info!(sink = %self.sink, failures, "sink recovered");
-                }
+        match health(&mut self.failing_since, &attempt) {
+            Some(Health::Recovered { failures }) => {
+                tracing::info!(sink = %self.sink, failures, "sink recovered");
             }
-            Some(error) => {
-                if self.failing_since.is_none() && attempt.sink_known {
+            Some(Health::Failing) => {
+                if let Some(error) = &attempt.error {
                     tracing::warn!(
                         sink = %self.sink, record_id = %attempt.record_id, error = %error,
                         "sink is failing; deliveries will be retried"
                     );
                 }
-                *self.failing_since.get_or_insert(0) += 1;
             }
+            None => {}
+        }
+    }
+}
+
+/// A change in a sink's health worth one log line.
+#[derive(Debug, PartialEq, Eq)]
+enum Health {
+    Failing,
+    Recovered { failures: u32 },
+}
+
+/// What `attempt` changes in a sink's health, `failing_since` counting the
+/// failed attempts since the last success. A permanent refusal of one
+/// record (a 4xx: kept as a dead letter, never retried) says the sink is
+/// up and answering: it neither starts an outage nor ends one.
+fn health(failing_since: &mut Option<u32>, attempt: &Attempt) -> Option<Health> {
+    match &attempt.error {
+        None => failing_since
+            .take()
+            .map(|failures| Health::Recovered { failures }),
+        Some(error) if !error.retryable => None,
+        Some(_) => {
+            let started = failing_since.is_none() && attempt.sink_known;
+            *failing_since.get_or_insert(0) += 1;
+            started.then_some(Health::Failing)
         }
     }
 }

@@ -100,3 +100,34 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
     tracker.close();
     tracker.wait().await;
 }
+
+fn attempt_with(error: Option<(bool, &str)>) -> Attempt {
+    Attempt {
+        record_id: "evt_1:all".to_owned(),
+        error: error.map(|(retryable, message)| crate::sinks::DeliveryError {
+            retryable,
+            message: message.to_owned(),
+        }),
+        sink_known: true,
+    }
+}
+
+#[test]
+fn a_permanent_refusal_does_not_call_the_sink_failing() {
+    let mut failing = None;
+    // A 4xx: the record is a dead letter, the sink answered.
+    let refused = attempt_with(Some((false, "http 422")));
+    assert_eq!(health(&mut failing, &refused), None);
+    assert_eq!(failing, None);
+    // An outage starts once, with the first retryable failure.
+    let down = attempt_with(Some((true, "connection refused")));
+    assert_eq!(health(&mut failing, &down), Some(Health::Failing));
+    assert_eq!(health(&mut failing, &down), None);
+    // A refusal during an outage neither ends nor lengthens it.
+    assert_eq!(health(&mut failing, &refused), None);
+    assert_eq!(
+        health(&mut failing, &attempt_with(None)),
+        Some(Health::Recovered { failures: 2 })
+    );
+    assert_eq!(health(&mut failing, &attempt_with(None)), None);
+}

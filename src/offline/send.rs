@@ -69,7 +69,8 @@ pub enum SendError {
     NotAnEvent { path: PathBuf, source: EventError },
     #[error(
         "STRIPE_WEBHOOK_SECRET is not set: set it (or put it in .env) to the secret the router \
-         verifies with, whsec_..."
+         verifies with, whsec_...; `stripe-router serve --offline` writes one to .env.local, \
+         which `send` reads too"
     )]
     NoSecret,
     /// Its messages name the variable.
@@ -275,7 +276,12 @@ pub fn request_text(url: &Url, body: &[u8], secret: &str, now: i64) -> Vec<u8> {
     for (name, value) in headers(body, secret, now) {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
-    text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    // `send --print | nc 127.0.0.1 3000` must end: the router closes the
+    // connection once it has answered.
+    text.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
     let mut bytes = text.into_bytes();
     bytes.extend_from_slice(body);
     bytes

@@ -96,6 +96,13 @@ fn the_first_secret_signs() {
 }
 
 #[test]
+fn a_missing_secret_names_the_offline_way_to_get_one() {
+    let message = SendError::NoSecret.to_string();
+    assert!(message.contains("serve --offline"), "{message}");
+    assert!(message.contains(".env.local"), "{message}");
+}
+
+#[test]
 fn files_keep_their_bytes_or_get_a_fresh_id() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("event.json");
@@ -160,6 +167,8 @@ fn the_printed_request_carries_a_signature_that_verifies() {
     let (head, printed_body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("POST /api/webhook HTTP/1.1\r\nHost: 127.0.0.1:3000\r\n"));
     assert_eq!(printed_body.as_bytes(), body);
+    // Without it, `send --print | nc` waits for the router to close.
+    assert!(head.lines().any(|l| l == "Connection: close"), "{head}");
     let signature = head
         .lines()
         .find_map(|l| l.strip_prefix("Stripe-Signature: "))

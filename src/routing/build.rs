@@ -23,12 +23,9 @@ pub struct Builder {
 /// Why one route's record could not be built.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BuildError {
-    #[error("route `{route}`: {source}")]
-    Record {
-        route: String,
-        #[source]
-        source: RecordError,
-    },
+    /// The record error names the route already.
+    #[error("{error}")]
+    Record { route: String, error: RecordError },
     #[error("route `{route}`: line items could not be read: {source}")]
     Enrich {
         route: String,
@@ -138,10 +135,10 @@ impl Builder {
                     .clone(),
             };
             let record = items.and_then(|items| {
-                record::order(event, &route.name, items, received_at).map_err(|source| {
+                record::order(event, &route.name, items, received_at).map_err(|error| {
                     BuildError::Record {
                         route: route.name.clone(),
-                        source,
+                        error,
                     }
                 })
             });
@@ -183,9 +180,13 @@ impl BuildError {
     fn for_route(self, name: &str) -> BuildError {
         let route = name.to_owned();
         match self {
-            BuildError::Record { source, .. } => BuildError::Record { route, source },
+            BuildError::Record { error, .. } => BuildError::Record { route, error },
             BuildError::Enrich { source, .. } => BuildError::Enrich { route, source },
             BuildError::NoApiKey { .. } => BuildError::NoApiKey { route },
         }
     }
 }
+
+#[cfg(test)]
+#[path = "build_tests.rs"]
+mod tests;

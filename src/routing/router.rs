@@ -79,6 +79,47 @@ pub struct Router {
     counts: Arc<Counts>,
     metrics: Arc<Metrics>,
     concurrency: usize,
+    retries: RetryWarnings,
+}
+
+/// How often a route whose records keep failing to build is warned about:
+/// the first failure is a warning at once, the retries within this much
+/// time of it are at debug, so one failing event (the Stripe API out of
+/// reach) writes a line or two every 30 s, not one per retry.
+const RETRY_WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Route names remembered by [`RetryWarnings`]; past it they are forgotten
+/// (and the next failure of each is a warning again). Routes come from the
+/// config, so this is never reached but by churning reloads.
+const RETRY_WARN_ROUTES: usize = 1024;
+
+/// When each route's failure to build was last a warning, and how many
+/// retries were logged at debug since.
+#[derive(Debug, Default)]
+struct RetryWarnings {
+    routes: Mutex<HashMap<String, (tokio::time::Instant, u64)>>,
+}
+
+impl RetryWarnings {
+    /// `Some(retries at debug since the last warning)` when this failure of
+    /// `route` is a warning: its first, or the first after
+    /// [`RETRY_WARN_EVERY`].
+    fn admit(&self, route: &str, now: tokio::time::Instant) -> Option<u64> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((last, quieted)) = routes.get_mut(route) {
+            if now < *last + RETRY_WARN_EVERY {
+                *quieted += 1;
+                return None;
+            }
+            *last = now;
+            return Some(std::mem::take(quieted));
+        }
+        if routes.len() >= RETRY_WARN_ROUTES {
+            routes.clear();
+        }
+        routes.insert(route.to_owned(), (now, 0));
+        Some(0)
+    }
 }
 
 /// Holds an event id in the router's in-flight set and takes it out when
@@ -125,6 +166,7 @@ impl Router {
             counts,
             metrics,
             concurrency: ROUTING_CONCURRENCY,
+            retries: RetryWarnings::default(),
         }
     }
 
@@ -317,7 +359,7 @@ impl Router {
             .await;
         let failed = failed
             .into_iter()
-            .map(|failed| route_failure(&pending, failed))
+            .map(|failed| route_failure(&pending, failed, &self.retries))
             .collect();
         self.finish(&pending, &event.kind, records, failed, routes)
             .await;
@@ -413,15 +455,22 @@ impl Router {
 
 /// What the store keeps of a route whose record could not be built: retry
 /// it with the one backoff, or give up (a permanent error, or past
-/// [`ROUTING_RETRY`]'s `max_age`): a route-level dead letter.
-fn route_failure(job: &PendingEvent, failed: Failed) -> RouteFailure {
+/// [`ROUTING_RETRY`]'s `max_age`): a route-level dead letter. A retry is a
+/// warning when `warnings` admits it, at debug otherwise; a dead letter is
+/// always an error.
+fn route_failure(job: &PendingEvent, failed: Failed, warnings: &RetryWarnings) -> RouteFailure {
     let now = crate::clock::now_ms();
     let dead = !failed.error.retryable() || retry::expired(&ROUTING_RETRY, job.received_at_ms, now);
     let error = failed.error.to_string();
+    let attempt = job.attempts + 1;
     if dead {
         tracing::error!(event_id = %job.id, route = %failed.route, %error, "route cannot be built; kept as a route-level dead letter (see `stripe-router deadletters`)");
+    } else if let Some(quieted) = warnings.admit(&failed.route, tokio::time::Instant::now()) {
+        tracing::warn!(event_id = %job.id, route = %failed.route, %error, attempt, quieted,
+            "route could not be built; will retry (retries within {}s are logged at debug)",
+            RETRY_WARN_EVERY.as_secs());
     } else {
-        tracing::warn!(event_id = %job.id, route = %failed.route, %error, attempt = job.attempts + 1, "route could not be built; will retry");
+        tracing::debug!(event_id = %job.id, route = %failed.route, %error, attempt, "route could not be built; will retry");
     }
     RouteFailure {
         route: failed.route,

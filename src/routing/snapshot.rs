@@ -246,16 +246,7 @@ pub fn compile(config: &Config, orders_enabled: bool) -> Result<Vec<When>, Confi
                 ),
             });
         }
-        if let Some(types) = never_sessions(route) {
-            problems.push(ConfigProblem {
-                place: route.emit_place.clone(),
-                message: format!(
-                    "{label} emits orders, which are built from Checkout Sessions, but its \
-                     types ({types}) are never Checkout Session events: write `emit: event` to \
-                     pass these events on, or match `checkout.session.*` types"
-                ),
-            });
-        }
+        problems.extend(never_sessions(route, &label));
     }
     if problems.is_empty() {
         Ok(compiled)
@@ -300,35 +291,79 @@ fn condition_problems(route: &RouteConfig, label: &str) -> Vec<ConfigProblem> {
     problems
 }
 
-/// The `type` patterns of an `emit: order` route, when none of them can
-/// match a Checkout Session event (`checkout.session.*`): such a route can
-/// never build an order. `None` when one can, or when it has no `type`.
-fn never_sessions(route: &RouteConfig) -> Option<String> {
+/// The problems of an `emit: order` route whose `type` patterns include
+/// some that can never match a Checkout Session event
+/// (`checkout.session.*`), where orders come from: when none can, one
+/// problem at `emit` (the route can never build an order); when only some
+/// cannot, one at each of those (their events would all be dead letters).
+/// Nothing when every pattern can, or when it has no `type`.
+fn never_sessions(route: &RouteConfig, label: &str) -> Vec<ConfigProblem> {
     const SESSIONS: &str = "checkout.session.";
-    let patterns: Vec<&str> = route
-        .when
-        .iter()
-        .filter(|(key, _)| key == "type")
-        .flat_map(|(_, value)| match value {
-            serde_json::Value::String(s) => vec![s.as_str()],
+    // Each pattern with where it is written: a list's items at their own
+    // places, a single pattern at its condition's key.
+    let mut patterns: Vec<(&str, &str)> = Vec::new();
+    for (index, (key, value)) in route.when.iter().enumerate() {
+        if key != "type" {
+            continue;
+        }
+        let place = route.when_places.get(index);
+        let key_place = place.map_or(route.place.as_str(), |p| p.key.as_str());
+        match value {
+            serde_json::Value::String(s) => patterns.push((s, key_place)),
             serde_json::Value::Array(items) => {
-                items.iter().filter_map(serde_json::Value::as_str).collect()
+                for (i, item) in items.iter().enumerate() {
+                    let Some(pattern) = item.as_str() else {
+                        continue;
+                    };
+                    let at = place
+                        .and_then(|p| p.items.get(i))
+                        .map_or(key_place, String::as_str);
+                    patterns.push((pattern, at));
+                }
             }
-            _ => Vec::new(),
-        })
-        .collect();
+            _ => {}
+        }
+    }
     // `*` matches any run of characters: a pattern can match a name that
     // starts with SESSIONS when its text before the first `*` and SESSIONS
     // agree as far as both go; without a `*`, when it starts with SESSIONS.
-    let can_be_session = |pattern: &&str| match pattern.split_once('*') {
+    let can_be_session = |pattern: &str| match pattern.split_once('*') {
         Some((literal, _)) => literal.starts_with(SESSIONS) || SESSIONS.starts_with(literal),
         None => pattern.starts_with(SESSIONS),
     };
-    if patterns.is_empty() || patterns.iter().any(can_be_session) {
-        return None;
+    let never: Vec<(&str, &str)> = patterns
+        .iter()
+        .copied()
+        .filter(|(pattern, _)| !can_be_session(pattern))
+        .collect();
+    if never.is_empty() {
+        return Vec::new();
     }
-    let listed: Vec<String> = patterns.iter().map(|p| format!("`{p}`")).collect();
-    Some(listed.join(", "))
+    if never.len() == patterns.len() {
+        let listed: Vec<String> = never.iter().map(|(p, _)| format!("`{p}`")).collect();
+        return vec![ConfigProblem {
+            place: route.emit_place.clone(),
+            message: format!(
+                "{label} emits orders, which are built from Checkout Sessions, but its \
+                 types ({}) are never Checkout Session events: write `emit: event` to \
+                 pass these events on, or match `checkout.session.*` types",
+                listed.join(", ")
+            ),
+        }];
+    }
+    never
+        .into_iter()
+        .map(|(pattern, at)| ConfigProblem {
+            place: at.to_owned(),
+            message: format!(
+                "{label} emits orders, which are built from Checkout Sessions, but its type \
+                 `{pattern}` is never a Checkout Session event, so each such event would be a \
+                 dead letter: split the route, keeping `emit: order` for the \
+                 `checkout.session.*` types and moving `{pattern}` to a route with \
+                 `emit: event`"
+            ),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -186,7 +186,7 @@ fn orders_need_a_type_that_can_be_a_checkout_session() {
         "\"checkout.*\"",
         "\"checkout.session.*\"",
         "\"*.completed\"",
-        "[payment_intent.succeeded, checkout.session.completed]",
+        "[checkout.session.completed, \"checkout.*\"]",
         "checkout.session.some_new_type",
     ] {
         let (problems, _) = findings(&route(fine), true);
@@ -198,6 +198,40 @@ fn orders_need_a_type_that_can_be_a_checkout_session() {
         true,
     );
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn orders_on_a_mixed_type_list_are_refused_at_each_type_that_is_never_a_session() {
+    // Each `payment_intent.succeeded` would be a dead letter at run time.
+    let text = "sinks: { out: { type: stdout } }\nroutes:\n  - name: mixed\n    when: { type: [payment_intent.succeeded, checkout.session.completed, \"invoice.*\"] }\n    emit: order\n    to: out\n";
+    let (problems, _) = findings(text, true);
+    assert_lines(
+        &problems,
+        &[
+            (
+                "routes.yaml:4:20",
+                "route `mixed` emits orders, which are built from Checkout Sessions, but its type \
+                 `payment_intent.succeeded` is never a Checkout Session event",
+            ),
+            (
+                "routes.yaml:4:74",
+                "`invoice.*` is never a Checkout Session event",
+            ),
+        ],
+    );
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.contains("split the route") && p.contains("`emit: event`")),
+        "{problems:#?}"
+    );
+    // The same list, its types in a block sequence: each at its own line.
+    let text = "sinks: { out: { type: stdout } }\nroutes:\n  - name: mixed\n    when:\n      type:\n        - checkout.session.completed\n        - payment_intent.succeeded\n    emit: order\n    to: out\n";
+    let (problems, _) = findings(text, true);
+    assert_lines(
+        &problems,
+        &[("routes.yaml:7:11", "`payment_intent.succeeded`")],
+    );
 }
 
 #[test]

@@ -323,6 +323,62 @@ async fn emit_order_on_types_that_are_never_sessions_is_refused_by_check_start_a
 }
 
 #[tokio::test]
+async fn emit_order_on_a_mixed_type_list_is_refused_at_the_type_by_check_start_and_reload() {
+    // Sessions and PaymentIntents in one order route: the PaymentIntents
+    // would all be dead letters at run time.
+    let mixed = |routes: &str| {
+        routes.replace(
+            "when: { type: checkout.session.async_payment_failed }",
+            "when: { type: [payment_intent.payment_failed, checkout.session.async_payment_failed] }",
+        )
+    };
+    let routes = mixed(&shipped_routes());
+    assert_ne!(routes, shipped_routes());
+    let dir = folder_with(&routes);
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "routes.yaml:32:20: route `failed-payments` emits orders, which are built from \
+             Checkout Sessions, but its type `payment_intent.payment_failed` is never a Checkout \
+             Session event"
+        ) && stderr.contains("split the route")
+            && stderr.contains("`emit: event`"),
+        "{stderr}"
+    );
+
+    let env = vec![
+        ("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+        (
+            "STRIPE_SECRET_API_KEY".to_owned(),
+            "rk_test_51CheckKey00000000".to_owned(),
+        ),
+    ];
+    let mut serve = serve_command(dir.path(), &env);
+    let output = tokio::task::spawn_blocking(move || serve.output().expect("serve runs"))
+        .await
+        .expect("serve exits");
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`payment_intent.payment_failed` is never a Checkout Session event"),
+        "{stderr}"
+    );
+
+    let app = spawn_app(ROUTES).await;
+    let edited = mixed(&std::fs::read_to_string(app.path("routes.yaml")).expect("reads"));
+    std::fs::write(app.path("routes.yaml"), edited).expect("edits routes.yaml");
+    let health = wait_health(&app, |h| !h["config"]["last_reload_error"].is_null()).await;
+    let problems = health["config"]["last_reload_error"]["problems"].to_string();
+    assert!(
+        problems.contains("`payment_intent.payment_failed` is never a Checkout Session event"),
+        "{health}"
+    );
+    assert_eq!(health["config"]["version"], 1, "{health}");
+}
+
+#[tokio::test]
 async fn serve_logs_the_environment_warning_check_prints() {
     // A second secret that is no endpoint signing secret: serve takes it,
     // both say it may be wrong.

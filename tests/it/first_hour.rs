@@ -128,6 +128,14 @@ async fn bash_completes_the_flags_of_a_subcommand() {
 }
 
 #[tokio::test]
+async fn bash_completes_the_log_formats_not_file_names() {
+    let formats = complete(&["stripe-router", "serve", "--log-format", ""]).await;
+    assert_eq!(formats, ["text", "json"], "{formats:?}");
+    let json = complete(&["stripe-router", "check", "--log-format", "j"]).await;
+    assert_eq!(json, ["json"], "{json:?}");
+}
+
+#[tokio::test]
 async fn send_with_no_router_says_to_start_serve() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let to = format!("http://127.0.0.1:{}/api/webhook", free_port());
@@ -484,6 +492,107 @@ async fn send_print_shows_a_signed_request_and_sends_nothing() {
     let event: Value = serde_json::from_str(body).expect("the body is the event");
     assert_eq!(event["data"]["object"]["currency"], "eur");
     assert!(head.contains(&format!("Content-Length: {}", body.len())));
+}
+
+#[tokio::test]
+async fn a_printed_request_piped_to_the_router_gets_its_answer_and_the_connection_ends() {
+    // What `send --print | nc 127.0.0.1 3000` does: the router must close
+    // once it has answered, or nc waits forever.
+    let app = spawn_app(ROUTES).await;
+    let to = format!("http://{}/api/webhook", app.addr);
+    let args = ["send", "checkout.session.expired", "--print", "--to", &to];
+    let output = run(app.dir.path(), &args, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let request = output.stdout;
+    let addr = app.addr;
+    let answer = tokio::time::timeout(WAIT, async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        stream
+            .write_all(&request)
+            .await
+            .expect("writes the request");
+        // Read to the end: only a closed connection ends it.
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .await
+            .expect("reads the answer");
+        answer
+    })
+    .await
+    .expect("the router closes the connection after answering");
+    let answer = text(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn send_without_a_secret_names_serve_offline_and_env_local() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let to = format!("http://127.0.0.1:{}/api/webhook", free_port());
+    let output = run(
+        dir.path(),
+        &["send", "checkout.session.completed", "--to", &to],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("STRIPE_WEBHOOK_SECRET is not set")
+            && stderr.contains("serve --offline")
+            && stderr.contains(".env.local"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_admin_port_names_the_flag_and_the_key() {
+    let dir = folder(ROUTES);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let admin = taken.local_addr().expect("an address").to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = ["serve", "--listen", &listen, "--admin-listen", &admin];
+    let env = [
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ("STRIPE_SECRET_API_KEY", API_KEY),
+    ];
+    let output = run(dir.path(), &args, &env).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {admin} for the admin listener"))
+            && stderr.contains("--admin-listen ADDR")
+            && stderr.contains("`server.admin_listen`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_tab_in_the_yaml_suggests_spaces_and_a_secret_line_says_it_is_not_shown() {
+    let env = [("STRIPE_WEBHOOK_SECRET", SECRET)];
+    let dir = folder("sinks:\n\torders: { type: jsonl, path: a.jsonl }\nroutes: []\n");
+    let output = run(dir.path(), &["check"], &env).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("routes.yaml:2:"), "{stderr}");
+    assert!(
+        stderr.contains("YAML indents with spaces, never tabs"),
+        "{stderr}"
+    );
+
+    let dir = folder(
+        "sinks:\n  hook: { type: http, url: \"http://127.0.0.1:9/x\", signing_secret: whsec_abc\nroutes: []\n",
+    );
+    let output = run(dir.path(), &["check"], &env).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("(line not shown: it may hold a secret)") && !stderr.contains("whsec_abc"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
