@@ -61,7 +61,7 @@ pub enum ApiKeyError {
          STRIPE_WEBHOOK_SECRET: expected {EXPECTED}"
     )]
     WebhookSecret,
-    #[error("STRIPE_SECRET_API_KEY holds no Stripe API key: expected {EXPECTED}")]
+    #[error("STRIPE_SECRET_API_KEY is not an API key: expected {EXPECTED}")]
     Unrecognized,
 }
 
