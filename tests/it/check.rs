@@ -531,3 +531,36 @@ async fn denied_warnings_say_so_and_never_that_the_file_is_valid() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn serve_names_the_key_and_the_next_step_when_a_sink_or_the_journal_cannot_open() {
+    // A symbolic link to itself: nothing in the way a look can see, and
+    // yet nothing can be opened there.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for name in ["sloop", "jloop"] {
+        std::os::unix::fs::symlink(name, dir.path().join(name)).expect("a link loop");
+    }
+    let sink = plain("server: { admin_listen: \"off\" }\n")
+        .replace("{ type: stdout }", "{ type: jsonl, path: sloop }");
+    std::fs::write(dir.path().join("routes.yaml"), &sink).expect("routes.yaml");
+    let env = [("STRIPE_WEBHOOK_SECRET", SECRET)];
+    let args = ["serve", "--listen", "127.0.0.1:0"];
+    let output = run(dir.path(), &args, &env).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sink `out` cannot start (`sinks.out.path`)")
+            && stderr.contains("choose another `path`"),
+        "{stderr}"
+    );
+
+    let journal = plain("server: { admin_listen: \"off\" }\nstore: { path: jloop }\n");
+    std::fs::write(dir.path().join("routes.yaml"), journal).expect("routes.yaml");
+    let output = run(dir.path(), &args, &env).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("(`store.path`): choose another `store.path`"),
+        "{stderr}"
+    );
+}
