@@ -53,14 +53,17 @@ pub enum StartError {
     /// Its messages name the variable.
     #[error(transparent)]
     WebhookSecret(#[from] SecretsError),
-    #[error("STRIPE_SECRET_API_KEY: {0}")]
+    /// Its messages name the variable.
+    #[error(transparent)]
     ApiKey(#[from] ApiKeyError),
     /// The value is not repeated: a URL may hold credentials.
     #[error("STRIPE_API_BASE is not a URL ({reason}): write e.g. `https://api.stripe.com`")]
     ApiBase { reason: String },
     #[error("the Stripe API client cannot start: {0}")]
     StripeClient(String),
-    #[error(transparent)]
+    #[error(
+        "{0} (`store.path`): choose another `store.path`, or let the router create and write its folder"
+    )]
     Store(#[from] StoreError),
     #[error(transparent)]
     Locked(#[from] LockError),
@@ -100,6 +103,16 @@ impl StartError {
             StartError::NoWebhookSecret => true,
             StartError::Several(errors) => errors.iter().any(StartError::lacks_webhook_secret),
             _ => false,
+        }
+    }
+
+    /// The variable this problem is about when it is only that the variable
+    /// is not set (what `check --no-env` leaves unchecked).
+    pub fn unset_variable(&self) -> Option<&'static str> {
+        match self {
+            StartError::NoWebhookSecret => Some("STRIPE_WEBHOOK_SECRET"),
+            StartError::AdminAccess(AccessError::NoToken { .. }) => Some(auth::TOKEN_VAR),
+            _ => None,
         }
     }
 }
@@ -169,15 +182,15 @@ impl App {
 
         // Every problem of the file and the environment in one run: fixing
         // the webhook secret must not reveal a missing API key only then.
-        let stripe_config = config
+        let (stripe_config, config_admin_listen) = config
             .as_ref()
-            .map(|c| c.stripe.clone())
+            .map(|c| (c.stripe.clone(), c.server.admin_listen))
             .unwrap_or_default();
-        let secrets = webhook_secrets(&env);
-        let stripe = stripe_api(&env, &stripe_config);
+        let admin_listen = admin_listen.unwrap_or(config_admin_listen);
+        let environment = environment(&env, &stripe_config, admin_listen);
         // A key that is set but refused is reported once, as itself, not
         // again by every route that emits orders.
-        let orders_enabled = !matches!(stripe, Ok(None));
+        let orders_enabled = orders_wanted;
         let built = match config {
             Ok(config) => {
                 let (server, store, base_dir) = (
@@ -195,27 +208,28 @@ impl App {
             path: config_path.display().to_string(),
             error,
         });
-        let ((snapshot, server_config, store_config, base_dir), secrets, stripe) =
-            match (built, secrets, stripe) {
-                (Ok(built), Ok(secrets), Ok(stripe)) => (built, secrets, stripe),
-                (built, secrets, stripe) => {
-                    let mut errors: Vec<StartError> = [built.err(), secrets.err(), stripe.err()]
-                        .into_iter()
-                        .flatten()
-                        .collect();
+        let ((snapshot, server_config, store_config, base_dir), environment) =
+            match (built, environment) {
+                (Ok(built), Ok(environment)) => (built, environment),
+                (built, environment) => {
+                    let mut errors: Vec<StartError> = built.err().into_iter().collect();
+                    errors.extend(environment.err().into_iter().flatten());
                     return Err(match errors.len() {
                         1 => errors.remove(0),
                         _ => StartError::Several(errors),
                     });
                 }
             };
+        let Environment {
+            secrets,
+            stripe,
+            admin_token,
+        } = environment;
         // This router's own metrics, handed to each stage that records:
         // never a process-wide registry.
         let metrics = Metrics::new();
         let stripe = stripe.map(|api| api.with_metrics(metrics.clone()));
         let addr = listen.unwrap_or(server_config.listen);
-        let admin_listen = admin_listen.unwrap_or(server_config.admin_listen);
-        let admin_token = auth::access(&env, admin_listen)?;
         let admin_addr = match admin_listen {
             AdminListen::Off => None,
             AdminListen::On(addr) => Some(addr),
@@ -458,14 +472,40 @@ async fn prune(store: Arc<dyn Store>, retention: Duration, shutdown: Cancellatio
     }
 }
 
-/// What `serve` takes from the environment: the webhook secrets and, when
-/// `STRIPE_SECRET_API_KEY` is set, the Stripe API client. `check` calls it
-/// too, so both refuse the same environment.
-pub fn stripe_environment(
+/// What `serve` takes from the environment, once every value is accepted.
+pub struct Environment {
+    pub secrets: Secrets,
+    /// The Stripe API client, when `STRIPE_SECRET_API_KEY` is set.
+    pub stripe: Option<StripeApi>,
+    /// The bearer token the admin listener requires, if any.
+    pub admin_token: Option<auth::Token>,
+}
+
+/// Every problem of the environment `serve` would refuse to start with
+/// (the webhook secret, the API key, the API base, the admin token), all
+/// of them, not the first: `check` and `serve` both call it, so they
+/// report exactly the same set.
+pub fn environment(
     env: &Env,
     config: &StripeConfig,
-) -> Result<(Secrets, Option<StripeApi>), StartError> {
-    Ok((webhook_secrets(env)?, stripe_api(env, config)?))
+    admin_listen: AdminListen,
+) -> Result<Environment, Vec<StartError>> {
+    let secrets = webhook_secrets(env);
+    let stripe = stripe_api(env, config);
+    let admin_token = auth::access(env, admin_listen).map_err(StartError::from);
+    match (secrets, stripe, admin_token) {
+        (Ok(secrets), Ok(stripe), Ok(admin_token)) => Ok(Environment {
+            secrets,
+            stripe,
+            admin_token,
+        }),
+        (secrets, stripe, admin_token) => {
+            let mut errors = secrets.err().into_iter().collect::<Vec<_>>();
+            errors.extend(stripe.err().into_iter().flatten());
+            errors.extend(admin_token.err());
+            Err(errors)
+        }
+    }
 }
 
 /// `STRIPE_WEBHOOK_SECRET`, which `serve` cannot start without.
@@ -476,22 +516,26 @@ fn webhook_secrets(env: &Env) -> Result<Secrets, StartError> {
     }
 }
 
-/// The Stripe API client, when `STRIPE_SECRET_API_KEY` is set.
-fn stripe_api(env: &Env, config: &StripeConfig) -> Result<Option<StripeApi>, StartError> {
+/// The Stripe API client, when `STRIPE_SECRET_API_KEY` is set; a refused
+/// key and a refused `STRIPE_API_BASE` are both reported.
+fn stripe_api(env: &Env, config: &StripeConfig) -> Result<Option<StripeApi>, Vec<StartError>> {
     let Some(key) = env
         .get("STRIPE_SECRET_API_KEY")
         .filter(|k| !k.trim().is_empty())
     else {
         return Ok(None);
     };
-    let key = ApiKey::parse(key.trim())?;
+    let key = ApiKey::parse(key.trim()).map_err(StartError::from);
     let base_text = env
         .get("STRIPE_API_BASE")
         .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
     let base = Url::parse(base_text.trim()).map_err(|e| StartError::ApiBase {
         reason: e.to_string(),
-    })?;
-    StripeApi::new(base, key, config)
-        .map(Some)
-        .map_err(|e| StartError::StripeClient(e.to_string()))
+    });
+    match (key, base) {
+        (Ok(key), Ok(base)) => StripeApi::new(base, key, config)
+            .map(Some)
+            .map_err(|e| vec![StartError::StripeClient(e.to_string())]),
+        (key, base) => Err(key.err().into_iter().chain(base.err()).collect()),
+    }
 }

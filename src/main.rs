@@ -134,9 +134,9 @@ enum Command {
         #[arg(long, default_value = "routes.yaml")]
         config: PathBuf,
         /// Validate the file alone, as a CI job without secrets would:
-        /// unset `${VAR}`s and missing Stripe variables are not errors (the
-        /// output says what was not checked); Stripe variables that are set
-        /// but would be refused are warnings.
+        /// unset `${VAR}`s, missing Stripe variables and a missing admin
+        /// token are not errors (the output says what was not checked);
+        /// variables that are set but would be refused are warnings.
         #[arg(long)]
         no_env: bool,
         /// Exit 1 on warnings too, e.g. in CI.

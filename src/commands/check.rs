@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use crate::admin::auth;
 use crate::app;
 use crate::config::env::Env;
 use crate::config::{Config, Emit, UnsetVars};
@@ -61,38 +60,44 @@ pub fn check(
     let mut problems: Vec<String> = findings.problems.iter().map(ToString::to_string).collect();
     let config_problems = problems.len();
     let mut warnings: Vec<String> = findings.warnings.iter().map(ToString::to_string).collect();
-    if no_env {
-        warnings.extend(environment(env));
-    } else {
-        let stripe = findings
-            .config
-            .as_ref()
-            .map(|c| c.stripe.clone())
-            .unwrap_or_default();
-        match app::stripe_environment(env, &stripe) {
-            Ok(_) => warnings.extend(environment(env)),
-            Err(e) => problems.push(format!("environment: {e}")),
-        }
-    }
-    // The admin listener's token, decided as `serve` decides it.
-    let admin_listen = findings
+    // The environment, judged by the very function `serve` starts with:
+    // every refusal of it, with or without --no-env, only told apart.
+    let (stripe, admin_listen) = findings
         .config
         .as_ref()
-        .map(|c| c.server.admin_listen)
+        .map(|c| (c.stripe.clone(), c.server.admin_listen))
         .unwrap_or_default();
-    match auth::access(env, admin_listen) {
-        Ok(_) => {}
-        Err(e) if no_env => warnings.push(format!("{e} (`serve` will not start)")),
-        Err(e) => problems.push(format!("environment: {e}")),
+    let refusals = app::environment(env, &stripe, admin_listen)
+        .err()
+        .unwrap_or_default();
+    let mut left_out = Vec::new();
+    for refusal in refusals {
+        match refusal.unset_variable() {
+            // Not set where CI runs: what --no-env leaves unchecked.
+            Some(name) if no_env => left_out.push(name),
+            _ if no_env => warnings.push(format!("{refusal} (`serve` will not start)")),
+            _ => problems.push(format!("environment: {refusal}")),
+        }
     }
+    warnings.extend(oddities(env));
     let not_checked = no_env
-        .then(|| unchecked(env, &findings.unset_vars))
+        .then(|| unchecked(env, &left_out, &findings.unset_vars))
         .flatten();
 
+    let denied = deny_warnings && !warnings.is_empty();
     match &findings.config {
         Some(config) if problems.is_empty() => {
             // The summary is the command's output; problems go to `err`.
-            let _ = writeln!(out, "{} is valid\n\n{}", path.display(), config.summary());
+            // Denied, the warnings fail it: never "is valid" on a failure.
+            let verdict = if denied {
+                format!(
+                    "has no problems, but {} fail the check (--deny-warnings)",
+                    counted(warnings.len(), "warning")
+                )
+            } else {
+                "is valid".to_owned()
+            };
+            let _ = writeln!(out, "{} {verdict}\n\n{}", path.display(), config.summary());
             if let Some(note) = &not_checked {
                 let _ = writeln!(out, "{note}");
             }
@@ -125,12 +130,14 @@ pub fn check(
         if deny_warnings {
             let _ = writeln!(
                 err,
-                "check fails on {} (--deny-warnings): fix them, or drop --deny-warnings",
+                "{} has {}, and --deny-warnings makes them fail the check: fix them, or drop \
+                 --deny-warnings",
+                path.display(),
                 counted(warnings.len(), "warning")
             );
         }
     }
-    problems.is_empty() && (!deny_warnings || warnings.is_empty())
+    problems.is_empty() && !denied
 }
 
 /// `1 problem`, `2 problems`.
@@ -142,12 +149,18 @@ fn counted(n: usize, noun: &str) -> String {
     }
 }
 
-/// What `--no-env` left unchecked: the Stripe variables that are not set
-/// and the unset variables `${VAR}`s name; `None` when nothing was.
-fn unchecked(env: &Env, unset_vars: &[String]) -> Option<String> {
+/// What `--no-env` left unchecked: the Stripe variables that are not set,
+/// those `serve` would need here (`left_out`, e.g. the admin token for an
+/// admin listener off loopback) and the unset variables `${VAR}`s name; `None` when nothing was.
+fn unchecked(env: &Env, left_out: &[&str], unset_vars: &[String]) -> Option<String> {
     let mut names: Vec<String> = STRIPE_VARIABLES
         .iter()
         .filter(|name| env.get(name).is_none_or(|v| v.trim().is_empty()))
+        .chain(
+            left_out
+                .iter()
+                .filter(|name| !STRIPE_VARIABLES.contains(name)),
+        )
         .map(|name| (*name).to_owned())
         .collect();
     names.extend(unset_vars.iter().map(|name| format!("${{{name}}}")));
@@ -228,34 +241,43 @@ fn compact(value: &serde_json::Value) -> String {
 /// set is not judged here. Never quotes a value.
 pub fn environment(env: &Env) -> Vec<String> {
     let mut warnings = Vec::new();
-    if let Some(value) = env.get("STRIPE_WEBHOOK_SECRET") {
-        match Secrets::parse(&value) {
-            Err(e) => warnings.push(format!("{e} (`serve` will not start)")),
-            Ok(_) => {
-                let odd = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty() && !s.starts_with("whsec_"))
-                    .count();
-                if odd > 0 {
-                    warnings.push(format!(
-                        "STRIPE_WEBHOOK_SECRET: {odd} of its secrets do not start with `whsec_`, \
-                         as endpoint signing secrets do; {WHICH_SECRET}"
-                    ));
-                }
-            }
-        }
+    if let Some(value) = env.get("STRIPE_WEBHOOK_SECRET")
+        && let Err(e) = Secrets::parse(&value)
+    {
+        warnings.push(format!("{e} (`serve` will not start)"));
     }
     if let Some(key) = env
         .get("STRIPE_SECRET_API_KEY")
         .filter(|k| !k.trim().is_empty())
         && let Err(e) = ApiKey::parse(&key)
     {
-        warnings.push(format!(
-            "STRIPE_SECRET_API_KEY: {e} (`serve` will not start)"
-        ));
+        warnings.push(format!("{e} (`serve` will not start)"));
     }
+    warnings.extend(oddities(env));
     warnings
+}
+
+/// What is accepted in the environment but likely wrong: webhook secrets
+/// that do not look like endpoint signing secrets. Never quotes a value.
+fn oddities(env: &Env) -> Vec<String> {
+    let Some(value) = env.get("STRIPE_WEBHOOK_SECRET") else {
+        return Vec::new();
+    };
+    if Secrets::parse(&value).is_err() {
+        return Vec::new();
+    }
+    let odd = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.starts_with("whsec_"))
+        .count();
+    if odd == 0 {
+        return Vec::new();
+    }
+    vec![format!(
+        "STRIPE_WEBHOOK_SECRET: {odd} of its secrets do not start with `whsec_`, as endpoint \
+         signing secrets do; {WHICH_SECRET}"
+    )]
 }
 
 #[cfg(test)]

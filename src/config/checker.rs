@@ -76,7 +76,7 @@ impl<'a> Checker<'a> {
             routes: Vec::new(),
             store: StoreConfig::default(),
         };
-        let (mut sinks, mut routes) = (None, None);
+        let (mut sinks, mut routes, mut store) = (None, None, None);
         for (key, value) in entries {
             match key.value.as_str() {
                 Some("server") => parts.server = self.server(value).unwrap_or_default(),
@@ -85,6 +85,7 @@ impl<'a> Checker<'a> {
                 }
                 Some("store") => {
                     parts.store = self.section(value, "`store`").unwrap_or_default();
+                    store = Some(value);
                 }
                 Some("sinks") => sinks = Some(value),
                 Some("routes") => routes = Some(value),
@@ -97,6 +98,10 @@ impl<'a> Checker<'a> {
                 ),
             }
         }
+
+        // The journal is opened there: the default path too.
+        let journal = parts.store.path.clone();
+        self.file_path(store, &journal, "store.path", "stripe-router.db");
 
         // Names of every sink written, even one whose settings are broken,
         // so that a route naming it is not also reported.

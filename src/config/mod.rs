@@ -10,7 +10,7 @@
 //!
 //! The parts: `schema` (the typed config and its defaults), `yaml` (the tree
 //! with places and its deserializer), `checker` and `routes` (every value
-//! checked), `problems` (every problem with its place), `excerpt` (a
+//! checked), `paths` (file paths checked on disk, by looking only), `problems` (every problem with its place), `excerpt` (a
 //! syntax error's line and caret), `interpolate` (`${VAR}`) and `env` (the
 //! environment).
 
@@ -18,6 +18,7 @@ mod checker;
 pub mod env;
 mod excerpt;
 mod interpolate;
+mod paths;
 mod problems;
 mod routes;
 mod schema;

@@ -10,7 +10,7 @@ use serde_saphyr::{Location, Spanned};
 use super::problems::Checker;
 use super::schema::{ConditionPlace, Emit, RouteConfig};
 use super::yaml::{De, Node};
-use crate::sinks::SinkConfig;
+use crate::sinks::{SinkConfig, SinkKind};
 
 const ROUTE_KEYS: &str = "`name`, `when`, `emit`, `to`";
 
@@ -48,7 +48,11 @@ impl Checker<'_> {
                 );
                 continue;
             }
-            if let Some(sink) = self.typed(value, &what, Some("type")) {
+            if let Some(sink) = self.typed::<SinkConfig>(value, &what, Some("type")) {
+                if let SinkKind::Jsonl(jsonl) = &sink.kind {
+                    let key = format!("sinks.{name}.path");
+                    self.file_path(Some(value), &jsonl.path, &key, &format!("{name}.jsonl"));
+                }
                 sinks.insert(name.to_owned(), sink);
             }
         }

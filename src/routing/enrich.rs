@@ -50,19 +50,19 @@ pub struct ApiKey(String);
 /// A value that cannot be used to read line items. Messages never repeat it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiKeyError {
-    #[error("the stripe api key is empty: expected {EXPECTED}")]
+    #[error("STRIPE_SECRET_API_KEY is empty: expected {EXPECTED}")]
     Empty,
     #[error(
-        "the stripe api key is a publishable key (`pk_…`), which cannot read Checkout \
+        "STRIPE_SECRET_API_KEY holds a publishable key (`pk_…`), which cannot read Checkout \
          Sessions: expected {EXPECTED}"
     )]
     Publishable,
     #[error(
-        "the stripe api key is a webhook signing secret (`whsec_…`), which belongs in \
+        "STRIPE_SECRET_API_KEY holds a webhook signing secret (`whsec_…`), which belongs in \
          STRIPE_WEBHOOK_SECRET: expected {EXPECTED}"
     )]
     WebhookSecret,
-    #[error("the stripe api key is not one: expected {EXPECTED}")]
+    #[error("STRIPE_SECRET_API_KEY is not an API key: expected {EXPECTED}")]
     Unrecognized,
 }
 

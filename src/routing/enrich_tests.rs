@@ -36,9 +36,9 @@ fn api_keys() {
     check_key("   ", Err("empty"));
     check_key("pk_test_51Abcdefghijklmnop", Err("publishable"));
     check_key("whsec_abcdefghijklmnop", Err("STRIPE_WEBHOOK_SECRET"));
-    check_key("sk_test_", Err("is not one"));
-    check_key("sk_test_abc def", Err("is not one"));
-    check_key("Bearer sk_test_abcdef", Err("is not one"));
+    check_key("sk_test_", Err("is not an API key"));
+    check_key("sk_test_abc def", Err("is not an API key"));
+    check_key("Bearer sk_test_abcdef", Err("is not an API key"));
 }
 
 fn fast() -> RetryConfig {

@@ -93,7 +93,10 @@ impl Snapshot {
                     Err(e) => {
                         problems.push(ConfigProblem {
                             place: config.file.display().to_string(),
-                            message: format!("sink `{name}` cannot start: {e}"),
+                            message: format!(
+                                "sink `{name}` cannot start (`{}`): {e}",
+                                sink_config.kind.start_key(name)
+                            ),
                         });
                         continue;
                     }

@@ -220,8 +220,12 @@ impl JsonlSink {
     ) -> Result<JsonlSink, BuildError> {
         let path = base_dir.join(&config.path);
         let mode = config.mode.unwrap_or(FileMode::DEFAULT);
-        let fail =
-            |(what, e): Failure| BuildError(format!("jsonl sink {}: {what}: {e}", path.display()));
+        let fail = |(what, e): Failure| {
+            BuildError(format!(
+                "jsonl sink {}: {what}: {e}; choose another `path`, or let the router create and write its folders",
+                path.display()
+            ))
+        };
         let mut file = OpenFile::open(&path, mode).map_err(fail)?;
         let min_lines = TAIL_LINES_PER_SLOT * concurrency.max(1);
         let tail = read_tail(&path, min_lines)

@@ -62,6 +62,14 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
+    /// The key a failed start is about: a jsonl sink fails on its file.
+    pub fn start_key(&self, name: &str) -> String {
+        match self {
+            SinkKind::Jsonl(_) => format!("sinks.{name}.path"),
+            _ => format!("sinks.{name}"),
+        }
+    }
+
     /// The type's config, through what every type provides.
     pub fn sink_type(&self) -> &dyn SinkType {
         match self {

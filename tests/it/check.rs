@@ -131,7 +131,7 @@ async fn no_env_passes_the_shipped_routes_without_stripe_variables_and_says_what
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("check fails on 1 warning (--deny-warnings)"),
+        stderr.contains("has 1 warning, and --deny-warnings makes them fail the check"),
         "{stderr}"
     );
 }
@@ -411,5 +411,212 @@ async fn serve_logs_the_environment_warning_check_prints() {
     assert!(
         !app.stderr.all().join("\n").contains("not_a_whsec"),
         "a secret is logged"
+    );
+}
+
+/// A file with nothing to warn about, after `head` (e.g. a `server:` line).
+fn plain(head: &str) -> String {
+    format!(
+        "{head}sinks: {{ out: {{ type: stdout }} }}\nroutes:\n  - name: paid\n    when: {{ type: checkout.session.completed }}\n    emit: event\n    to: [out]\n"
+    )
+}
+
+/// The `error:`/problem lines about the environment, in one list.
+fn mentions(stderr: &str, needles: &[&str]) -> Vec<bool> {
+    needles.iter().map(|n| stderr.contains(n)).collect()
+}
+
+#[tokio::test]
+async fn check_and_serve_report_the_same_environment_problems_all_of_them() {
+    let env = [
+        ("STRIPE_WEBHOOK_SECRET", "sk_test_abcdefgh1234"),
+        ("STRIPE_SECRET_API_KEY", "whsec_zzzz9876"),
+    ];
+    let secret = "STRIPE_WEBHOOK_SECRET holds an API key";
+    let key = "STRIPE_SECRET_API_KEY holds a webhook signing secret";
+    let token = "STRIPE_ROUTER_ADMIN_TOKEN is not set";
+    for (head, wanted) in [
+        ("server: { admin_listen: \"off\" }\n", [true, true, false]),
+        (
+            "server: { admin_listen: \"0.0.0.0:38999\" }\n",
+            [true, true, true],
+        ),
+    ] {
+        let dir = folder_with(&plain(head));
+        let check = run(dir.path(), &["check"], &env).await;
+        let serve = run(dir.path(), &["serve"], &env).await;
+        let (check_err, serve_err) = (text(&check.stderr), text(&serve.stderr));
+        assert_eq!(check.status.code(), Some(1), "{check_err}");
+        assert_eq!(serve.status.code(), Some(1), "{serve_err}");
+        let needles = [secret, key, token];
+        assert_eq!(mentions(&check_err, &needles), wanted, "{head}{check_err}");
+        assert_eq!(mentions(&serve_err, &needles), wanted, "{head}{serve_err}");
+        for stderr in [&check_err, &serve_err] {
+            assert!(
+                !stderr.contains("STRIPE_SECRET_API_KEY: ")
+                    && !stderr.contains("zzzz9876")
+                    && !stderr.contains("abcdefgh1234"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn check_refuses_paths_serve_cannot_open_at_their_key_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir(dir.path().join("adir")).expect("a folder");
+    std::fs::write(dir.path().join("afile"), "x").expect("a file");
+    let routes = "store: { path: adir }\nsinks:\n  a: { type: jsonl, path: adir }\n  b: { type: jsonl, path: afile/o.jsonl }\nroutes:\n  - name: paid\n    when: { type: checkout.session.completed }\n    emit: event\n    to: [a, b]\n";
+    std::fs::write(dir.path().join("routes.yaml"), routes).expect("routes.yaml");
+    let listing = || {
+        let mut names: Vec<_> = walk(dir.path());
+        names.sort();
+        names
+    };
+    let before = listing();
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "routes.yaml:1:10: `store.path` ./adir is a folder, not a file: name a file in it, e.g. `./adir/stripe-router.db`",
+        "routes.yaml:3:21: `sinks.a.path` ./adir is a folder, not a file: name a file in it, e.g. `./adir/a.jsonl`",
+        "routes.yaml:4:21: `sinks.b.path` ./afile/o.jsonl: ./afile is a file, not a folder",
+    ] {
+        assert!(stderr.contains(expected), "`{expected}` not in\n{stderr}");
+    }
+    assert_eq!(listing(), before, "check created something");
+
+    // serve refuses the same, at the same places, before opening anything.
+    let serve = run(
+        dir.path(),
+        &["serve", "--admin-listen", "off"],
+        &[("STRIPE_WEBHOOK_SECRET", SECRET)],
+    )
+    .await;
+    let serve_err = text(&serve.stderr);
+    assert_eq!(serve.status.code(), Some(1), "{serve_err}");
+    assert!(
+        serve_err.contains("routes.yaml:1:10: `store.path` ./adir is a folder")
+            && serve_err.contains("routes.yaml:4:21: `sinks.b.path`"),
+        "{serve_err}"
+    );
+    assert_eq!(listing(), before, "serve created something");
+
+    // A journal below a file.
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        plain("store: { path: afile/x.db }\n"),
+    )
+    .expect("routes.yaml");
+    let output = run(dir.path(), &["check", "--no-env"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "routes.yaml:1:10: `store.path` ./afile/x.db: ./afile is a file, not a folder"
+        ),
+        "{stderr}"
+    );
+}
+
+/// Every path below `dir`, relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder)
+            .expect("reads the folder")
+            .flatten()
+        {
+            let path = entry.path();
+            found.push(
+                path.strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            );
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn no_env_leaves_a_missing_admin_token_unchecked_and_judges_a_short_one() {
+    let dir = folder_with(&plain("server: { admin_listen: \"0.0.0.0:38999\" }\n"));
+    let output = run(dir.path(), &["check", "--no-env", "--deny-warnings"], &[]).await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("not checked (--no-env): STRIPE_WEBHOOK_SECRET, STRIPE_SECRET_API_KEY, STRIPE_ROUTER_ADMIN_TOKEN (not set)"),
+        "{stdout}"
+    );
+    let short = [("STRIPE_ROUTER_ADMIN_TOKEN", "short")];
+    let output = run(
+        dir.path(),
+        &["check", "--no-env", "--deny-warnings"],
+        &short,
+    )
+    .await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("warning: STRIPE_ROUTER_ADMIN_TOKEN is too short (5 characters)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn denied_warnings_say_so_and_never_that_the_file_is_valid() {
+    let dir = folder_with(TYPO);
+    let output = run(dir.path(), &["check", "--no-env", "--deny-warnings"], &[]).await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stdout.contains("is valid"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "routes.yaml has no problems, but 1 warning fail the check (--deny-warnings)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("routes.yaml has 1 warning, and --deny-warnings makes them fail the check"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn serve_names_the_key_and_the_next_step_when_a_sink_or_the_journal_cannot_open() {
+    // A symbolic link to itself: nothing in the way a look can see, and
+    // yet nothing can be opened there.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for name in ["sloop", "jloop"] {
+        std::os::unix::fs::symlink(name, dir.path().join(name)).expect("a link loop");
+    }
+    let sink = plain("server: { admin_listen: \"off\" }\n")
+        .replace("{ type: stdout }", "{ type: jsonl, path: sloop }");
+    std::fs::write(dir.path().join("routes.yaml"), &sink).expect("routes.yaml");
+    let env = [("STRIPE_WEBHOOK_SECRET", SECRET)];
+    let args = ["serve", "--listen", "127.0.0.1:0"];
+    let output = run(dir.path(), &args, &env).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sink `out` cannot start (`sinks.out.path`)")
+            && stderr.contains("choose another `path`"),
+        "{stderr}"
+    );
+
+    let journal = plain("server: { admin_listen: \"off\" }\nstore: { path: jloop }\n");
+    std::fs::write(dir.path().join("routes.yaml"), journal).expect("routes.yaml");
+    let output = run(dir.path(), &args, &env).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("(`store.path`): choose another `store.path`"),
+        "{stderr}"
     );
 }

@@ -260,7 +260,7 @@ async fn every_missing_secret_is_reported_in_one_run_each_named_once() {
     let output = run(dir.path(), &["serve", "--admin-listen", "off"], &env).await;
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("error: STRIPE_SECRET_API_KEY: the stripe api key is not one"),
+        stderr.contains("error: STRIPE_SECRET_API_KEY is not an API key"),
         "{stderr}"
     );
 }
