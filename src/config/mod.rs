@@ -60,10 +60,7 @@ impl Config {
         unset: UnsetVars,
     ) -> Result<Config, ConfigError> {
         let parts = checker::check(text, &file.display().to_string(), env, unset)?;
-        let base_dir = match file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let base_dir = base_dir(file);
         Ok(Config {
             server: parts.server,
             stripe: parts.stripe,
@@ -73,6 +70,14 @@ impl Config {
             file: file.to_path_buf(),
             base_dir,
         })
+    }
+}
+
+/// The config file's folder, against which sinks resolve relative paths.
+fn base_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 

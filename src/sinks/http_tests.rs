@@ -47,6 +47,9 @@ fn config(url: &str) -> HttpConfig {
         headers: BTreeMap::new(),
         signing_secret: None,
         timeout: None,
+        body: None,
+        content_type: None,
+        method: Method::Post,
     }
 }
 
