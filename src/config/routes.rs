@@ -96,12 +96,16 @@ impl Checker<'_> {
         let start_column = usize::try_from(at.column()).ok()?;
         let first = file_lines.get(start_line.checked_sub(1)?)?;
         let rest: String = first.chars().skip(start_column.checked_sub(1)?).collect();
-        let (file_line, file_column) = if rest.starts_with('|') {
-            let indent = file_lines[start_line..]
-                .iter()
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.len() - l.trim_start().len())?;
-            (start_line + line, indent + column)
+        // A literal block's place is its first line of text, after the
+        // line that ends in `|` (`|-`, `|+`).
+        let after_bar = file_lines[..start_line - 1]
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim_end())
+            .is_some_and(|l| l.ends_with('|') || l.ends_with("|-") || l.ends_with("|+"));
+        let (file_line, file_column) = if after_bar {
+            (start_line + line - 1, start_column - 1 + column)
         } else if line == 1 && !rest.contains('\\') {
             let quoted = rest.starts_with('"') || rest.starts_with('\'');
             (start_line, start_column + usize::from(quoted) + column - 1)

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use minijinja::machinery::{Instruction, Instructions};
-use minijinja::value::Serde;
+use minijinja::value::{Kwargs, Serde};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
 /// The name the record has inside a template.
@@ -70,7 +70,8 @@ impl Template {
         }
         env.add_filter("money", money);
         env.add_filter("decimal", decimal);
-        env.add_filter("json", minijinja::filters::tojson);
+        env.add_filter("tojson", tojson);
+        env.add_filter("json", tojson);
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|e| syntax_error(source, &e))?;
         let template = Template { env };
@@ -228,9 +229,7 @@ fn render_error(e: &Error) -> RenderError {
     let expression = e
         .template_source()
         .zip(e.range())
-        .and_then(|(source, range)| {
-            source.get(path_start(source, range.start)..path_end(source, range.end))
-        })
+        .and_then(|(source, range)| source.get(expression(source, range)))
         .map(|text| {
             let text = text.trim();
             if text.chars().count() > EXCERPT_CHARS {
@@ -261,6 +260,20 @@ fn render_error(e: &Error) -> RenderError {
     RenderError(format!("body template: {message}{line}"))
 }
 
+/// The expression an error is about: the dotted path around the failed
+/// lookup, or for a filter that failed, the value piped into it.
+fn expression(source: &str, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let piped = source
+        .get(..range.start)
+        .map(str::trim_end)
+        .and_then(|before| before.strip_suffix('|'))
+        .map(|before| before.trim_end().len());
+    match piped {
+        Some(end) => path_start(source, end)..end,
+        None => path_start(source, range.start)..path_end(source, range.end),
+    }
+}
+
 /// Where the dotted path around the failed lookup at `start` begins:
 /// minijinja points at a part of it (`.address.city`), a reader wants the
 /// whole path (`record.shipping.address.city`).
@@ -289,6 +302,15 @@ fn path_end(source: &str, end: usize) -> usize {
         .sum::<usize>()
 }
 
+/// minijinja's `tojson`, but a value the record lacks is an error, as
+/// when printed: serialized, it would silently become `null`.
+fn tojson(value: &Value, indent: Option<Value>, args: Kwargs) -> Result<Value, Error> {
+    if value.is_undefined() {
+        return Err(Error::from(ErrorKind::UndefinedError));
+    }
+    minijinja::filters::tojson(value, indent, args)
+}
+
 /// Currencies whose minor unit is the unit (Stripe's zero-decimal list).
 const ZERO_DECIMAL: &[&str] = &[
     "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
@@ -314,6 +336,9 @@ fn decimals(currency: &str) -> u32 {
 /// `amount` in minor units as a decimal number, `grouped` with commas
 /// every three digits: `3000, usd` → `30.00`.
 fn major_units(amount: &Value, currency: &str, grouped: bool) -> Result<(bool, String), Error> {
+    if amount.is_undefined() {
+        return Err(Error::from(ErrorKind::UndefinedError));
+    }
     let minor = i64::try_from(amount.clone()).map_err(|_| {
         Error::new(
             ErrorKind::InvalidOperation,

@@ -118,19 +118,26 @@ fn compile_accepts_builtins_globals_and_names_set_in_the_template() {
 
 #[test]
 fn a_missing_field_names_itself() {
-    let source = "Ship to:\n{{ record.shipping.address.city }}";
-    for record in [
-        r#"{"shipping": {"address": {}}}"#,
-        r#"{"shipping": {}}"#,
-        r#"{"shipping": null}"#,
-        r#"{}"#,
+    for source in [
+        "Ship to:\n{{ record.shipping.address.city }}",
+        "Ship to:\n{{ record.shipping.address.city | tojson }}",
+        "Ship to:\n{{ record.shipping.address.city | json }}",
+        "Ship to:\n{{ record.shipping.address.city | upper }}",
+        "Ship to:\n{{ record.shipping.address.city|money('usd') }}",
     ] {
-        let error = render(source, record).unwrap_err();
-        assert!(
-            error.contains("record.shipping.address.city is undefined")
-                && error.contains("template line 2"),
-            "{record}: {error}"
-        );
+        for record in [
+            r#"{"shipping": {"address": {}}}"#,
+            r#"{"shipping": {}}"#,
+            r#"{"shipping": null}"#,
+            r#"{}"#,
+        ] {
+            let error = render(source, record).unwrap_err();
+            assert!(
+                error.contains("record.shipping.address.city is undefined")
+                    && error.contains("template line 2"),
+                "{source} {record}: {error}"
+            );
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod harness;
 mod crash_jsonl;
 mod durable;
 mod flow;
+mod integrations;
 mod limits_config;
 mod limits_door;
 mod limits_journal;
