@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use minijinja::machinery::{Instruction, Instructions};
-use minijinja::value::{Kwargs, Serde};
+use minijinja::value::Kwargs;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
 /// The name the record has inside a template.
@@ -155,14 +155,15 @@ impl Template {
 
     /// The body for one record: `record` is the record's JSON.
     pub fn render(&self, record: &[u8]) -> Result<String, RenderError> {
-        let record: serde_json::Value = serde_json::from_slice(record)
+        // Straight into minijinja's values: no serde_json tree in between.
+        let record: Value = serde_json::from_slice(record)
             .map_err(|e| RenderError(format!("the record is not JSON: {e}")))?;
         let template = self
             .env
             .get_template(NAME)
             .map_err(|e| RenderError(e.to_string()))?;
         template
-            .render(minijinja::context! { record => Value::from(Serde(&record)) })
+            .render(minijinja::context! { record => record })
             .map_err(|e| render_error(&e))
     }
 }
