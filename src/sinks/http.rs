@@ -96,9 +96,9 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/json";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum Method {
     #[default]
-    #[serde(rename = "POST", alias = "post")]
+    #[serde(rename = "POST")]
     Post,
-    #[serde(rename = "PUT", alias = "put")]
+    #[serde(rename = "PUT")]
     Put,
 }
 

@@ -273,6 +273,7 @@ fn check_reports_template_and_program_errors_with_their_place() {
   missing: { type: command, command: [./ship.sh] }
   plain: { type: command, command: [./not-executable.sh] }
   nowhere: { type: command, command: [no-such-program-anywhere] }
+  verb: { type: http, url: "http://127.0.0.1:9/w", method: PATCH }
 "#
     .to_owned()
         + PAID;
@@ -289,6 +290,7 @@ fn check_reports_template_and_program_errors_with_their_place() {
         "routes.yaml:12:38: invalid `command` in sink `missing`: program `./ship.sh` does not exist",
         "routes.yaml:13:36: invalid `command` in sink `plain`: program `./not-executable.sh` is not executable",
         "routes.yaml:14:38: invalid `command` in sink `nowhere`: program `no-such-program-anywhere` is not on PATH",
+        "routes.yaml:15:60: unknown value `PATCH` in sink `verb` (expected POST or PUT)",
     ] {
         assert!(shown.contains(expected), "`{expected}` not in:\n{shown}");
     }
