@@ -167,3 +167,68 @@ fn metrics_record_delivery(bencher: Bencher) {
         );
     });
 }
+
+/// The Slack recipe's body template (tests/recipes/slack.yaml) rendered
+/// from an order record with three line items: the per-record cost of a
+/// templated sink (the record's JSON parsed, then rendered).
+#[divan::bench]
+fn render_slack_template(bencher: Bencher) {
+    use stripe_router::sinks::SinkKind;
+    use stripe_router::sinks::template::Template;
+
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/slack.yaml");
+    let text = std::fs::read_to_string(&recipe).expect("the Slack recipe");
+    let env = Env::from_map(vec![(
+        "SLACK_WEBHOOK_URL".to_owned(),
+        "https://hooks.slack.com/services/T0/B0/x".to_owned(),
+    )]);
+    let config = Config::parse(&text, &recipe, &env).expect("the recipe parses");
+    let SinkKind::Http(http) = &config.sinks["slack"].kind else {
+        panic!("the Slack sink is http")
+    };
+    let template = Template::compile(http.body.as_deref().expect("a body")).expect("compiles");
+
+    let event = Event::parse(&event_body()).expect("an event");
+    let items: Vec<_> = (0..3)
+        .map(|i| {
+            record::line_item(&line_item_fixture(
+                &format!("li_{i:04}"),
+                &format!("prod_{i:04}"),
+                &format!("Product {i}"),
+                &format!("price_{i:04}"),
+                1000 + i,
+                2,
+                "usd",
+            ))
+        })
+        .collect();
+    let order = record::order(&event, "paid-orders", items, "2026-11-29T01:30:00Z")
+        .expect("an order")
+        .encode();
+    template.render(&order.body).expect("the order renders");
+    bencher.bench(|| template.render(black_box(&order.body)));
+}
+
+/// The share of [`render_slack_template`] that turns the record's JSON
+/// into the template's values (the rest is the rendering).
+#[divan::bench]
+fn record_into_template_values(bencher: Bencher) {
+    let event = Event::parse(&event_body()).expect("an event");
+    let items: Vec<_> = (0..3)
+        .map(|i| {
+            record::line_item(&line_item_fixture(
+                &format!("li_{i:04}"),
+                &format!("prod_{i:04}"),
+                &format!("Product {i}"),
+                &format!("price_{i:04}"),
+                1000 + i,
+                2,
+                "usd",
+            ))
+        })
+        .collect();
+    let order = record::order(&event, "paid-orders", items, "2026-11-29T01:30:00Z")
+        .expect("an order")
+        .encode();
+    bencher.bench(|| serde_json::from_slice::<minijinja::Value>(black_box(&order.body)));
+}

@@ -85,10 +85,7 @@ impl Config {
     pub fn check(text: &str, file: &Path, env: &Env, unset: UnsetVars) -> Checked {
         let (parts, problems, unset_vars) =
             checker::check(text, &file.display().to_string(), env, unset);
-        let base_dir = match file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let base_dir = base_dir(file);
         let config = parts.map(|parts| Config {
             server: parts.server,
             stripe: parts.stripe,
@@ -129,6 +126,14 @@ impl Checked {
                 problems: self.problems,
             }),
         }
+    }
+}
+
+/// The config file's folder, against which sinks resolve relative paths.
+fn base_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 

@@ -3,11 +3,12 @@
 //! hold, each `to` naming a defined sink.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use super::problems::Checker;
+use super::problems::{Checker, Pos};
 use super::schema::{ConditionPlace, Emit, RouteConfig};
 use super::yaml::{De, Node};
 use crate::sinks::{SinkConfig, SinkKind};
@@ -49,6 +50,7 @@ impl Checker<'_> {
                 continue;
             }
             if let Some(sink) = self.typed::<SinkConfig>(value, &what, Some("type")) {
+                self.sink_checks(value, &what, &sink);
                 if let SinkKind::Jsonl(jsonl) = &sink.kind {
                     let key = format!("sinks.{name}.path");
                     self.file_path(Some(value), &jsonl.path, &key, &format!("{name}.jsonl"));
@@ -57,6 +59,67 @@ impl Checker<'_> {
             }
         }
         sinks
+    }
+
+    /// What the sink's type checks beyond deserializing (a template, a
+    /// program), each problem placed at its key's value, or inside a
+    /// template's text when the value is a `|` block or a one-line scalar.
+    fn sink_checks(&mut self, node: &Spanned<Node>, what: &str, sink: &SinkConfig) {
+        let base_dir = super::base_dir(Path::new(&self.file));
+        for problem in sink.kind.sink_type().check(&base_dir) {
+            let Some(value) = node.value.get(problem.key) else {
+                continue;
+            };
+            // A value holding an unset variable (`check --no-env`) is not judged.
+            if self.unresolved.contains(&value.referenced.into()) {
+                continue;
+            }
+            let key = problem.key;
+            let message = format!("invalid `{key}` in {what}: {}", problem.message);
+            match problem.within {
+                Some((line, column)) => match self.place_in_text(value, line, column) {
+                    Some(at) => self.problem(at, message),
+                    None => self.problem(
+                        value.referenced,
+                        format!("{message} (template line {line}, column {column})"),
+                    ),
+                },
+                None => self.problem(value.referenced, message),
+            }
+        }
+    }
+
+    /// Where `line`:`column` of a scalar's text is in the file: a literal
+    /// block (`|`) keeps its lines, shifted by its indentation; a one-line
+    /// plain or quoted scalar its columns. `None` for any other shape
+    /// (folded, multi-line flow, escapes), whose lines do not map.
+    fn place_in_text(&self, value: &Spanned<Node>, line: usize, column: usize) -> Option<Pos> {
+        let at = value.referenced;
+        let file_lines: Vec<&str> = self.text.lines().collect();
+        let start_line = usize::try_from(at.line()).ok()?;
+        let start_column = usize::try_from(at.column()).ok()?;
+        let first = file_lines.get(start_line.checked_sub(1)?)?;
+        let rest: String = first.chars().skip(start_column.checked_sub(1)?).collect();
+        // A literal block's place is its first line of text, after the
+        // line that ends in `|` (`|-`, `|+`).
+        let after_bar = file_lines[..start_line - 1]
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim_end())
+            .is_some_and(|l| l.ends_with('|') || l.ends_with("|-") || l.ends_with("|+"));
+        let (file_line, file_column) = if after_bar {
+            (start_line + line - 1, start_column - 1 + column)
+        } else if line == 1 && !rest.contains('\\') {
+            let quoted = rest.starts_with('"') || rest.starts_with('\'');
+            (start_line, start_column + usize::from(quoted) + column - 1)
+        } else {
+            return None;
+        };
+        Some(Pos {
+            line: u64::try_from(file_line).ok()?,
+            column: u64::try_from(file_column).ok()?,
+        })
     }
 
     /// Every route, those with problems too, as far as they could be read:

@@ -48,7 +48,8 @@ fn an_unknown_sink_key_lists_the_type_keys_and_the_common_ones() {
                 "routes.yaml:3:38",
                 &[
                     "unknown field `retries` in sink `b` (expected one of `url`, `headers`, \
-                     `signing_secret`, `timeout`, `retry`, `concurrency`)",
+                     `signing_secret`, `timeout`, `body`, `content_type`, `method`, `retry`, \
+                     `concurrency`)",
                 ],
             ),
             // Inside `retry`, only its own keys.

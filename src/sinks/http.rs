@@ -1,4 +1,7 @@
-//! `http`: POSTs each record to a URL, signed per Standard Webhooks.
+//! `http`: POSTs (or PUTs) each record to a URL, signed per Standard
+//! Webhooks. With a `body` template the request carries what the template
+//! renders from the record instead (a Slack message, a partner's field
+//! names), under `content_type`; the signature covers those bytes.
 //!
 //! Every attempt carries `webhook-id` (the record id, stable across retries so
 //! consumers can deduplicate), `webhook-timestamp` (this attempt's unix
@@ -21,6 +24,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Response, StatusCode};
@@ -28,7 +32,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use url::Url;
 
-use super::{BuildError, DeliverFuture, DeliveryError, Encoded, Sink, SinkType};
+use super::template::Template;
+use super::{BuildError, DeliverFuture, DeliveryError, Encoded, KeyProblem, Sink, SinkType};
 use crate::redact::{REDACTED, redact_url};
 use crate::units::opt_duration;
 
@@ -70,6 +75,40 @@ pub struct HttpConfig {
     /// Per-request limit, connect to answer; [`DEFAULT_TIMEOUT`] when unset.
     #[serde(default, deserialize_with = "parse_timeout")]
     pub timeout: Option<Duration>,
+    /// A minijinja template rendering the request body from `record`;
+    /// the record's JSON as is when unset. Checked by [`SinkType::check`]
+    /// when the config loads, compiled again by the build.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// The `content-type` header; [`DEFAULT_CONTENT_TYPE`] when unset.
+    #[serde(default, deserialize_with = "parse_content_type")]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub method: Method,
+}
+
+/// The content type when `content_type` is not set, with or without a
+/// `body` template: what the record is, and what webhook receivers (Slack,
+/// Discord, Apps Script, most APIs) expect.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/json";
+
+/// The HTTP method of each request: POST, or PUT for an API that wants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Method {
+    #[default]
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "PUT")]
+    Put,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
 }
 
 impl fmt::Debug for HttpConfig {
@@ -87,6 +126,9 @@ impl fmt::Debug for HttpConfig {
                 &self.signing_secret.as_ref().map(|_| REDACTED),
             )
             .field("timeout", &self.timeout)
+            .field("body", &self.body.as_ref().map(String::len))
+            .field("content_type", &self.content_type)
+            .field("method", &self.method)
             .finish()
     }
 }
@@ -103,7 +145,27 @@ impl SinkType for HttpConfig {
         } else {
             ""
         };
-        format!("{}{signed}", redact_url(&self.url))
+        let method = match self.method {
+            Method::Post => "",
+            Method::Put => "PUT ",
+        };
+        let templated = if self.body.is_some() {
+            " (body template)"
+        } else {
+            ""
+        };
+        format!("{method}{}{signed}{templated}", redact_url(&self.url))
+    }
+
+    /// The `body` template compiles and uses only what exists.
+    fn check(&self, _base_dir: &Path) -> Vec<KeyProblem> {
+        let Some(source) = &self.body else {
+            return Vec::new();
+        };
+        match Template::compile(source) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![KeyProblem::in_text("body", e.message, e.line, e.column)],
+        }
     }
 
     fn build(
@@ -122,6 +184,12 @@ pub struct HttpSink {
     shown_url: String,
     headers: HeaderMap,
     signing_key: Option<SigningKey>,
+    method: Method,
+    template: Option<Template>,
+    content_type: HeaderValue,
+    /// The rendered body must parse as JSON: a template missing a `tojson`
+    /// fails here, saying so, rather than at the receiver.
+    json_body: bool,
     /// What each request carries that a consumer's error answer might echo.
     sent_secrets: Vec<String>,
 }
@@ -178,6 +246,25 @@ fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
     Ok(map)
 }
 
+/// A `content_type`: a header value, e.g. `text/plain; charset=utf-8`.
+fn check_content_type(value: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(value.trim())
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            "content_type must be a media type such as `application/json` or `text/plain; charset=utf-8`"
+                .to_owned()
+        })
+}
+
+fn parse_content_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if let Some(value) = &value {
+        check_content_type(value).map_err(serde::de::Error::custom)?;
+    }
+    Ok(value)
+}
+
 fn parse_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Url, D::Error> {
     let text = String::deserialize(d)?;
     let url =
@@ -226,6 +313,20 @@ impl HttpSink {
             None => None,
             Some(secret) => Some(SigningKey::parse(secret).map_err(|e| fail(e.to_string()))?),
         };
+        let template = match &config.body {
+            None => None,
+            Some(source) => {
+                Some(Template::compile(source).map_err(|e| fail(format!("body: {e}")))?)
+            }
+        };
+        let content_type = check_content_type(
+            config
+                .content_type
+                .as_deref()
+                .unwrap_or(DEFAULT_CONTENT_TYPE),
+        )
+        .map_err(fail)?;
+        let json_body = template.is_some() && is_json(&content_type);
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
@@ -244,6 +345,10 @@ impl HttpSink {
             shown_url: shown,
             headers,
             signing_key,
+            method: config.method,
+            template,
+            content_type,
+            json_body,
             sent_secrets: sent_secrets(&config.url, &config.headers),
         })
     }
@@ -260,7 +365,7 @@ impl HttpSink {
         let retryable = !e.is_builder();
         // reqwest's message would repeat the full URL, query and all.
         let cause = error_chain(&e.without_url());
-        let message = format!("http sink POST {}: {what}: {cause}", self.shown_url);
+        let message = format!("{}: {what}: {cause}", self.shown());
         DeliveryError { retryable, message }
     }
 
@@ -286,7 +391,7 @@ impl HttpSink {
             end -= 1;
         }
         let excerpt = text[..end].trim();
-        let mut message = format!("http sink POST {}: answered {status}{hint}", self.shown_url);
+        let mut message = format!("{}: answered {status}{hint}", self.shown());
         if !excerpt.is_empty() {
             message.push_str(": ");
             message.push_str(excerpt);
@@ -298,31 +403,77 @@ impl HttpSink {
     }
 }
 
+impl HttpSink {
+    /// `http sink POST <url>`, how messages name the sink.
+    fn shown(&self) -> String {
+        format!("http sink {} {}", self.method.as_str(), self.shown_url)
+    }
+
+    /// The bytes to send for `record`: the record itself, or what the
+    /// template renders from it. A render failure repeats with the same
+    /// record and template: a dead letter until the template is fixed and
+    /// the record replayed.
+    fn body(&self, record: &Encoded) -> Result<Bytes, DeliveryError> {
+        let Some(template) = &self.template else {
+            return Ok(record.body.clone());
+        };
+        let body = template
+            .render(&record.body)
+            .map_err(|e| DeliveryError::permanent(format!("{}: {e}", self.shown())))?;
+        if self.json_body
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&body)
+        {
+            return Err(DeliveryError::permanent(format!(
+                "{}: the body template rendered invalid JSON ({e}): write values inside JSON as `{{{{ ... | tojson }}}}`, or set `content_type`",
+                self.shown()
+            )));
+        }
+        Ok(Bytes::from(body))
+    }
+}
+
+/// Whether a content type is JSON: `application/json`, `...+json`.
+fn is_json(content_type: &HeaderValue) -> bool {
+    let essence = content_type
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
 impl Sink for HttpSink {
     fn deliver<'a>(&'a self, record: &'a Encoded) -> DeliverFuture<'a> {
         Box::pin(async move {
             let id = HeaderValue::from_str(&record.id).map_err(|_| {
                 DeliveryError::permanent(format!(
-                    "http sink POST {}: record id {:?} cannot be sent as a header value",
-                    self.shown_url, record.id
+                    "{}: record id {:?} cannot be sent as a header value",
+                    self.shown(),
+                    record.id
                 ))
             })?;
+            let body = self.body(record)?;
             let timestamp = unix_now();
+            let method = match self.method {
+                Method::Post => reqwest::Method::POST,
+                Method::Put => reqwest::Method::PUT,
+            };
             let mut request = self
                 .client
-                .post(self.url.clone())
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .request(method, self.url.clone())
+                .header(CONTENT_TYPE, self.content_type.clone())
                 .header("webhook-id", id)
                 .header("webhook-timestamp", timestamp)
                 .headers(self.headers.clone());
             if let Some(key) = &self.signing_key {
-                request = request.header(
-                    "webhook-signature",
-                    key.sign(&record.id, timestamp, &record.body),
-                );
+                request =
+                    request.header("webhook-signature", key.sign(&record.id, timestamp, &body));
             }
             let response = request
-                .body(record.body.clone())
+                .body(body)
                 .send()
                 .await
                 .map_err(|e| self.send_error(e))?;

@@ -47,6 +47,9 @@ fn config(url: &str) -> HttpConfig {
         headers: BTreeMap::new(),
         signing_secret: None,
         timeout: None,
+        body: None,
+        content_type: None,
+        method: Method::Post,
     }
 }
 
@@ -121,6 +124,7 @@ fn debug_hides_secrets() {
 }
 
 struct Received {
+    method: hyper::Method,
     headers: hyper::HeaderMap,
     body: Bytes,
 }
@@ -142,6 +146,7 @@ async fn serve(status: u16, reply: &'static str) -> (SocketAddr, Arc<Mutex<Vec<R
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
             log.lock().unwrap().push(Received {
+                method: parts.method,
                 headers: parts.headers,
                 body,
             });
@@ -409,4 +414,100 @@ async fn a_consumer_cannot_make_the_sink_read_or_wait_without_end() {
         }
         assert!(started.elapsed() < Duration::from_secs(5), "{case}");
     }
+}
+
+#[tokio::test]
+async fn a_body_template_is_sent_and_signed_as_rendered() {
+    let (addr, received) = serve(200, "ok").await;
+    let mut c = config(&format!("http://{addr}/hook"));
+    c.signing_secret = Some(SECRET.into());
+    c.body = Some(r#"{"text": {{ ("Order " ~ record.order.id ~ ": " ~ (record.amount | money("usd"))) | tojson }}}"#.into());
+    let sink = HttpSink::build(&c).unwrap();
+    let record = record();
+    sink.deliver(&record).await.unwrap();
+
+    let received = received.lock().unwrap();
+    let request = &received[0];
+    assert_eq!(request.method, hyper::Method::POST);
+    assert_eq!(request.body, r#"{"text": "Order cs_test_a1: $20.00"}"#);
+    let header = |name: &str| request.headers.get(name).unwrap().to_str().unwrap();
+    assert_eq!(header("content-type"), DEFAULT_CONTENT_TYPE);
+    let timestamp: u64 = header("webhook-timestamp").parse().unwrap();
+    let expected = SigningKey::parse(SECRET)
+        .unwrap()
+        .sign(&record.id, timestamp, &request.body);
+    assert_eq!(header("webhook-signature"), expected);
+}
+
+#[tokio::test]
+async fn put_and_a_content_type_of_its_own() {
+    let (addr, received) = serve(200, "ok").await;
+    let mut c = config(&format!("http://{addr}/orders/1"));
+    c.method = Method::Put;
+    c.content_type = Some("text/plain; charset=utf-8".into());
+    c.body = Some("order {{ record.order.id }}".into());
+    HttpSink::build(&c)
+        .unwrap()
+        .deliver(&record())
+        .await
+        .unwrap();
+    let received = received.lock().unwrap();
+    assert_eq!(received[0].method, hyper::Method::PUT);
+    assert_eq!(received[0].body, "order cs_test_a1");
+    assert_eq!(
+        received[0].headers.get("content-type").unwrap(),
+        "text/plain; charset=utf-8"
+    );
+}
+
+#[tokio::test]
+async fn a_record_the_template_cannot_render_is_a_permanent_failure_naming_the_field() {
+    let (addr, received) = serve(200, "ok").await;
+    let mut c = config(&format!("http://{addr}/"));
+    c.body = Some("{\"city\": {{ record.shipping.address.city | tojson }}}".into());
+    let error = HttpSink::build(&c)
+        .unwrap()
+        .deliver(&record())
+        .await
+        .unwrap_err();
+    assert!(!error.retryable);
+    assert!(
+        error
+            .message
+            .contains("record.shipping.address.city is undefined"),
+        "{}",
+        error.message
+    );
+    assert!(received.lock().unwrap().is_empty(), "nothing is sent");
+}
+
+#[tokio::test]
+async fn a_template_rendering_invalid_json_says_to_use_tojson() {
+    let (addr, received) = serve(200, "ok").await;
+    let mut c = config(&format!("http://{addr}/"));
+    c.body = Some(r#"{"id": {{ record.order.id }}}"#.into());
+    let error = HttpSink::build(&c)
+        .unwrap()
+        .deliver(&record())
+        .await
+        .unwrap_err();
+    assert!(!error.retryable);
+    assert!(
+        error.message.contains("invalid JSON") && error.message.contains("tojson"),
+        "{}",
+        error.message
+    );
+    assert!(received.lock().unwrap().is_empty(), "nothing is sent");
+}
+
+#[test]
+fn check_places_template_errors_inside_the_body() {
+    let mut c = config("https://example.com/");
+    c.body = Some("{\n  \"text\": {{ record.x | jsn }}\n}".into());
+    let problems = c.check(Path::new("."));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "body");
+    assert_eq!(problems[0].within, Some((2, 25)));
+    assert!(problems[0].message.contains("unknown filter `jsn`"));
+    assert!(HttpSink::build(&c).is_err(), "the build refuses it too");
 }

@@ -18,10 +18,13 @@ use serde::Deserialize;
 
 pub use crate::retry::RetryConfig;
 
+pub mod command;
 pub mod http;
 pub mod jsonl;
 pub mod stdout;
+pub mod template;
 
+pub use command::{CommandConfig, CommandSink};
 pub use http::{HttpConfig, HttpSink};
 pub use jsonl::{JsonlConfig, JsonlSink};
 pub use stdout::{StdoutConfig, StdoutSink};
@@ -59,6 +62,7 @@ pub enum SinkKind {
     Jsonl(JsonlConfig),
     Http(HttpConfig),
     Stdout(StdoutConfig),
+    Command(CommandConfig),
 }
 
 impl SinkKind {
@@ -76,6 +80,7 @@ impl SinkKind {
             SinkKind::Jsonl(c) => c,
             SinkKind::Http(c) => c,
             SinkKind::Stdout(c) => c,
+            SinkKind::Command(c) => c,
         }
     }
 }
@@ -94,6 +99,50 @@ pub trait SinkType {
     /// `delivery` is how the sink's deliveries will be scheduled (a JSONL
     /// sink sizes its memory of written ids by the concurrency).
     fn build(&self, base_dir: &Path, delivery: &Delivery) -> Result<Arc<dyn Sink>, BuildError>;
+
+    /// What deserializing a key cannot tell: a template's names and
+    /// syntax, a program that must exist. Asked when the config loads
+    /// (`check`, `serve`, reload: one path), so a config that `check`
+    /// accepts builds; the build asks the same functions again.
+    fn check(&self, _base_dir: &Path) -> Vec<KeyProblem> {
+        Vec::new()
+    }
+}
+
+/// A problem with one key's value, found by [`SinkType::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyProblem {
+    /// The key as written in `routes.yaml` (`body`, `command`).
+    pub key: &'static str,
+    pub message: String,
+    /// The 1-based line and column inside the value's text (a template's),
+    /// when the problem has a place there.
+    pub within: Option<(usize, usize)>,
+}
+
+impl KeyProblem {
+    /// A problem with the value as a whole.
+    pub fn of(key: &'static str, message: impl Into<String>) -> KeyProblem {
+        KeyProblem {
+            key,
+            message: message.into(),
+            within: None,
+        }
+    }
+
+    /// A problem at `line`:`column` of the value's text (0 when unknown).
+    pub fn in_text(
+        key: &'static str,
+        message: impl Into<String>,
+        line: usize,
+        column: usize,
+    ) -> KeyProblem {
+        KeyProblem {
+            key,
+            message: message.into(),
+            within: (line > 0).then_some((line, column.max(1))),
+        }
+    }
 }
 
 impl SinkConfig {

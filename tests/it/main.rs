@@ -13,6 +13,7 @@ mod crash_jsonl;
 mod durable;
 mod first_hour;
 mod flow;
+mod integrations;
 mod limits_config;
 mod limits_door;
 mod limits_journal;
