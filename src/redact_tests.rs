@@ -26,4 +26,21 @@ fn redact_url_hides_userinfo_and_query() {
         "http://<redacted>@host/x?<redacted>",
     );
     check("http://host/x#token=abc", "http://host/x");
+    // Incoming webhooks keep their secret in the path.
+    check(
+        "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "https://hooks.slack.com/services/T00000000/B00000000/<redacted>",
+    );
+    check(
+        "https://discord.com/api/webhooks/123456789012345678/abcdefghijklmnopqrstuvwxyz0123456789",
+        "https://discord.com/api/webhooks/<redacted>/<redacted>",
+    );
+    check(
+        "https://script.google.com/macros/s/AKfycbx0123456789abcdefghijklmnop/exec",
+        "https://script.google.com/macros/s/<redacted>/exec",
+    );
+    check(
+        "http://127.0.0.1:4000/api/v1/orders/",
+        "http://127.0.0.1:4000/api/v1/orders/",
+    );
 }
