@@ -116,19 +116,7 @@ fn match_50_routes(bencher: Bencher) {
 #[divan::bench]
 fn order_record_3_items(bencher: Bencher) {
     let event = Event::parse(&event_body()).expect("an event");
-    let items: Vec<_> = (0..3)
-        .map(|i| {
-            record::line_item(&line_item_fixture(
-                &format!("li_{i:04}"),
-                &format!("prod_{i:04}"),
-                &format!("Product {i}"),
-                &format!("price_{i:04}"),
-                1000 + i,
-                2,
-                "usd",
-            ))
-        })
-        .collect();
+    let items = three_items();
     bencher.bench(|| {
         let order = record::order(
             black_box(&event),
@@ -188,23 +176,7 @@ fn render_slack_template(bencher: Bencher) {
     };
     let template = Template::compile(http.body.as_deref().expect("a body")).expect("compiles");
 
-    let event = Event::parse(&event_body()).expect("an event");
-    let items: Vec<_> = (0..3)
-        .map(|i| {
-            record::line_item(&line_item_fixture(
-                &format!("li_{i:04}"),
-                &format!("prod_{i:04}"),
-                &format!("Product {i}"),
-                &format!("price_{i:04}"),
-                1000 + i,
-                2,
-                "usd",
-            ))
-        })
-        .collect();
-    let order = record::order(&event, "paid-orders", items, "2026-11-29T01:30:00Z")
-        .expect("an order")
-        .encode();
+    let order = encoded_order();
     template.render(&order.body).expect("the order renders");
     bencher.bench(|| template.render(black_box(&order.body)));
 }
@@ -213,8 +185,13 @@ fn render_slack_template(bencher: Bencher) {
 /// into the template's values (the rest is the rendering).
 #[divan::bench]
 fn record_into_template_values(bencher: Bencher) {
-    let event = Event::parse(&event_body()).expect("an event");
-    let items: Vec<_> = (0..3)
+    let order = encoded_order();
+    bencher.bench(|| serde_json::from_slice::<minijinja::Value>(black_box(&order.body)));
+}
+
+/// Three line items, as the Stripe API gives them, read into records.
+fn three_items() -> Vec<record::LineItem> {
+    (0..3)
         .map(|i| {
             record::line_item(&line_item_fixture(
                 &format!("li_{i:04}"),
@@ -226,9 +203,13 @@ fn record_into_template_values(bencher: Bencher) {
                 "usd",
             ))
         })
-        .collect();
-    let order = record::order(&event, "paid-orders", items, "2026-11-29T01:30:00Z")
+        .collect()
+}
+
+/// An order record with [`three_items`], encoded as sinks receive it.
+fn encoded_order() -> stripe_router::sinks::Encoded {
+    let event = Event::parse(&event_body()).expect("an event");
+    record::order(&event, "paid-orders", three_items(), "2026-11-29T01:30:00Z")
         .expect("an order")
-        .encode();
-    bencher.bench(|| serde_json::from_slice::<minijinja::Value>(black_box(&order.body)));
+        .encode()
 }

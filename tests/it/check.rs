@@ -4,31 +4,14 @@
 //! `serve` start, on a live reload and in the admin `/healthz`.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::{
-    Options, ROUTES, SECRET, TestApp, WAIT, router_command, serve_command, spawn_app, spawn_with,
+    Options, ROUTES, SECRET, TestApp, WAIT, run_router as run, serve_command, spawn_app,
+    spawn_with, text,
 };
-
-/// Runs `stripe-router args...` in `dir` with only PATH and `env` set, off
-/// the test's runtime.
-async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let mut command = router_command(dir, &env, args);
-    tokio::task::spawn_blocking(move || command.output().expect("stripe-router runs"))
-        .await
-        .expect("the command finishes")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Writes `routes` as `routes.yaml` in a fresh folder.
 fn folder_with(routes: &str) -> tempfile::TempDir {

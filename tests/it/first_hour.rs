@@ -5,32 +5,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 
 use serde_json::Value;
 use stripe_router::ingest::verify;
 
 use crate::harness::{
     self, ADDRESSES_FILE, API_KEY, Lines, ROUTES, SECRET, WAIT, eventually, read_jsonl,
-    router_command, spawn_app, wait_addresses,
+    router_command, run_router as run, spawn_app, text, wait_addresses,
 };
-
-/// Runs `stripe-router args...` in `dir` with only PATH and `env`, off the
-/// test's runtime so the stand-ins it serves keep answering.
-async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let mut command = router_command(dir, &env, args);
-    tokio::task::spawn_blocking(move || command.output().expect("stripe-router runs"))
-        .await
-        .expect("the command finishes")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A loopback port nothing listens on (bound, then let go).
 fn free_port() -> u16 {

@@ -330,6 +330,24 @@ fn serve_args(admin: &'static str) -> [&'static str; 9] {
     ]
 }
 
+/// Runs `stripe-router args...` in `dir` with only PATH and `env` set, off
+/// the test's runtime so the stand-ins it serves keep answering.
+pub async fn run_router(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let mut command = router_command(dir, &env, args);
+    tokio::task::spawn_blocking(move || command.output().expect("stripe-router runs"))
+        .await
+        .expect("the command finishes")
+}
+
+/// A command's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// `stripe-router args...` in `dir`, with only `env` (and `PATH`) set.
 pub fn router_command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));

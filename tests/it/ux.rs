@@ -1,34 +1,12 @@
 //! What a new user sees: `send`, `demo`, `check` warnings, completions and
 //! the hints on refused requests, all through the real binary.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use serde_json::json;
 use stripe_router::ingest::verify;
 
-use crate::harness::{ROUTES, SECRET, WAIT, eventually, now, pretty, read_jsonl, spawn_app};
-
-/// Runs `stripe-router args...` in `dir` with only PATH and `env` set, off
-/// the test's runtime so the stand-ins it serves keep answering.
-async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-router"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || command.output().expect("stripe-router runs"))
-        .await
-        .expect("the command finishes")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::harness::{
+    ROUTES, SECRET, WAIT, eventually, now, pretty, read_jsonl, run_router as run, spawn_app, text,
+};
 
 #[tokio::test]
 async fn send_delivers_a_signed_order_with_the_items_asked_for() {
