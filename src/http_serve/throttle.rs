@@ -1,7 +1,9 @@
 //! Log lines about one kind of thing, at most so many a second: a flood of
 //! refused requests or shed connections writes a few lines a second and a
-//! summary, not megabytes.
+//! summary, not megabytes ([`Throttle`]). And warnings about a failure that
+//! keeps coming back, at most one per key and period ([`Quiet`]).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,6 +121,49 @@ impl Throttle {
                 self.per_second
             );
         }
+    }
+}
+
+/// Keys [`Quiet`] remembers; past it they are forgotten, and the next line
+/// of each is a warning again. Keys come from the config (route names), so
+/// this is reached only by churning reloads.
+const QUIET_KEYS: usize = 1024;
+
+/// At most one warning per key every `every`: the first line of a key is a
+/// warning at once, the ones within `every` of it are quieted (logged at
+/// debug by the caller) and counted, and the next warning says how many.
+#[derive(Debug)]
+pub struct Quiet {
+    every: Duration,
+    /// Per key: when it was last a warning, and how many were quieted since.
+    keys: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl Quiet {
+    pub fn new(every: Duration) -> Quiet {
+        Quiet {
+            every,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(lines quieted since the last warning)` when this line of `key`
+    /// is a warning: its first, or the first after [`Quiet::every`].
+    pub fn admit(&self, key: &str, now: Instant) -> Option<u64> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((last, quieted)) = keys.get_mut(key) {
+            if now < *last + self.every {
+                *quieted += 1;
+                return None;
+            }
+            *last = now;
+            return Some(std::mem::take(quieted));
+        }
+        if keys.len() >= QUIET_KEYS {
+            keys.clear();
+        }
+        keys.insert(key.to_owned(), (now, 0));
+        Some(0)
     }
 }
 

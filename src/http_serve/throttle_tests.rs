@@ -24,3 +24,14 @@ fn a_window_logs_so_many_a_second_then_sums_up_once() {
     assert_eq!(window.admit(t1, 2), Verdict::SuppressAndSum(t1 + SECOND));
     assert_eq!(window.take(), 1);
 }
+
+#[test]
+fn quiet_remembers_a_bounded_number_of_keys() {
+    let warnings = Quiet::new(Duration::from_secs(30));
+    let now = tokio::time::Instant::now();
+    for n in 0..QUIET_KEYS + 10 {
+        assert_eq!(warnings.admit(&format!("route-{n}"), now), Some(0));
+    }
+    let held = warnings.keys.lock().unwrap().len();
+    assert!(held <= QUIET_KEYS, "{held}");
+}

@@ -12,7 +12,7 @@
 //! (`stripe.max_response`, all pages together, read as a stream) are
 //! bounded, and passing a bound is a permanent [`EnrichErrorKind::OverLimit`].
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -20,6 +20,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::StripeConfig;
+use crate::http_serve::throttle::Quiet;
 use crate::metrics::{ApiOutcome, Metrics};
 use crate::retry::{self, RetryConfig};
 use crate::routing::record::{self, LineItem};
@@ -177,38 +178,10 @@ pub struct StripeApi {
     /// Between the tries of one request (see [`crate::retry`]).
     retry: RetryConfig,
     limits: Limits,
+    /// Warnings about failing requests, at most one per [`WARN_EVERY`].
     warnings: Arc<Quiet>,
     /// Counts and times each request, when a router runs the client.
     metrics: Option<Arc<Metrics>>,
-}
-
-/// Warnings about failing requests, at most one per [`WARN_EVERY`].
-#[derive(Debug, Default)]
-struct Quiet {
-    /// When the last warning was written, and how many lines were quiet
-    /// since.
-    state: Mutex<(Option<tokio::time::Instant>, u64)>,
-}
-
-impl Quiet {
-    /// `Some(quieted since the last warning)` when this line is a warning.
-    fn admit(&self) -> Option<u64> {
-        self.admit_at(tokio::time::Instant::now())
-    }
-
-    fn admit_at(&self, now: tokio::time::Instant) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match state.0 {
-            Some(last) if now < last + WARN_EVERY => {
-                state.1 += 1;
-                None
-            }
-            _ => {
-                state.0 = Some(now);
-                Some(std::mem::take(&mut state.1))
-            }
-        }
-    }
 }
 
 /// `stripe.max_pages`, `stripe.max_line_items`, `stripe.max_response`: what
@@ -258,7 +231,7 @@ impl StripeApi {
                 items: config.max_line_items,
                 bytes: config.max_response,
             },
-            warnings: Arc::default(),
+            warnings: Arc::new(Quiet::new(WARN_EVERY)),
             metrics: None,
         })
     }
@@ -403,7 +376,7 @@ impl StripeApi {
                 });
             }
             if attempt >= self.max_attempts {
-                match self.warnings.admit() {
+                match self.warnings.admit("", tokio::time::Instant::now()) {
                     Some(quieted) => tracing::warn!(session = session_id, attempt,
                         error = %failure.message, quieted,
                         "stripe api: giving up (at most one warning every {}s)", WARN_EVERY.as_secs()),
@@ -421,7 +394,7 @@ impl StripeApi {
                 });
             }
             let delay = retry::backoff_or_after(&self.retry, attempt - 1, failure.retry_after);
-            match self.warnings.admit() {
+            match self.warnings.admit("", tokio::time::Instant::now()) {
                 Some(quieted) => tracing::warn!(session = session_id, attempt,
                     retry_in_ms = delay.as_millis() as u64, error = %failure.message, quieted,
                     "stripe api: retrying (at most one warning every {}s)", WARN_EVERY.as_secs()),

@@ -338,11 +338,11 @@ fn base_must_be_http() {
 
 #[test]
 fn warnings_about_failing_requests_are_one_per_period_with_a_count() {
-    let quiet = Quiet::default();
+    let quiet = Quiet::new(WARN_EVERY);
     let start = tokio::time::Instant::now();
-    assert_eq!(quiet.admit_at(start), Some(0));
-    assert_eq!(quiet.admit_at(start + Duration::from_secs(1)), None);
-    assert_eq!(quiet.admit_at(start + Duration::from_secs(29)), None);
-    assert_eq!(quiet.admit_at(start + WARN_EVERY), Some(2));
-    assert_eq!(quiet.admit_at(start + WARN_EVERY), None);
+    assert_eq!(quiet.admit("", start), Some(0));
+    assert_eq!(quiet.admit("", start + Duration::from_secs(1)), None);
+    assert_eq!(quiet.admit("", start + Duration::from_secs(29)), None);
+    assert_eq!(quiet.admit("", start + WARN_EVERY), Some(2));
+    assert_eq!(quiet.admit("", start + WARN_EVERY), None);
 }

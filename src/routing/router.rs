@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::event::Event;
+use crate::http_serve::throttle::Quiet;
 use crate::metrics::{Metrics, RecordOutcome};
 use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::build::{Builder, Built, Failed};
@@ -79,7 +80,7 @@ pub struct Router {
     counts: Arc<Counts>,
     metrics: Arc<Metrics>,
     concurrency: usize,
-    retries: RetryWarnings,
+    retries: Quiet,
 }
 
 /// How often a route whose records keep failing to build is warned about:
@@ -87,40 +88,6 @@ pub struct Router {
 /// time of it are at debug, so one failing event (the Stripe API out of
 /// reach) writes a line or two every 30 s, not one per retry.
 const RETRY_WARN_EVERY: Duration = Duration::from_secs(30);
-
-/// Route names remembered by [`RetryWarnings`]; past it they are forgotten
-/// (and the next failure of each is a warning again). Routes come from the
-/// config, so this is never reached but by churning reloads.
-const RETRY_WARN_ROUTES: usize = 1024;
-
-/// When each route's failure to build was last a warning, and how many
-/// retries were logged at debug since.
-#[derive(Debug, Default)]
-struct RetryWarnings {
-    routes: Mutex<HashMap<String, (tokio::time::Instant, u64)>>,
-}
-
-impl RetryWarnings {
-    /// `Some(retries at debug since the last warning)` when this failure of
-    /// `route` is a warning: its first, or the first after
-    /// [`RETRY_WARN_EVERY`].
-    fn admit(&self, route: &str, now: tokio::time::Instant) -> Option<u64> {
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((last, quieted)) = routes.get_mut(route) {
-            if now < *last + RETRY_WARN_EVERY {
-                *quieted += 1;
-                return None;
-            }
-            *last = now;
-            return Some(std::mem::take(quieted));
-        }
-        if routes.len() >= RETRY_WARN_ROUTES {
-            routes.clear();
-        }
-        routes.insert(route.to_owned(), (now, 0));
-        Some(0)
-    }
-}
 
 /// Holds an event id in the router's in-flight set and takes it out when
 /// dropped, also when the routing pass panics.
@@ -166,7 +133,7 @@ impl Router {
             counts,
             metrics,
             concurrency: ROUTING_CONCURRENCY,
-            retries: RetryWarnings::default(),
+            retries: Quiet::new(RETRY_WARN_EVERY),
         }
     }
 
@@ -458,7 +425,7 @@ impl Router {
 /// [`ROUTING_RETRY`]'s `max_age`): a route-level dead letter. A retry is a
 /// warning when `warnings` admits it, at debug otherwise; a dead letter is
 /// always an error.
-fn route_failure(job: &PendingEvent, failed: Failed, warnings: &RetryWarnings) -> RouteFailure {
+fn route_failure(job: &PendingEvent, failed: Failed, warnings: &Quiet) -> RouteFailure {
     let now = crate::clock::now_ms();
     let dead = !failed.error.retryable() || retry::expired(&ROUTING_RETRY, job.received_at_ms, now);
     let error = failed.error.to_string();

@@ -318,7 +318,7 @@ async fn a_pass_that_keeps_panicking_puts_its_event_off_with_the_routing_backoff
 
 #[test]
 fn a_failing_route_warns_at_once_then_at_most_once_every_30s() {
-    let warnings = RetryWarnings::default();
+    let warnings = Quiet::new(RETRY_WARN_EVERY);
     let start = tokio::time::Instant::now();
     let at = |secs: u64| start + Duration::from_secs(secs);
     // A route that starts failing is seen at once.
@@ -332,15 +332,4 @@ fn a_failing_route_warns_at_once_then_at_most_once_every_30s() {
     // Past 30 s, one more warning, saying how many retries were quiet.
     assert_eq!(warnings.admit("orders", at(31)), Some(5));
     assert_eq!(warnings.admit("orders", at(32)), None);
-}
-
-#[test]
-fn retry_warnings_remember_a_bounded_number_of_routes() {
-    let warnings = RetryWarnings::default();
-    let now = tokio::time::Instant::now();
-    for n in 0..RETRY_WARN_ROUTES + 10 {
-        assert_eq!(warnings.admit(&format!("route-{n}"), now), Some(0));
-    }
-    let held = warnings.routes.lock().unwrap().len();
-    assert!(held <= RETRY_WARN_ROUTES, "{held}");
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::reads::dead_letter;
 use super::state::{DeliveryState, EventState, RouteState};
 use crate::store::{
     AttemptView, DeadLetter, DeadLetterCursor, DeadLetterPage, DeadLetterQuery, DeliveryView,
@@ -276,21 +277,7 @@ pub(super) fn dead_letter_page(
             after_key,
             query.limit as i64 + 1
         ],
-        |row| {
-            Ok((
-                DeadLetter {
-                    record_id: row.get(0)?,
-                    event_id: row.get(1)?,
-                    sink: row.get(2)?,
-                    route: row.get(3)?,
-                    attempts: row.get(4)?,
-                    last_error: row.get(5)?,
-                    created_at_ms: row.get(6)?,
-                    updated_at_ms: row.get(7)?,
-                },
-                row.get::<_, String>(8)?,
-            ))
-        },
+        |row| Ok((dead_letter(row)?, row.get::<_, String>(8)?)),
     )?;
     let mut rows: Vec<(DeadLetter, String)> = rows.collect::<Result<_, _>>()?;
     let next = if rows.len() > query.limit {

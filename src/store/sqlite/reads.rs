@@ -210,7 +210,7 @@ pub(super) fn depths(c: &Connection) -> Result<Depths, rusqlite::Error> {
 
 /// A dead letter from a row of `record_id, event_id, sink, route, attempts,
 /// last_error, created_at, updated_at`.
-fn dead_letter(row: &rusqlite::Row<'_>) -> Result<DeadLetter, rusqlite::Error> {
+pub(super) fn dead_letter(row: &rusqlite::Row<'_>) -> Result<DeadLetter, rusqlite::Error> {
     Ok(DeadLetter {
         record_id: row.get(0)?,
         event_id: row.get(1)?,
