@@ -45,26 +45,7 @@ impl Config {
     /// Parses config text; `file` names it in error places and its folder is
     /// the base for relative paths. `env` answers `${VAR}`.
     pub fn parse(text: &str, file: &Path, env: &Env) -> Result<Config, ConfigError> {
-        Config::parse_with(text, file, env, UnsetVars::Refused)
-    }
-
-    /// [`Config::load`], with `${VAR}`s naming unset variables allowed or not.
-    pub fn load_with(path: &Path, env: &Env, unset: UnsetVars) -> Result<Config, ConfigError> {
-        let text = read(path)?;
-        Config::parse_with(&text, path, env, unset)
-    }
-
-    /// [`Config::parse`], with `${VAR}`s naming unset variables allowed or
-    /// not. Allowed (`check --no-env`), such a variable reads as empty text
-    /// and the value that holds it is not judged: the config is only fit to
-    /// be checked, not to be served.
-    pub fn parse_with(
-        text: &str,
-        file: &Path,
-        env: &Env,
-        unset: UnsetVars,
-    ) -> Result<Config, ConfigError> {
-        Config::check(text, file, env, unset).into_result()
+        Config::check(text, file, env, UnsetVars::Refused).into_result()
     }
 
     /// Reads and checks the file at `path`: see [`Config::check`].
@@ -82,6 +63,9 @@ impl Config {
     /// Checks config text: every problem, and the config as far as it
     /// could be read, so that the later stages (the rules' compile step, the
     /// warnings) still check what is there when this one found problems.
+    /// With `UnsetVars::Allowed` (`check --no-env`) a `${VAR}` naming an
+    /// unset variable reads as empty text and the value that holds it is
+    /// not judged: such a config is only fit to be checked, not served.
     pub fn check(text: &str, file: &Path, env: &Env, unset: UnsetVars) -> Checked {
         let (parts, problems, unset_vars) =
             checker::check(text, &file.display().to_string(), env, unset);
