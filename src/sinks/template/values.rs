@@ -29,18 +29,33 @@ const SCANNED_KEYS: usize = 32;
 /// `json` (one JSON value, nothing after it but whitespace) as a template
 /// value. Nesting is bounded by serde_json's recursion limit.
 pub fn from_json(json: &[u8]) -> Result<Value, serde_json::Error> {
-    let mut scratch = Scratch::default();
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    match std::str::from_utf8(json) {
+        // One UTF-8 check of the whole record instead of one per string.
+        Ok(text) => build(serde_json::Deserializer::from_str(text)),
+        // serde_json's own error, with its place.
+        Err(_) => build(serde_json::Deserializer::from_slice(json)),
+    }
+}
+
+fn build<'de, R: serde_json::de::Read<'de>>(
+    mut deserializer: serde_json::Deserializer<R>,
+) -> Result<Value, serde_json::Error> {
+    let mut scratch = Scratch {
+        entries: Vec::with_capacity(64),
+        prints: Vec::with_capacity(64),
+        items: Vec::with_capacity(16),
+    };
     let value = Build(&mut scratch).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
 }
 
 /// The entries of the objects and the items of the arrays being built, the
-/// innermost at the top.
-#[derive(Default)]
+/// innermost at the top; `prints` holds a fingerprint of each entry's key,
+/// so that looking for a repeated key compares integers.
 struct Scratch {
     entries: Vec<(Value, Value)>,
+    prints: Vec<u64>,
     items: Vec<Value>,
 }
 
@@ -158,17 +173,27 @@ impl<'de> Visitor<'de> for Build<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let start = self.0.entries.len();
-        while let Some(key) = map.next_key_seed(Key)? {
+        while let Some((key, print)) = map.next_key_seed(Key)? {
             let value = map.next_value_seed(Build(self.0))?;
-            let entries = &mut self.0.entries[start..];
-            if entries.len() < SCANNED_KEYS
-                && let Some(slot) = entries.iter_mut().find(|(k, _)| k.as_str() == key.as_str())
-            {
-                slot.1 = value;
+            let scratch = &mut *self.0;
+            let known = &scratch.prints[start..];
+            let repeated = if known.len() < SCANNED_KEYS {
+                known
+                    .iter()
+                    .zip(&scratch.entries[start..])
+                    .position(|(p, (k, _))| *p == print && k.as_str() == key.as_str())
             } else {
-                self.0.entries.push((key, value));
+                None
+            };
+            match repeated {
+                Some(i) => scratch.entries[start + i].1 = value,
+                None => {
+                    scratch.entries.push((key, value));
+                    scratch.prints.push(print);
+                }
             }
         }
+        self.0.prints.truncate(start);
         let entries = self.0.entries.drain(start..);
         if entries.len() > SCANNED_KEYS {
             // minijinja's own map; a repeated key is merged as above.
@@ -178,30 +203,34 @@ impl<'de> Visitor<'de> for Build<'_> {
     }
 }
 
-/// An object key: JSON keys are strings.
+/// A fingerprint of an object key (FxHash's mixing): equal keys have equal
+/// prints, different keys almost never do.
+fn print(key: &str) -> u64 {
+    key.bytes().fold(key.len() as u64, |hash, byte| {
+        (hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x517c_c1b7_2722_0a95)
+    })
+}
+
+/// An object key (JSON keys are strings) and its print.
 struct Key;
 
 impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Value;
+    type Value = (Value, u64);
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(Value, u64), D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
 impl Visitor<'_> for Key {
-    type Value = Value;
+    type Value = (Value, u64);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object key")
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_str<E>(self, v: &str) -> Result<(Value, u64), E> {
+        Ok((Value::from(v), print(v)))
     }
 }
 

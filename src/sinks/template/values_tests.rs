@@ -101,3 +101,14 @@ fn nesting_is_bounded() {
     let error = from_json(deep.as_bytes()).expect_err("too deep");
     assert!(error.to_string().contains("recursion limit"), "{error}");
 }
+
+#[test]
+fn a_record_that_is_not_utf8_is_refused_with_serde_jsons_words() {
+    let json = b"{\"a\": \"\xff\"}";
+    let ours = from_json(json).map(|_| ()).map_err(|e| e.to_string());
+    let theirs = serde_json::from_slice::<Value>(json)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    assert!(ours.is_err());
+    assert_eq!(ours, theirs);
+}
