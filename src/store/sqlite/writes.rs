@@ -211,8 +211,11 @@ pub(super) fn settle(
             DeliveryState::Pending
         ))?
         .execute(params![record_id, sink, state, next, error, now])?;
-    if settled == 1 {
-        // The attempt's history, bounded: the newest ATTEMPTS_KEPT stay.
+    // A delivered attempt is told by the row itself (its state and
+    // `updated_at`, which `browse` shows as the last attempt): the hot path
+    // writes one row, not three. Failed attempts are kept in the history,
+    // bounded: the newest ATTEMPTS_KEPT stay.
+    if settled == 1 && state != DeliveryState::Delivered {
         tx.prepare_cached(
             "INSERT INTO delivery_attempts (record_id, sink, at, outcome, error)
              VALUES (?1, ?2, ?3, ?4, ?5)",
