@@ -1,8 +1,10 @@
 //! `jsonl`: one compact JSON record per line, appended to a file.
 //!
-//! Each record goes out as a single `write_all` of `body + "\n"` on a file
-//! opened with `O_APPEND`, under a mutex, so lines never interleave and a
-//! `tail -F` reader sees whole lines. Before every write the sink compares the
+//! Records go out as whole lines (`body + "\n"`) on a file opened with
+//! `O_APPEND`: the lines queued while the previous write ran are written
+//! together in a single `write_all` (and synced once, with `fsync`), by one
+//! blocking-pool task at a time, so lines never interleave and a `tail -F`
+//! reader sees whole lines. Before every write the sink compares the
 //! open file's (device, inode) with what the path names now: when log rotation
 //! has renamed or deleted the file, the path is reopened (created) first, and
 //! the old file keeps what was written to it. The sink assumes it is the only
@@ -45,13 +47,15 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
+use tokio::sync::oneshot;
 
 use super::{BuildError, DeliverFuture, Delivery, DeliveryError, Encoded, Sink, SinkType};
 
@@ -200,6 +204,7 @@ const ID_HEAD_BYTES: usize = 1024;
 pub struct JsonlSink {
     path: PathBuf,
     fsync: bool,
+    queue: Arc<Mutex<Queue>>,
     appender: Arc<Mutex<Appender>>,
 }
 
@@ -253,6 +258,7 @@ impl JsonlSink {
         Ok(JsonlSink {
             path,
             fsync: false,
+            queue: Arc::default(),
             appender: Arc::new(Mutex::new(appender)),
         })
     }
@@ -282,32 +288,95 @@ impl Sink for JsonlSink {
                     record.id
                 )));
             }
-            let mut line = Vec::with_capacity(record.body.len() + 1);
-            line.extend_from_slice(&record.body);
-            line.push(b'\n');
-            let appender = Arc::clone(&self.appender);
-            let fsync = self.fsync;
-            let id = record.id.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                // A panic cannot leave the appender inconsistent: every write
-                // starts by checking the file and any torn line.
-                let mut appender = appender.lock().unwrap_or_else(PoisonError::into_inner);
-                appender.append(&id, &line, fsync)
-            })
-            .await;
-            match written {
+            let (done, outcome) = oneshot::channel();
+            let start = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                queue.lines.push(Queued {
+                    id: record.id.clone(),
+                    body: record.body.clone(),
+                    done,
+                });
+                !std::mem::replace(&mut queue.writing, true)
+            };
+            if start {
+                let (queue, appender, fsync) = (
+                    Arc::clone(&self.queue),
+                    Arc::clone(&self.appender),
+                    self.fsync,
+                );
+                drop(tokio::task::spawn_blocking(move || {
+                    write_queued(&queue, &appender, fsync);
+                }));
+            }
+            match outcome.await {
                 Ok(result) => result.map_err(|(what, e)| {
                     DeliveryError::retryable(format!(
                         "jsonl sink {}: {what}: {e}",
                         self.path.display()
                     ))
                 }),
-                Err(e) => Err(DeliveryError::retryable(format!(
-                    "jsonl sink {}: write task did not finish: {e}",
+                Err(_) => Err(DeliveryError::retryable(format!(
+                    "jsonl sink {}: write task did not finish",
                     self.path.display()
                 ))),
             }
         })
+    }
+}
+
+/// Lines waiting for the blocking task that writes them.
+#[derive(Debug, Default)]
+struct Queue {
+    lines: Vec<Queued>,
+    /// A task is writing, and takes whatever is queued before it stops.
+    writing: bool,
+}
+
+/// One record's line, and where its outcome goes.
+#[derive(Debug)]
+struct Queued {
+    id: String,
+    /// The record without its newline.
+    body: Bytes,
+    done: oneshot::Sender<Result<(), Failure>>,
+}
+
+/// Writes what is queued, a batch at a time, until the queue is empty: the
+/// lines that arrive during one write go out together in the next, so a
+/// burst costs one blocking-pool task, and one write (one sync) per batch,
+/// not per line. The queue holds at most the sink's deliveries in flight.
+fn write_queued(queue: &Mutex<Queue>, appender: &Mutex<Appender>, fsync: bool) {
+    // A panic drops the queued lines (their deliveries fail and are retried)
+    // and lets the next delivery start a writer again.
+    struct Unwind<'a>(&'a Mutex<Queue>);
+    impl Drop for Unwind<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                queue.lines.clear();
+                queue.writing = false;
+            }
+        }
+    }
+    let _unwind = Unwind(queue);
+    loop {
+        let batch = {
+            let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.lines.is_empty() {
+                queue.writing = false;
+                return;
+            }
+            std::mem::take(&mut queue.lines)
+        };
+        let outcomes = {
+            // A panic cannot leave the appender inconsistent: every write
+            // starts by checking the file and any torn line.
+            let mut appender = appender.lock().unwrap_or_else(PoisonError::into_inner);
+            appender.append(&batch, fsync)
+        };
+        for (queued, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = queued.done.send(outcome);
+        }
     }
 }
 
@@ -427,140 +496,33 @@ fn create_folders(dir: &Path, mode: u32) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 
-/// What the end of an existing file holds.
-#[derive(Debug, Default)]
-struct Tail {
-    /// The ids of its last whole lines, oldest first (at most [`REMEMBERED`]).
-    ids: Vec<String>,
-    /// A last line without its newline.
-    torn: Option<TornLine>,
-    /// Where to cut the file before the first write: a last line without its
-    /// newline too long to be one of this sink's records.
-    cut_at: Option<u64>,
-}
-
-/// Reads the ids of the whole lines in the last [`TAIL_BYTES`] of the file at
-/// `path`, or further back until at least `min_lines` lines are covered, and
-/// the last line if it has no newline; nothing if there is no file. Only the
-/// head of each line is kept in memory.
-fn read_tail(path: &Path, min_lines: usize) -> io::Result<Tail> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let mut window = TAIL_BYTES;
-    loop {
-        let start = len.saturating_sub(window);
-        let scan = scan_lines(&file, start, len)?;
-        if start == 0 || scan.lines >= min_lines {
-            let mut tail = Tail {
-                ids: scan.ids.into(),
-                ..Tail::default()
-            };
-            match len - scan.last_end {
-                0 => {}
-                // Longer than any record: not a line this sink began.
-                n if n > TORN_LINE_MAX => tail.cut_at = Some(scan.last_end),
-                n => {
-                    let mut bytes = vec![0; usize::try_from(n).unwrap_or(0)];
-                    file.read_exact_at(&mut bytes, scan.last_end)?;
-                    tail.torn = Some(TornLine {
-                        start: scan.last_end,
-                        bytes,
-                        until: Instant::now() + TORN_LINE_GRACE,
-                    });
-                }
-            }
-            return Ok(tail);
-        }
-        window = window.saturating_mul(4);
-    }
-}
-
-/// A last line longer than this is not completed but cut off at once.
-const TORN_LINE_MAX: u64 = 64 * 1024 * 1024;
-
-/// What one pass over the lines from `start` found.
-struct Scan {
-    ids: VecDeque<String>,
-    /// Whole lines seen (with or without an id).
-    lines: usize,
-    /// The offset just past the last newline, or `start` if none.
-    last_end: u64,
-}
-
-fn scan_lines(file: &File, start: u64, len: u64) -> io::Result<Scan> {
-    let mut file = file;
-    file.seek(SeekFrom::Start(start))?;
-    // Never past the length it had: a device like /dev/full never ends.
-    let mut reader = BufReader::with_capacity(64 * 1024, file.take(len - start));
-    let mut scan = Scan {
-        ids: VecDeque::new(),
-        lines: 0,
-        last_end: start,
-    };
-    let mut offset = start;
-    let mut head = Vec::with_capacity(ID_HEAD_BYTES);
-    // Starting mid-file, the first line is a part of one: skipped.
-    let mut whole = start == 0;
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok(scan);
-        }
-        let end = buffer.iter().position(|&b| b == b'\n');
-        let part = &buffer[..end.unwrap_or(buffer.len())];
-        if whole {
-            let room = ID_HEAD_BYTES.saturating_sub(head.len());
-            head.extend_from_slice(&part[..part.len().min(room)]);
-        }
-        let consumed = part.len() + usize::from(end.is_some());
-        reader.consume(consumed);
-        offset += consumed as u64;
-        if end.is_some() {
-            if whole {
-                scan.lines += 1;
-                if let Some(id) = line_id(&head) {
-                    scan.ids.push_back(id);
-                    if scan.ids.len() > REMEMBERED {
-                        scan.ids.pop_front();
-                    }
-                }
-            }
-            scan.last_end = offset;
-            head.clear();
-            whole = true;
-        }
-    }
-}
-
-/// The record id at the head of a line: `{"id":"<JSON string>"`.
-fn line_id(head: &[u8]) -> Option<String> {
-    const PREFIX: &[u8] = b"{\"id\":";
-    let string = head.strip_prefix(PREFIX)?;
-    if string.first() != Some(&b'"') {
-        return None;
-    }
-    let mut i = 1;
-    while i < string.len() {
-        match string[i] {
-            b'\\' => i += 2,
-            b'"' => return serde_json::from_slice(&string[..=i]).ok(),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
 impl Appender {
-    fn append(&mut self, id: &str, line: &[u8], fsync: bool) -> Result<(), Failure> {
-        if self.written.contains(id) {
-            // Written before, but the journal did not record it (a full disk,
-            // a crash right after the write): the file has it already.
-            tracing::debug!(path = %self.path.display(), record_id = id,
-                "record already in the file; not appended again");
+    /// Appends the lines of `batch` not in the file yet in one write (and one
+    /// sync with `fsync`); the outcome of each, in order.
+    fn append(&mut self, batch: &[Queued], fsync: bool) -> Vec<Result<(), Failure>> {
+        match self.append_all(batch, fsync) {
+            Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+            Err((what, e)) => batch
+                .iter()
+                .map(|_| Err((what, io::Error::new(e.kind(), e.to_string()))))
+                .collect(),
+        }
+    }
+
+    fn append_all(&mut self, batch: &[Queued], fsync: bool) -> Result<(), Failure> {
+        // A record written before, but not recorded by the journal (a full
+        // disk, a crash right after the write), is in the file already; so is
+        // one queued twice.
+        let mut fresh: Vec<&Queued> = Vec::with_capacity(batch.len());
+        for queued in batch {
+            if self.written.contains(&queued.id) || fresh.iter().any(|f| f.id == queued.id) {
+                tracing::debug!(path = %self.path.display(), record_id = queued.id,
+                    "record already in the file; not appended again");
+            } else {
+                fresh.push(queued);
+            }
+        }
+        if fresh.is_empty() {
             if fsync && let Some(open) = &self.open {
                 open.file
                     .sync_data()
@@ -597,10 +559,20 @@ impl Appender {
                 open.torn_line = None;
             }
         }
-        let mut rest = line;
+        // The record that completes a torn line goes first, and only the
+        // rest of its line is written.
+        let mut completes = None;
         if let Some(torn) = &open.torn_line {
-            if let Some(after) = line.strip_prefix(torn.bytes.as_slice()) {
-                rest = after;
+            let found = fresh.iter().enumerate().find_map(|(k, queued)| {
+                queued
+                    .body
+                    .strip_prefix(torn.bytes.as_slice())
+                    .map(|rest| (k, rest.len()))
+            });
+            if let Some((k, rest)) = found {
+                let queued = fresh.remove(k);
+                fresh.insert(0, queued);
+                completes = Some(rest);
             } else if Instant::now() < torn.until {
                 return Err((
                     "waiting for the record that completes the last line, cut short by a crash",
@@ -624,24 +596,36 @@ impl Appender {
                 open.torn_line = None;
             }
         }
+        let mut lines = Vec::with_capacity(fresh.iter().map(|q| q.body.len() + 1).sum());
+        for (k, queued) in fresh.iter().enumerate() {
+            let body = &queued.body[..];
+            let from = match completes {
+                Some(rest) if k == 0 => body.len() - rest,
+                _ => 0,
+            };
+            lines.extend_from_slice(&body[from..]);
+            lines.push(b'\n');
+        }
         let before = open
             .file
             .metadata()
             .map_err(|e| ("cannot inspect the open file", e))?
             .len();
-        if let Err(e) = open.file.write_all(rest) {
+        // One `write_all`: whole lines, in one piece as far as the kernel
+        // takes it, so `tail -F` readers see whole lines.
+        if let Err(e) = open.file.write_all(&lines) {
             if open.file.set_len(before).is_err() {
                 open.torn_at = Some(before);
             }
             return Err(("cannot write", e));
         }
-        if rest.len() < line.len() {
-            tracing::info!(path = %path.display(), record_id = id,
+        if completes.is_some() {
+            tracing::info!(path = %path.display(), record_id = fresh[0].id,
                 "completed the line a crash cut short");
             open.torn_line = None;
         }
         // `File` has no user-space buffer: after `write_all` the kernel has the
-        // line, which is what `tail -F` readers see.
+        // lines, which is what `tail -F` readers see.
         let synced = if fsync {
             open.file
                 .sync_data()
@@ -650,7 +634,9 @@ impl Appender {
             Ok(())
         };
         // In the file now, synced or not: a retry only syncs again.
-        self.written.insert(id.to_owned());
+        for queued in fresh {
+            self.written.insert(queued.id.clone());
+        }
         synced
     }
 
@@ -672,6 +658,12 @@ impl Appender {
         })
     }
 }
+
+mod tail;
+
+#[cfg(test)]
+use tail::TORN_LINE_MAX;
+use tail::{line_id, read_tail};
 
 #[cfg(test)]
 #[path = "jsonl_tests.rs"]

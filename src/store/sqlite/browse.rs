@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use super::reads::dead_letter;
 use super::state::{DeliveryState, EventState, RouteState};
 use crate::store::{
-    AttemptView, DeadLetter, DeadLetterCursor, DeadLetterPage, DeadLetterQuery, DeliveryView,
-    EventDetail, EventPage, EventQuery, EventView, RecordView, RouteFailureView,
+    ATTEMPTS_KEPT, AttemptView, DeadLetter, DeadLetterCursor, DeadLetterPage, DeadLetterQuery,
+    DeliveryView, EventDetail, EventPage, EventQuery, EventView, RecordView, RouteFailureView,
 };
 
 /// The columns every event query reads, in [`event_row`]'s order.
@@ -74,7 +74,7 @@ pub(super) fn event(c: &Connection, id: &str) -> Result<Option<EventDetail>, rus
         record_bodies.push(super::reads::record_body(c, &record.id)?);
         let mut per_sink = Vec::with_capacity(record.deliveries.len());
         for delivery in &record.deliveries {
-            per_sink.push(delivery_attempts(c, &record.id, &delivery.sink)?);
+            per_sink.push(delivery_attempts(c, &record.id, delivery)?);
         }
         attempts.push(per_sink);
     }
@@ -87,17 +87,20 @@ pub(super) fn event(c: &Connection, id: &str) -> Result<Option<EventDetail>, rus
     }))
 }
 
-/// A delivery's kept attempts, oldest first.
+/// A delivery's kept attempts, oldest first: the failed ones from
+/// `delivery_attempts`, and for a delivered row the attempt that delivered it,
+/// which only the row records (`writes::settle`); the newest
+/// [`ATTEMPTS_KEPT`] in all.
 fn delivery_attempts(
     c: &Connection,
     record_id: &str,
-    sink: &str,
+    delivery: &DeliveryView,
 ) -> Result<Vec<AttemptView>, rusqlite::Error> {
     let mut statement = c.prepare_cached(
         "SELECT at, outcome, error FROM delivery_attempts WHERE record_id = ?1 AND sink = ?2
          ORDER BY id",
     )?;
-    let rows = statement.query_map(params![record_id, sink], |row| {
+    let rows = statement.query_map(params![record_id, delivery.sink], |row| {
         Ok(AttemptView {
             at_ms: row.get(0)?,
             outcome: match row.get::<_, DeliveryState>(1)? {
@@ -108,7 +111,20 @@ fn delivery_attempts(
             error: row.get(2)?,
         })
     })?;
-    rows.collect()
+    let mut attempts: Vec<AttemptView> = rows.collect::<Result<_, _>>()?;
+    // A journal written by an older version has the delivered attempt as a
+    // row already.
+    let told = attempts.last().is_some_and(|a| a.outcome == "delivered");
+    if delivery.state == "delivered" && !told {
+        attempts.push(AttemptView {
+            at_ms: delivery.updated_at_ms,
+            outcome: "delivered",
+            error: None,
+        });
+    }
+    let over = attempts.len().saturating_sub(ATTEMPTS_KEPT);
+    attempts.drain(..over);
+    Ok(attempts)
 }
 
 /// Fills in each event's records, their deliveries and its failed

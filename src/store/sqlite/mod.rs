@@ -105,6 +105,9 @@ impl SqliteStore {
             if fsync { "FULL" } else { "OFF" },
             schema::schema()
         ))?;
+        // Every statement of the writer stays prepared (the hot path's,
+        // BEGIN and COMMIT, replay's and pruning's): more than the default 16.
+        writer.set_prepared_statement_cache_capacity(64);
         let health = Arc::new(Health::default());
         if let Err(e) = probe(&writer) {
             if !is_full(&e) {

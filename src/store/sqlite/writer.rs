@@ -112,25 +112,33 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) -
     let now = now_ms();
     let mut answers: Answers = Vec::with_capacity(batch.len());
     let mut failure: Option<rusqlite::Error> = None;
-    match connection.transaction() {
+    // BEGIN and COMMIT as cached statements: `Connection::transaction`
+    // parses both again for every batch.
+    match run_cached(connection, "BEGIN") {
         Err(e) => {
             failure = Some(e);
             for write in batch.drain(..) {
                 refuse(write, &mut answers);
             }
         }
-        Ok(tx) => {
+        Ok(()) => {
             for write in batch.drain(..) {
                 if failure.is_some() {
                     refuse(write, &mut answers);
                 } else {
-                    execute(&tx, write, now, &mut answers, &mut failure);
+                    execute(connection, write, now, &mut answers, &mut failure);
                 }
             }
             if failure.is_none()
-                && let Err(e) = tx.commit()
+                && let Err(e) = run_cached(connection, "COMMIT")
             {
                 failure = Some(e);
+            }
+            if failure.is_some() && !connection.is_autocommit() {
+                // Nothing of a failed batch stays; a failed rollback leaves
+                // the connection in the transaction, which the next BEGIN
+                // reports.
+                let _ = run_cached(connection, "ROLLBACK");
             }
         }
     }
@@ -142,11 +150,15 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) -
     failure.is_none()
 }
 
+fn run_cached(connection: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    connection.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 type Answers = Vec<Box<dyn FnOnce(Option<&str>)>>;
 
 /// Runs one write's statements; its answer waits for the commit.
 fn execute(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     write: Write,
     now: i64,
     answers: &mut Answers,

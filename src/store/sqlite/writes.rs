@@ -3,14 +3,14 @@
 //! into the statement's text, so that SQLite matches its partial index; a
 //! state set is bound.
 
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 use super::state::{DeliveryState, EventState, RouteState};
 use crate::store::{ATTEMPTS_KEPT, Filter, Journaled, LEASE_MS, NewEvent, Routing, Settle};
 
 /// Journals an event, unless its id is already there.
 pub(super) fn journal(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     event: &NewEvent,
     now: i64,
 ) -> Result<Journaled, rusqlite::Error> {
@@ -42,7 +42,7 @@ pub(super) fn journal(
 
 /// One routing pass (see [`Store::save_routing`](crate::store::Store::save_routing)).
 pub(super) fn save_routing(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     event_id: &str,
     routing: &Routing,
     now: i64,
@@ -164,7 +164,7 @@ pub(super) fn save_routing(
 
 /// The event as a whole could not be routed.
 pub(super) fn event_failed(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &str,
     error: &str,
     next: i64,
@@ -186,7 +186,7 @@ pub(super) fn event_failed(
 
 /// How one delivery attempt ended.
 pub(super) fn settle(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     record_id: &str,
     sink: &str,
     outcome: Settle,
@@ -211,8 +211,11 @@ pub(super) fn settle(
             DeliveryState::Pending
         ))?
         .execute(params![record_id, sink, state, next, error, now])?;
-    if settled == 1 {
-        // The attempt's history, bounded: the newest ATTEMPTS_KEPT stay.
+    // A delivered attempt is told by the row itself (its state and
+    // `updated_at`, which `browse` shows as the last attempt): the hot path
+    // writes one row, not three. Failed attempts are kept in the history,
+    // bounded: the newest ATTEMPTS_KEPT stay.
+    if settled == 1 && state != DeliveryState::Delivered {
         tx.prepare_cached(
             "INSERT INTO delivery_attempts (record_id, sink, at, outcome, error)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -229,11 +232,7 @@ pub(super) fn settle(
 }
 
 /// Re-queues the dead letters `filter` matches; how many.
-pub(super) fn replay(
-    tx: &Transaction<'_>,
-    filter: &Filter,
-    now: i64,
-) -> Result<u64, rusqlite::Error> {
+pub(super) fn replay(tx: &Connection, filter: &Filter, now: i64) -> Result<u64, rusqlite::Error> {
     let deliveries = tx
         .prepare_cached(&format!(
             "UPDATE deliveries SET state = ?5, next_attempt_at = 0, attempts = 0, created_at = ?4,
@@ -285,11 +284,7 @@ pub(super) fn replay(
 
 /// Queues an event to be routed again by the current routes, its dead
 /// routes included; false when it is not in the journal.
-pub(super) fn reroute(
-    tx: &Transaction<'_>,
-    event_id: &str,
-    now: i64,
-) -> Result<bool, rusqlite::Error> {
+pub(super) fn reroute(tx: &Connection, event_id: &str, now: i64) -> Result<bool, rusqlite::Error> {
     let found = tx
         .prepare_cached(
             "UPDATE events SET state = ?3, reroute = 1, next_attempt_at = 0, attempts = 0,
@@ -305,11 +300,7 @@ pub(super) fn reroute(
 }
 
 /// Deletes finished history (see [`Store::prune`](crate::store::Store::prune)).
-pub(super) fn prune(
-    tx: &Transaction<'_>,
-    before: i64,
-    limit: usize,
-) -> Result<u64, rusqlite::Error> {
+pub(super) fn prune(tx: &Connection, before: i64, limit: usize) -> Result<u64, rusqlite::Error> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut removed = tx
         .prepare_cached(&format!(

@@ -148,6 +148,61 @@ async fn one_event_in_full_keeps_the_newest_attempts_only() {
 }
 
 #[tokio::test]
+async fn a_delivered_attempt_is_kept_on_its_row_and_shown_in_the_history() {
+    let (_dir, store) = open();
+    store.journal(event("evt_1")).await.unwrap();
+    store
+        .save_routing(
+            "evt_1",
+            routed(vec![record("evt_1", "orders", &["file", "http"])]),
+        )
+        .await
+        .unwrap();
+    store
+        .settle("evt_1:orders", "file", Settle::Delivered)
+        .await
+        .unwrap();
+    let error = "http sink POST http://x/: answered 503".to_owned();
+    store
+        .settle(
+            "evt_1:orders",
+            "http",
+            Settle::Retry {
+                next_attempt_ms: 0,
+                error: error.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .settle("evt_1:orders", "http", Settle::Delivered)
+        .await
+        .unwrap();
+    // Only the failed attempt is a row of its own.
+    assert_eq!(
+        super::count(&store, "SELECT COUNT(*) FROM delivery_attempts"),
+        1
+    );
+    let detail = store.event("evt_1").await.unwrap().expect("found");
+    let deliveries = &detail.event.records[0].deliveries;
+    let (file, http) = (&detail.attempts[0][0], &detail.attempts[0][1]);
+    assert_eq!(deliveries[0].sink, "file");
+    let outcomes = |attempts: &[crate::store::AttemptView]| -> Vec<(&str, Option<String>)> {
+        attempts
+            .iter()
+            .map(|a| (a.outcome, a.error.clone()))
+            .collect()
+    };
+    assert_eq!(outcomes(file), [("delivered", None)]);
+    assert_eq!(file[0].at_ms, deliveries[0].updated_at_ms);
+    assert_eq!(
+        outcomes(http),
+        [("retry", Some(error)), ("delivered", None)]
+    );
+    assert!(http[0].at_ms <= http[1].at_ms);
+}
+
+#[tokio::test]
 async fn dead_letters_page_newest_first_across_kinds() {
     let (_dir, store) = open();
     for n in 1..=3 {
