@@ -1,7 +1,9 @@
-//! A verified Stripe event: the few fields routing needs, plus the whole
-//! object as received.
+//! A verified Stripe event: the few fields routing needs, plus the object
+//! as received: whole, or only the parts a snapshot reads ([`Keep`]).
 
 use serde_json::Value;
+
+use crate::pruned::Keep;
 
 /// How deeply arrays and objects may nest in an event. Real Stripe events
 /// nest 4 to 7 levels (an event, its `data.object`, an address or a list of
@@ -16,7 +18,9 @@ pub struct Event {
     pub kind: String,
     pub created: i64,
     pub livemode: bool,
-    /// The event exactly as received (key order kept).
+    /// The event as received (key order kept): whole from [`Event::parse`],
+    /// or only the parts its [`Keep`] names (with `id`, `object`, `type`,
+    /// `created` and `livemode` always).
     pub raw: Value,
 }
 
@@ -71,22 +75,49 @@ impl Event {
                 kind: kind.into_owned(),
             });
         }
-        Event::parse_checked(body).map(|e| Head {
+        Event::parse_checked(body, &Keep::Whole).map(|e| Head {
             id: e.id,
             kind: e.kind,
         })
     }
 
-    pub fn parse(body: &[u8]) -> Result<Event, EventError> {
-        check_depth(body)?;
-        Event::parse_checked(body)
+    /// What every pruned parse keeps: the fields [`Event`] has of its own.
+    pub fn keep() -> Keep {
+        let mut keep = Keep::default();
+        for key in ["id", "object", "type", "created", "livemode"] {
+            keep.path(key);
+        }
+        keep
     }
 
-    /// [`Event::parse`] of a body whose depth was checked: one that
+    /// The whole event.
+    pub fn parse(body: &[u8]) -> Result<Event, EventError> {
+        Event::parse_keeping(body, &Keep::Whole)
+    }
+
+    /// The event with only the parts `keep` names in [`Event::raw`]: what a
+    /// snapshot's routes and records read ([`crate::routing::snapshot`]).
+    /// `keep` starts from [`Event::keep`].
+    /// Accepts and refuses the same bodies as [`Event::parse`] (but for a
+    /// lone UTF-16 surrogate escape, `\ud800`, in a string no route reads).
+    pub fn parse_keeping(body: &[u8], keep: &Keep) -> Result<Event, EventError> {
+        check_depth(body)?;
+        Event::parse_checked(body, keep)
+    }
+
+    /// [`Event::parse_keeping`] of a body whose depth was checked: one that
     /// [`Event::head`] accepted, so the intake scans it for depth once.
-    pub(crate) fn parse_checked(body: &[u8]) -> Result<Event, EventError> {
-        let raw: Value =
-            serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    pub(crate) fn parse_checked(body: &[u8], keep: &Keep) -> Result<Event, EventError> {
+        if !keep.is_whole() {
+            // A whole parse reads every string as text; a pruned one skips
+            // the strings it does not keep, so their UTF-8 is checked here.
+            std::str::from_utf8(body).map_err(|e| {
+                EventError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
+            })?;
+        }
+        let raw: Value = keep
+            .parse(body)
+            .map_err(|e| EventError::NotJson(e.to_string()))?;
         let Some(object) = raw.as_object() else {
             return Err(EventError::NotAnEvent(format!(
                 "expected a JSON object, got {}",
@@ -140,20 +171,27 @@ impl Event {
 /// needs no valid JSON (the parse that follows judges that).
 fn check_depth(body: &[u8]) -> Result<(), EventError> {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut at = 0;
+    while let Some(&byte) = body.get(at) {
+        at += 1;
         match byte {
-            b'"' => in_string = true,
+            b'"' => {
+                // Over the string at once, to its closing quote: an escape
+                // takes the byte after its backslash with it.
+                loop {
+                    let Some(rest) = body.get(at..) else {
+                        return Ok(());
+                    };
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(i) if rest[i] == b'\\' => at += i + 2,
+                        Some(i) => {
+                            at += i + 1;
+                            break;
+                        }
+                        None => return Ok(()),
+                    }
+                }
+            }
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {

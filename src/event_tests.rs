@@ -87,3 +87,47 @@ fn depth_is_bounded_the_same_at_the_door_and_in_routing() {
     );
     check(&text, Ok(("evt_1", "a")));
 }
+
+/// The depth scan as it read before it jumped over strings: one byte at a
+/// time.
+fn depth_byte_by_byte(body: &[u8]) -> Result<(), EventError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(EventError::TooDeep);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_depth_scan_agrees_with_a_byte_by_byte_scan(
+        body in proptest::collection::vec(
+            proptest::sample::select(b"{}[]\"\\ a,:".to_vec()), 0..400),
+        nest in 0usize..80,
+    ) {
+        let mut deep = b"[".repeat(nest);
+        deep.extend_from_slice(&body);
+        for body in [&body, &deep] {
+            proptest::prop_assert_eq!(check_depth(body), depth_byte_by_byte(body));
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! - [`http_serve`]: the one accept loop every HTTP server runs on: cap, drain, timeouts.
 //! - [`ingest`]: the webhook door: bounds, signature verification, refusal hints, the 200.
 //! - [`event`]: a verified event's head (id, type) and its parsed object; pure.
+//! - [`pruned`]: a JSON document parsed keeping only the parts that will be read; pure.
 //! - [`delivery`]: after the 200: the intake that journals and hands over, per-sink workers.
 //! - [`store`]: the journal and the queues: the [`store::Store`] trait, its rows, SQLite.
 //! - [`routing`]: journaled event to stored records: rules, live snapshot, router, enrichment.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod offline;
 #[cfg(test)]
 mod proptests;
+pub mod pruned;
 pub mod redact;
 pub mod retry;
 pub mod routing;

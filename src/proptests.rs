@@ -331,6 +331,33 @@ proptest! {
     }
 
     #[test]
+    fn a_pruned_parse_accepts_exactly_what_parse_accepts(
+        value in event_like(),
+        mutation in prop::option::of(mutation()),
+    ) {
+        let mut body = serde_json::to_vec_pretty(&value).expect("serializable");
+        if let Some(changed) = mutation.and_then(|m| m.apply(&body)) {
+            body = changed;
+        }
+        let mut keep = Event::keep();
+        crate::routing::record::keep_order(&mut keep);
+        keep.path("data.object.items.0.name");
+        let pruned = Event::parse_keeping(&body, &keep);
+        let whole = Event::parse(&body);
+        match (&pruned, &whole) {
+            (Ok(pruned), Ok(whole)) => {
+                for path in ["/id", "/type", "/created", "/data/object/metadata",
+                    "/data/object/id", "/data/object/items/0/name"] {
+                    prop_assert_eq!(pruned.raw.pointer(path), whole.raw.pointer(path));
+                }
+            }
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "pruned {:?} but whole {:?}",
+                pruned.as_ref().map(|e| &e.id), whole.as_ref().map(|e| &e.id)),
+        }
+    }
+
+    #[test]
     fn config_parse_never_panics(text in config_text()) {
         let env = Env::from_map([("SECRET", "s3cr3t")]);
         let _ = Config::parse(&text, Path::new("routes.yaml"), &env);

@@ -67,6 +67,10 @@ pub struct Process {
 }
 
 impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn usage(&self) -> Usage {
         usage(&self.child.id().to_string()).unwrap_or_default()
     }

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,8 @@ pub struct Tailed {
 
 pub struct Tail {
     stop: Arc<AtomicBool>,
+    /// Distinct records read so far, while the tail runs.
+    seen: Arc<AtomicUsize>,
     thread: JoinHandle<Tailed>,
 }
 
@@ -32,11 +34,18 @@ impl Tail {
     /// distinct events were seen or [`Tail::finish`] is called.
     pub fn start(path: PathBuf, expect: usize, sent_at: Arc<Vec<AtomicU64>>, t0: Instant) -> Tail {
         let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(AtomicUsize::new(0));
         let thread = {
-            let stop = stop.clone();
-            std::thread::spawn(move || follow(&path, expect, &sent_at, t0, &stop))
+            let (stop, seen) = (stop.clone(), seen.clone());
+            std::thread::spawn(move || follow(&path, expect, &sent_at, t0, &stop, &seen))
         };
-        Tail { stop, thread }
+        Tail { stop, seen, thread }
+    }
+
+    /// Distinct records in the file now (as far as the tail has read: it
+    /// polls every 0.5 ms).
+    pub fn records(&self) -> usize {
+        self.seen.load(Ordering::Relaxed)
     }
 
     /// Waits until every expected record arrived or `timeout` passed.
@@ -62,6 +71,7 @@ fn follow(
     sent_at: &[AtomicU64],
     t0: Instant,
     stop: &AtomicBool,
+    seen_count: &AtomicUsize,
 ) -> Tailed {
     let mut tailed = Tailed {
         latency: histogram(),
@@ -93,6 +103,7 @@ fn follow(
             }
             seen[i] = true;
             tailed.records += 1;
+            seen_count.store(tailed.records, Ordering::Relaxed);
             let sent = sent_at[i].load(Ordering::Relaxed);
             if sent > 0 {
                 let micros = now.as_nanos().saturating_sub(sent as u128) / 1000;

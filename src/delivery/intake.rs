@@ -1,10 +1,12 @@
 //! Intake: what the door calls once an event is verified. [`Engine::read`]
 //! loads the routing snapshot once and reads the body: its id and type
-//! (`Event::head`, a borrowed read of four fields), and the whole event
-//! only when a route of that snapshot admits the type. [`Engine::accept`]
-//! journals the event durably (the 200 waits for that), then hands the
-//! router the parsed event and that snapshot, which routes it: the body is
-//! parsed whole once, and an event no route wants never is.
+//! (`Event::head`, a borrowed read of four fields), and the event only when
+//! a route of that snapshot admits the type, keeping of it only what that
+//! snapshot's routes and records read (`Snapshot::keep`: the whole event
+//! when a route emits it). [`Engine::accept`] journals the event durably
+//! (the 200 waits for that), then hands the router the parsed event and
+//! that snapshot, which routes it: the body is parsed once, and an event no
+//! route wants never is.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,8 +33,8 @@ const QUEUE: usize = 4096;
 pub struct Arrival {
     pub id: String,
     pub kind: String,
-    /// The whole event and the snapshot that routes it; `None` when no
-    /// route of that snapshot admits the type.
+    /// The event (what the snapshot reads of it) and the snapshot that
+    /// routes it; `None` when no route of that snapshot admits the type.
     routed_by: Option<Accepted>,
 }
 
@@ -84,7 +86,8 @@ impl Engine {
     }
 
     /// Reads a verified body under the current snapshot, loaded here once:
-    /// its id and type, and the whole event when a route admits the type.
+    /// its id and type, and the event (what the snapshot reads of it) when
+    /// a route admits the type.
     /// The error says why the body is not an event (the door answers 400).
     pub fn read(&self, body: &[u8]) -> Result<Arrival, EventError> {
         let head = Event::head(body)?;
@@ -92,7 +95,7 @@ impl Engine {
         let routed_by = if snapshot.wants_type(&head.kind) {
             Some(Accepted {
                 // `head` checked the depth: the body is not scanned again.
-                event: Event::parse_checked(body)?,
+                event: Event::parse_checked(body, snapshot.keep())?,
                 snapshot,
             })
         } else {

@@ -291,11 +291,7 @@ async fn decide(
             } else {
                 Answer::Accepted
             };
-            let response = json_response(
-                StatusCode::OK,
-                &json!({ "received": true, "id": id, "duplicate": duplicate }),
-            );
-            (response, answer)
+            (received(&id, duplicate), answer)
         }
         Err(e) => {
             Counters::bump(&endpoint.counters.failed);
@@ -307,6 +303,29 @@ async fn decide(
             (failed, Answer::NotJournaled)
         }
     }
+}
+
+/// The 200: `{"received":true,"id":…,"duplicate":bool}`, serialized
+/// straight from its fields (the answer every event gets).
+fn received(id: &str, duplicate: bool) -> Response<Full<Bytes>> {
+    #[derive(serde::Serialize)]
+    struct Received<'a> {
+        received: bool,
+        id: &'a str,
+        duplicate: bool,
+    }
+    let body = serde_json::to_vec(&Received {
+        received: true,
+        id,
+        duplicate,
+    })
+    .unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Why a request body was not read whole.

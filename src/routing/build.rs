@@ -126,33 +126,16 @@ impl Builder {
         received_at: &str,
     ) -> Built {
         let mut built = Built::default();
-        let mut line_items: Option<Result<Vec<LineItem>, BuildError>> = None;
-        for (route, record_id) in orders {
-            let items = match &line_items {
-                Some(items) => items.clone(),
-                None => line_items
-                    .insert(self.line_items(&route.name, event).await)
-                    .clone(),
-            };
-            let record = items.and_then(|items| {
-                record::order(event, &route.name, items, received_at).map_err(|error| {
-                    BuildError::Record {
-                        route: route.name.clone(),
-                        error,
-                    }
-                })
-            });
-            match record {
-                Ok(record) => built.records.push(new_record(route, &record)),
-                Err(error) => built.failed.push(Failed {
-                    route: route.name.clone(),
-                    record_id: record_id.clone(),
-                    // The shared fetch failure names the route that asked
-                    // first; each failure names its own.
-                    error: error.for_route(&route.name),
-                }),
-            }
+        let Some(((last, last_id), others)) = orders.split_last() else {
+            return built;
+        };
+        let first = orders.first().map_or(last, |(route, _)| route);
+        let line_items = self.line_items(&first.name, event).await;
+        for (route, record_id) in others {
+            built.add(event, route, record_id, line_items.clone(), received_at);
         }
+        // The last route takes the items; the others got copies.
+        built.add(event, last, last_id, line_items, received_at);
         built
     }
 
@@ -173,6 +156,38 @@ impl Builder {
                 route: route.to_owned(),
                 source,
             })
+    }
+}
+
+impl Built {
+    /// The record of one order route from the session's line items, or why
+    /// it cannot be built.
+    fn add(
+        &mut self,
+        event: &Event,
+        route: &Route,
+        record_id: &str,
+        line_items: Result<Vec<LineItem>, BuildError>,
+        received_at: &str,
+    ) {
+        let record = line_items.and_then(|items| {
+            record::order(event, &route.name, items, received_at).map_err(|error| {
+                BuildError::Record {
+                    route: route.name.clone(),
+                    error,
+                }
+            })
+        });
+        match record {
+            Ok(record) => self.records.push(new_record(route, &record)),
+            Err(error) => self.failed.push(Failed {
+                route: route.name.clone(),
+                record_id: record_id.to_owned(),
+                // The shared fetch failure names the route that asked
+                // first; each failure names its own.
+                error: error.for_route(&route.name),
+            }),
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! (`stripe.max_response`, all pages together, read as a stream) are
 //! bounded, and passing a bound is a permanent [`EnrichErrorKind::OverLimit`].
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -22,6 +22,7 @@ use url::Url;
 use crate::config::StripeConfig;
 use crate::http_serve::throttle::Quiet;
 use crate::metrics::{ApiOutcome, Metrics};
+use crate::pruned::Keep;
 use crate::retry::{self, RetryConfig};
 use crate::routing::record::{self, LineItem};
 
@@ -42,6 +43,10 @@ const OFFLINE_HINT: &str = "working offline? run `stripe-router serve --offline`
                             STRIPE_API_BASE at `stripe-router stripe-standin`";
 const ACCESS_NEEDED: &str =
     "a restricted key needs read access to Checkout Sessions, prices and products";
+
+/// What a page of line items is parsed keeping: the rest of each item (the
+/// product's images, features, metadata...) is skipped unbuilt.
+static PAGE: LazyLock<Keep> = LazyLock::new(record::line_items_page);
 
 /// `STRIPE_SECRET_API_KEY`: a secret (`sk_`) or restricted (`rk_`) key.
 /// `Debug` and errors show only [`ApiKey::hint`].
@@ -462,7 +467,8 @@ impl StripeApi {
                 });
             };
             let size = body.len() as u64;
-            return serde_json::from_slice(&body)
+            return PAGE
+                .parse(&body)
                 .map(|page| (page, size))
                 .map_err(|e| Failure {
                     kind: EnrichErrorKind::BadResponse,

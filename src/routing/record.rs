@@ -11,7 +11,65 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::Event;
+use crate::pruned::Keep;
 use crate::sinks::Encoded;
+
+/// What [`order`] reads of the Checkout Session (`data.object`): an order
+/// route's event is parsed keeping these ([`keep_order`]), so a field read
+/// here must be listed.
+const SESSION_FIELDS: &[&str] = &[
+    "object",
+    "id",
+    "payment_intent",
+    "payment_status",
+    "customer_details",
+    "customer_email",
+    "collected_information.shipping_details",
+    "shipping_details",
+    "shipping",
+    "amount_subtotal",
+    "amount_total",
+    "currency",
+    "metadata",
+    "client_reference_id",
+];
+
+/// What [`line_item`] reads of a line item.
+const LINE_ITEM_FIELDS: &[&str] = &[
+    "id",
+    "description",
+    "currency",
+    "quantity",
+    "amount_subtotal",
+    "amount_discount",
+    "amount_tax",
+    "amount_total",
+    "price.id",
+    "price.unit_amount",
+    "price.currency",
+    "price.product.id",
+    "price.product.name",
+];
+
+/// Adds to `keep` what [`order`] reads of an event.
+pub fn keep_order(keep: &mut Keep) {
+    let session = keep.at("data.object");
+    for field in SESSION_FIELDS {
+        session.path(field);
+    }
+}
+
+/// What the line items reader keeps of a page of line items (a list
+/// object): `has_more` and, of each item, what [`line_item`] reads.
+pub fn line_items_page() -> Keep {
+    let mut item = Keep::default();
+    for field in LINE_ITEM_FIELDS {
+        item.path(field);
+    }
+    let mut page = Keep::default();
+    page.path("has_more").at("data").each(item);
+    page
+}
 
 /// The fields every record has, then its kind's own.
 #[derive(Debug, Clone, Serialize)]
@@ -172,7 +230,8 @@ pub fn event(event: &Event, route: &str, received_at: &str) -> Record {
     envelope(event, route, "event", received_at, body)
 }
 
-/// Reads one Checkout Session line item (`object: "item"`). `price.product`
+/// Reads one Checkout Session line item (`object: "item"`), whole or as
+/// [`line_items_page`] keeps it. `price.product`
 /// may be expanded (a product object: name and id) or not (an id only: the
 /// name is then unknown, and `description` is not taken for it).
 pub fn line_item(raw: &Value) -> LineItem {

@@ -270,7 +270,7 @@ impl Router {
                         .await;
                     return;
                 }
-                match Event::parse(&pending.body) {
+                match Event::parse_keeping(&pending.body, snapshot.keep()) {
                     Ok(event) => Accepted { event, snapshot },
                     Err(e) => {
                         // The door parsed it under the same rules before

@@ -22,6 +22,8 @@ use std::cmp::Ordering;
 
 use serde_json::{Number, Value};
 
+use crate::pruned::Keep;
+
 /// The operators an operator map may use, in the order error messages list them.
 const OPERATORS: &str = "eq, not, in, not_in, exists, gt, gte, lt, lte, prefix, suffix, contains";
 
@@ -90,7 +92,17 @@ impl When {
         })
     }
 
-    /// Whether `event` (a Stripe event object) satisfies every condition.
+    /// Adds to `keep` every path these conditions read (`type` is one of
+    /// [`crate::event::Event::keep`]'s).
+    pub fn keep(&self, keep: &mut Keep) {
+        for condition in &self.conditions {
+            if let Condition::Path { path, .. } = condition {
+                let keys: Vec<&str> = path.iter().map(|s| s.key.as_str()).collect();
+                keep.path(&keys.join("."));
+            }
+        }
+    }
+
     /// Whether an event of type `kind` can satisfy these conditions at all:
     /// false only when a `type` condition rules it out. Lets the router skip
     /// parsing an event that no route can want.
@@ -101,6 +113,8 @@ impl When {
         })
     }
 
+    /// Whether `event` (a Stripe event object, whole or as
+    /// [`When::keep`] kept it) satisfies every condition.
     pub fn matches(&self, event: &Value) -> bool {
         self.conditions.iter().all(|condition| match condition {
             Condition::Type(globs) => event

@@ -20,8 +20,10 @@ use serde_json::json;
 
 use crate::config::env::Env;
 use crate::config::{Config, ConfigError, ConfigProblem, Emit, RouteConfig, UnsetVars};
+use crate::event::Event;
+use crate::pruned::Keep;
 use crate::routing::rules::When;
-use crate::routing::{event_paths, event_types};
+use crate::routing::{event_paths, event_types, record};
 use crate::sinks::{Sink, SinkConfig};
 
 /// One compiled route.
@@ -52,6 +54,8 @@ pub struct Snapshot {
     /// The config's [`warnings`], for the logs and `/healthz`.
     pub warnings: Vec<ConfigProblem>,
     sinks: BTreeMap<String, BuiltSink>,
+    /// What its routes and records read of an event ([`Snapshot::keep`]).
+    keep: Keep,
 }
 
 impl Snapshot {
@@ -108,7 +112,7 @@ impl Snapshot {
             return Err(ConfigError { problems });
         }
 
-        let routes = config
+        let routes: Vec<Route> = config
             .routes
             .iter()
             .zip(compiled)
@@ -126,10 +130,19 @@ impl Snapshot {
         Ok(Snapshot {
             version,
             warnings: warnings(&config),
+            keep: keep(&routes),
             config,
             routes,
             sinks,
         })
+    }
+
+    /// What an event routed by this snapshot is parsed keeping
+    /// ([`Event::parse_keeping`]): the paths its conditions read and the
+    /// fields order records read; the whole event when a route emits it
+    /// (`emit: event`).
+    pub fn keep(&self) -> &Keep {
+        &self.keep
     }
 
     /// Whether any route could want an event of type `kind`.
@@ -158,6 +171,22 @@ impl Snapshot {
             _ => false,
         }
     }
+}
+
+/// What routing by `routes` reads of an event: a pruned parse builds only
+/// these parts of its tree, and skips the rest of a body unbuilt.
+fn keep(routes: &[Route]) -> Keep {
+    if routes.iter().any(|route| route.emit == Emit::Event) {
+        return Keep::Whole;
+    }
+    let mut keep = Event::keep();
+    if routes.iter().any(|route| route.emit == Emit::Order) {
+        record::keep_order(&mut keep);
+    }
+    for route in routes {
+        route.when.keep(&mut keep);
+    }
+    keep
 }
 
 /// Everything a config file holds wrong, every stage at once: the file's

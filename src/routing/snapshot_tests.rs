@@ -284,3 +284,38 @@ fn a_condition_on_an_unset_variable_is_not_judged_when_unset_variables_are_allow
         ]
     );
 }
+
+#[test]
+fn events_are_parsed_keeping_what_the_routes_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // An `emit: event` route sends the whole event.
+    let whole = Snapshot::build(config(dir.path(), ROUTES), None, 1, false).unwrap();
+    assert!(whole.keep().is_whole());
+
+    let orders = "sinks:\n  orders: { type: jsonl, path: orders.jsonl }\nroutes:\n  - name: big\n    when: { type: checkout.session.completed, data.object.amount_total: { gte: 100 }, data.object.custom_fields.0.key: gift }\n    emit: order\n    to: [orders]\n";
+    let snapshot = Snapshot::build(config(dir.path(), orders), None, 1, true).unwrap();
+    let body = serde_json::json!({
+        "id": "evt_1", "object": "event", "type": "checkout.session.completed",
+        "created": 1, "livemode": false, "api_version": "2025-01-27",
+        "data": {"object": {
+            "id": "cs_1", "object": "checkout.session", "amount_total": 500,
+            "custom_fields": [{"key": "gift", "x": 1}], "locale": "fr",
+            "metadata": {"a": "b"}, "payment_status": "paid"
+        }}
+    });
+    let event = Event::parse_keeping(&serde_json::to_vec(&body).unwrap(), snapshot.keep()).unwrap();
+    // The conditions' paths, the order's fields, the event's own; nothing else.
+    assert_eq!(
+        event.raw,
+        serde_json::json!({
+            "id": "evt_1", "object": "event", "type": "checkout.session.completed",
+            "created": 1, "livemode": false,
+            "data": {"object": {
+                "id": "cs_1", "object": "checkout.session", "amount_total": 500,
+                "custom_fields": [{"key": "gift", "x": 1}],
+                "metadata": {"a": "b"}, "payment_status": "paid"
+            }}
+        })
+    );
+    assert_eq!(snapshot.matching(&event.raw).count(), 1);
+}
