@@ -112,6 +112,11 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) -
     let now = now_ms();
     let mut answers: Answers = Vec::with_capacity(batch.len());
     let mut failure: Option<rusqlite::Error> = None;
+    // A rollback that failed after the last batch left its transaction
+    // open: end it first, or no batch could begin.
+    if !connection.is_autocommit() {
+        let _ = run_cached(connection, "ROLLBACK");
+    }
     // BEGIN and COMMIT as cached statements: `Connection::transaction`
     // parses both again for every batch.
     match run_cached(connection, "BEGIN") {
@@ -135,9 +140,7 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) -
                 failure = Some(e);
             }
             if failure.is_some() && !connection.is_autocommit() {
-                // Nothing of a failed batch stays; a failed rollback leaves
-                // the connection in the transaction, which the next BEGIN
-                // reports.
+                // Nothing of a failed batch stays.
                 let _ = run_cached(connection, "ROLLBACK");
             }
         }
