@@ -19,6 +19,7 @@ mod limits_door;
 mod limits_journal;
 mod limits_upstream;
 mod metrics;
+mod postgres_store;
 mod reload;
 mod routes_independent;
 mod server;
