@@ -440,3 +440,126 @@ fn state_integers_match_the_sqlite_ones() {
         [0, 2]
     );
 }
+
+/// A TCP forwarder to the test server that can be cut and restored on
+/// the same port: PostgreSQL going down and coming back, as the store sees
+/// it.
+struct Outage {
+    port: u16,
+    upstream: std::net::SocketAddr,
+    stop: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl Outage {
+    async fn start(upstream: std::net::SocketAddr) -> Outage {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut outage = Outage {
+            port,
+            upstream,
+            stop: None,
+        };
+        outage.serve(listener);
+        outage
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let stop = tokio_util::sync::CancellationToken::new();
+        self.stop = Some(stop.clone());
+        let upstream = self.upstream;
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    () = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => return,
+                    },
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+    }
+
+    /// Every connection cut, nothing accepted.
+    fn cut(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.cancel();
+        }
+    }
+
+    /// Accepting again on the same port.
+    async fn restore(&mut self) {
+        let listener = eventually(Duration::from_secs(5), || async {
+            tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+                .await
+                .ok()
+        })
+        .await;
+        self.serve(listener);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_away_is_unavailable_then_healthy_again_by_itself() {
+    let Some(db) = TestDb::create("outage").await else {
+        return;
+    };
+    let direct = url::Url::parse(&db.url).unwrap();
+    let upstream =
+        tokio::net::lookup_host((direct.host_str().unwrap(), direct.port().unwrap_or(5432)))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+    let mut outage = Outage::start(upstream).await;
+    let mut through = direct.clone();
+    through.set_host(Some("127.0.0.1")).unwrap();
+    through.set_port(Some(outage.port)).unwrap();
+    let target = crate::config::database_url::parse(through.as_str()).unwrap();
+    let store = PostgresStore::connect(
+        &target,
+        PostgresOptions {
+            pool_size: 2,
+            ..PostgresOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    store.health().await.unwrap();
+    assert_eq!(
+        store.journal(event("evt_before")).await.unwrap(),
+        Journaled::Inserted
+    );
+    outage.cut();
+    let refused = eventually(Duration::from_secs(15), || async {
+        store.journal(event("evt_during")).await.err()
+    })
+    .await;
+    assert!(refused.is_unavailable(), "{refused}");
+    assert!(store.health().await.is_err());
+    outage.restore().await;
+    eventually(Duration::from_secs(15), || async {
+        store.health().await.ok()
+    })
+    .await;
+    // Acknowledged before is still there; refused during was not kept
+    // (Stripe sends it again, and it is new then).
+    assert_eq!(
+        store.journal(event("evt_before")).await.unwrap(),
+        Journaled::Duplicate
+    );
+    assert_eq!(
+        store.journal(event("evt_during")).await.unwrap(),
+        Journaled::Inserted
+    );
+}
