@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+use super::database_url::DatabaseUrl;
 use crate::sinks::SinkConfig;
 use crate::units::{byte_size, duration, opt_duration};
 
@@ -54,6 +55,13 @@ pub struct StoreConfig {
     /// is bounded by this, never by the load.
     #[serde(default = "default_wal_limit", with = "byte_size")]
     pub wal_limit: u64,
+    /// A PostgreSQL journal shared by every replica (`postgres://...`),
+    /// instead of the SQLite file at `path`; the two exclude each other.
+    #[serde(default)]
+    pub url: Option<DatabaseUrl>,
+    /// The most connections one process opens to PostgreSQL (its pool).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
 }
 
 impl Default for StoreConfig {
@@ -63,9 +71,16 @@ impl Default for StoreConfig {
             retention: default_retention(),
             fsync: default_fsync(),
             wal_limit: default_wal_limit(),
+            url: None,
+            pool_size: default_pool_size(),
         }
     }
 }
+
+/// The bounds of `store.pool_size`: one connection serves everything,
+/// slowly; past the upper bound a server's own `max_connections` (100 by
+/// default) would refuse the replicas long before.
+pub const POOL_SIZE_MAX: u32 = 256;
 
 impl StoreConfig {
     /// The database path, resolved against the config file's folder.
@@ -80,6 +95,12 @@ impl StoreConfig {
 
 fn default_store_path() -> PathBuf {
     PathBuf::from("data/stripe-router.db")
+}
+/// Enough for the journal's group commit, the router's passes and every
+/// sink's settles at once; a few replicas stay under a server's default
+/// `max_connections` of 100.
+fn default_pool_size() -> u32 {
+    16
 }
 fn default_retention() -> Duration {
     Duration::from_secs(30 * 24 * 3600)

@@ -20,6 +20,7 @@ mod limits_journal;
 mod limits_upstream;
 mod metrics;
 mod pg;
+mod postgres_store;
 mod reload;
 mod routes_independent;
 mod server;
