@@ -15,10 +15,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use stripe_router::clock::now_ms;
+use stripe_router::config::database_url;
 use stripe_router::sinks::Encoded;
 use stripe_router::store::{
-    EventDetail, NewEvent, NewRecord, RouteFailure, Routing, SqliteStore, Store,
+    EventDetail, NewEvent, NewRecord, PostgresOptions, PostgresStore, RouteFailure, Routing,
+    SqliteStore, Store,
 };
+
+use crate::pg::TestDatabase;
 
 /// A time far ahead: every row is due by then, leases included.
 pub fn far() -> i64 {
@@ -101,6 +105,17 @@ fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     (dir, Arc::new(store))
 }
 
+/// A PostgreSQL store on a fresh database (dropped with the guard), as
+/// `serve` opens it; `None` when the test is skipped.
+async fn postgres(test: &str) -> Option<(TestDatabase, Arc<dyn Store>)> {
+    let db = TestDatabase::create(test).await?;
+    let target = database_url::parse(&db.url).unwrap();
+    let store = PostgresStore::connect(&target, PostgresOptions::default())
+        .await
+        .unwrap();
+    Some((db, Arc::new(store)))
+}
+
 /// Every contract test, once per backend.
 macro_rules! contract {
     ($($topic:ident :: $name:ident),* $(,)?) => {
@@ -109,6 +124,17 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let (_dir, store) = super::sqlite();
+                    super::$topic::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some((_db, store)) = super::postgres(stringify!($name)).await else {
+                        return;
+                    };
                     super::$topic::$name(store).await;
                 }
             )*
