@@ -14,7 +14,9 @@ use serde_saphyr::{Location, MessageFormatter as _, Spanned};
 use super::env::Env;
 use super::interpolate::{UnsetVars, expand};
 use super::problems::{Checker, ConfigProblem, Pos};
-use super::schema::{POOL_SIZE_MAX, RouteConfig, ServerConfig, StoreConfig, StripeConfig};
+use super::schema::{
+    LEASE_MAX, LEASE_MIN, POOL_SIZE_MAX, RouteConfig, ServerConfig, StoreConfig, StripeConfig,
+};
 use super::yaml::Node;
 use crate::sinks::SinkConfig;
 
@@ -318,6 +320,14 @@ impl Checker<'_> {
                 format!(
                     "`store.pool_size` must be between 1 and {POOL_SIZE_MAX} (default 16): it bounds the connections each replica opens"
                 ),
+            );
+        }
+        if let Some((at, _)) = key("lease")
+            && !(LEASE_MIN..=LEASE_MAX).contains(&store.lease)
+        {
+            self.problem(
+                at,
+                "`store.lease` must be between 500ms and 10m (default 5s): a dead replica's rows are taken over after it",
             );
         }
         let Some((url_key, url_value)) = key("url") else {

@@ -351,13 +351,17 @@ fn store_url_is_checked_at_its_key_without_its_password() {
     );
     check_errors(
         &format!(
-            "store:\n  url: postgres://u:hunter22@db/orders?sslmode=sometimes\n  pool_size: 0\n{VALID_TAIL}"
+            "store:\n  url: postgres://u:hunter22@db/orders?sslmode=sometimes\n  pool_size: 0\n  lease: 1h\n{VALID_TAIL}"
         ),
         &[
             ("routes.yaml:2:3", &["unknown `sslmode=sometimes`"]),
             (
                 "routes.yaml:3:3",
                 &["`store.pool_size` must be between 1 and 256"],
+            ),
+            (
+                "routes.yaml:4:3",
+                &["`store.lease` must be between 500ms and 10m"],
             ),
         ],
     );

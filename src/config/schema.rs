@@ -62,6 +62,11 @@ pub struct StoreConfig {
     /// The most connections one process opens to PostgreSQL (its pool).
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
+    /// PostgreSQL: how long a row belongs to the replica that journaled,
+    /// built or claimed it without a renewal, and so how soon another
+    /// replica takes over the rows of one that died.
+    #[serde(default = "default_lease", with = "duration")]
+    pub lease: Duration,
 }
 
 impl Default for StoreConfig {
@@ -73,6 +78,7 @@ impl Default for StoreConfig {
             wal_limit: default_wal_limit(),
             url: None,
             pool_size: default_pool_size(),
+            lease: default_lease(),
         }
     }
 }
@@ -102,6 +108,15 @@ fn default_store_path() -> PathBuf {
 fn default_pool_size() -> u32 {
     16
 }
+/// [`crate::store::LEASE_MS`]: long next to a renewal (a third of it),
+/// short next to what a takeover may wait.
+fn default_lease() -> Duration {
+    Duration::from_secs(5)
+}
+/// The bounds of `store.lease`: renewals every third of it must be
+/// cheap, and a dead replica's rows must not wait for hours.
+pub const LEASE_MIN: Duration = Duration::from_millis(500);
+pub const LEASE_MAX: Duration = Duration::from_secs(600);
 fn default_retention() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
 }

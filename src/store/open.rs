@@ -49,9 +49,9 @@ pub async fn open(
             })?;
             let options = PostgresOptions {
                 pool_size: config.pool_size as usize,
+                lease: config.lease,
                 observer,
                 background: purpose == Purpose::Serve,
-                ..PostgresOptions::default()
             };
             Ok(Arc::new(PostgresStore::connect(&target, options).await?))
         }

@@ -371,8 +371,9 @@ impl Store for PostgresStore {
 
     fn scan_every(&self) -> Duration {
         // Wake-ups come by NOTIFY; the timer finds retries that came due
-        // and the rows of a replica whose lease ended.
-        Duration::from_millis(u64::try_from(self.shared.lease_ms / 2).unwrap_or(1).max(50))
+        // and the rows of a replica whose lease ended: within a quarter
+        // lease of its end.
+        Duration::from_millis(u64::try_from(self.shared.lease_ms / 4).unwrap_or(1).max(50))
     }
 
     fn wakeups(&self) -> Option<watch::Receiver<u64>> {
