@@ -22,6 +22,7 @@ mod metrics;
 mod pg;
 mod postgres_store;
 mod reload;
+mod replicas;
 mod routes_independent;
 mod server;
 mod store_contract;
