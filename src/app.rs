@@ -26,7 +26,7 @@ use crate::routing::enrich::{ApiKey, ApiKeyError, StripeApi};
 use crate::routing::live::{Live, Watch};
 use crate::routing::snapshot::{self, Snapshot};
 use crate::store::sqlite::lock::{LockError, ServeLock};
-use crate::store::{CommitObserver, SqliteStore, Store, StoreError};
+use crate::store::{CommitObserver, Purpose, Store, StoreError};
 
 /// Where the Stripe API is, unless `STRIPE_API_BASE` says otherwise.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
@@ -65,6 +65,10 @@ pub enum StartError {
         "{0} (`store.path`): choose another `store.path`, or let the router create and write its folder"
     )]
     Store(#[from] StoreError),
+    /// The PostgreSQL journal (`store.url`): its messages name the URL,
+    /// redacted, and what to do.
+    #[error("{0}")]
+    Database(StoreError),
     #[error(transparent)]
     Locked(#[from] LockError),
     #[error("cannot listen on {addr}: {source}{}", bind_hint(.source))]
@@ -150,8 +154,9 @@ pub struct App {
     drain: Duration,
     watch: Option<Watch>,
     journal: PathBuf,
-    /// One `serve` per journal, while this lives.
-    _lock: ServeLock,
+    /// One `serve` per SQLite journal, while this lives; none on
+    /// PostgreSQL, where replicas share the journal.
+    _lock: Option<ServeLock>,
     /// Stops the background routing and delivery.
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -237,18 +242,17 @@ impl App {
         // Before binding: a second `serve` on this journal is told who has
         // it, not that the port is taken.
         let journal = store_config.path_in(&base_dir);
-        let lock = blocking({
-            let journal = journal.clone();
-            move || ServeLock::acquire(&journal)
-        })
-        .await?;
+        let lock = match crate::store::open::sqlite_path(&store_config, &base_dir) {
+            Some(journal) => Some(blocking(move || ServeLock::acquire(&journal)).await?),
+            None => None,
+        };
         let open_files = limits::raise_open_files();
         let max_connections = limits::connection_cap(server_config.max_connections, open_files)
             .map_err(|limit| StartError::OpenFiles { limit })?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        if let Ok(bound) = listener.local_addr() {
+        if let (Ok(bound), Some(lock)) = (listener.local_addr(), &lock) {
             lock.announce(bound)?;
         }
         let admin = match admin_addr {
@@ -260,15 +264,16 @@ impl App {
             None => None,
         };
 
-        let store_path = journal.clone();
-        let (fsync, wal_limit) = (store_config.fsync, store_config.wal_limit);
         let observer: Arc<dyn CommitObserver> = metrics.clone();
-        let store: Arc<dyn Store> = Arc::new(
-            blocking(move || {
-                SqliteStore::open_observed(&store_path, fsync, wal_limit, Some(observer))
-            })
-            .await?,
-        );
+        let store = crate::store::open(&store_config, &base_dir, Purpose::Serve, Some(observer))
+            .await
+            .map_err(|e| {
+                if store_config.url.is_some() || matches!(e, StoreError::TooNew { .. }) {
+                    StartError::Database(e)
+                } else {
+                    StartError::Store(e)
+                }
+            })?;
 
         let live = Arc::new(Live::new(
             snapshot,
@@ -332,7 +337,7 @@ impl App {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The journal database's path.
+    /// The journal database's path (`store.path`; unused on PostgreSQL).
     pub fn journal_path(&self) -> &std::path::Path {
         &self.journal
     }

@@ -46,6 +46,21 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Bring the journal's schema to this binary's version, and print the
+    /// version before and after.
+    ///
+    /// `serve` does it at start too (several replicas starting at once
+    /// are safe); a journal newer than this binary is refused.
+    ///
+    /// Example: DATABASE_URL=postgres://... stripe-router store migrate --config routes.yaml
+    Migrate {
+        #[arg(long, default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Receive Stripe webhooks and deliver records until SIGINT/SIGTERM.
     ///
@@ -115,6 +130,9 @@ enum Command {
         #[arg(long, requires = "event", conflicts_with_all = ["sink", "route"])]
         reroute: bool,
     },
+    /// Work on the journal itself (`store:`).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Validate a routes file without serving: every problem, with its place.
     ///
     /// Every stage in one run: the YAML, each key and value, names and sink
@@ -422,6 +440,9 @@ fn main() -> ExitCode {
             }
         }),
         Command::Completions { .. } => ExitCode::SUCCESS,
+        Command::Store(StoreCommand::Migrate { config }) => runtime(async move {
+            stripe_router::commands::store::run_migrate(&config, &env, &mut std::io::stdout()).await
+        }),
         Command::Deadletters {
             config,
             filter,

@@ -137,10 +137,12 @@ impl Sent {
     }
 }
 
-/// Sends every event once over `concurrency` connections. `sent_at[i]` gets
-/// the send instant of event `i` in nanoseconds after `t0`.
+/// Sends every event once over `concurrency` connections, spread round
+/// robin over `addrs` (several replicas behind one sender, as a load
+/// balancer spreads connections). `sent_at[i]` gets the send instant of
+/// event `i` in nanoseconds after `t0`.
 pub async fn send(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     path: &str,
     events: Arc<Vec<Signed>>,
     concurrency: usize,
@@ -150,7 +152,10 @@ pub async fn send(
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
+    for n in 0..concurrency {
+        let Some(&addr) = addrs.get(n % addrs.len().max(1)) else {
+            anyhow::bail!("no router to send to");
+        };
         let (events, sent_at, next) = (events.clone(), sent_at.clone(), next.clone());
         let path = path.to_owned();
         tasks.spawn(async move { connection(addr, &path, &events, &next, &sent_at, t0).await });

@@ -6,9 +6,14 @@
 //!
 //! Each scenario gets a fresh folder with its own `routes.yaml`, journal and
 //! sink files, a fresh router process, and (when it needs them) a Stripe API
-//! stand-in and an HTTP consumer in their own processes.
+//! stand-in and an HTTP consumer in their own processes. With `--store
+//! postgres` the journal is a fresh database on a PostgreSQL server, whose
+//! CPU time is counted beside the router's, and `--replicas N` runs N
+//! routers on it, each in its own folder, the senders' connections spread
+//! over them round robin.
 
 mod load;
+mod postgres;
 mod procs;
 mod services;
 mod soak;
@@ -60,15 +65,31 @@ enum Command {
     Consumer,
 }
 
+/// The scenarios `run` runs when none are named: every one on SQLite; on
+/// PostgreSQL those that do not switch SQLite's fsync off.
+const ALL_SCENARIOS: &str = "a,a-nofsync,b,b-nofsync,c,d,e,reload";
+const POSTGRES_SCENARIOS: &str = "a,b,c,d,e";
+
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Scenarios to run, in order.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "a,a-nofsync,b,b-nofsync,c,d,e,reload"
-    )]
-    scenario: Vec<Scenario>,
+    /// Scenarios to run, in order [default: a,a-nofsync,b,b-nofsync,c,d,e,reload;
+    /// with --store postgres: a,b,c,d,e].
+    #[arg(long, value_delimiter = ',')]
+    scenario: Option<Vec<Scenario>>,
+    /// Where the routers journal: an embedded SQLite file each, or one
+    /// PostgreSQL database (a fresh one per scenario, on the server of
+    /// --database-url) that every replica shares.
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// The PostgreSQL server for --store postgres, as a user that may
+    /// create databases; it must run on this machine for its CPU time to
+    /// be counted.
+    #[arg(long, env = "STRIPE_ROUTER_TEST_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Routers sharing the load (each in its own folder, on one PostgreSQL
+    /// database); more than one needs --store postgres.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    replicas: u16,
     /// Events per scenario (a, b, c).
     #[arg(long, default_value_t = 30_000)]
     events: usize,
@@ -97,6 +118,31 @@ struct RunArgs {
 enum Admin {
     On,
     Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a scenario's routers journal, and how many there are.
+#[derive(Debug, Clone, Copy)]
+struct Setup<'a> {
+    /// The PostgreSQL server, or `None` for SQLite.
+    server: Option<&'a str>,
+    replicas: usize,
+}
+
+impl Setup<'_> {
+    /// What the report's headings add to a scenario's label.
+    fn describe(&self) -> String {
+        match (self.server, self.replicas) {
+            (None, _) => String::new(),
+            (Some(_), 1) => " [PostgreSQL]".to_owned(),
+            (Some(_), n) => format!(" [PostgreSQL, {n} replicas]"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,6 +208,8 @@ fn main() -> anyhow::Result<()> {
 /// One scenario's figures.
 struct Outcome {
     scenario: Scenario,
+    /// The store and replicas, as the label's suffix.
+    setup: String,
     events: usize,
     body_bytes: usize,
     started: Duration,
@@ -170,7 +218,11 @@ struct Outcome {
     /// Records not yet in the JSONL file when the last answer arrived.
     backlog: Option<usize>,
     consumer_received: Option<u64>,
+    /// Every replica's CPU summed; the largest peak RSS of one.
     router: Usage,
+    /// The PostgreSQL server's CPU seconds over the run (`None` on SQLite,
+    /// or when the server is not on this machine).
+    database_cpu: Option<f64>,
     standin: Option<Usage>,
     consumer: Option<Usage>,
     loadgen_cpu: f64,
@@ -192,8 +244,45 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let server = match args.store {
+        StoreKind::Sqlite if args.replicas > 1 => {
+            anyhow::bail!(
+                "--replicas {} needs --store postgres: replicas on SQLite would each have a journal of their own",
+                args.replicas
+            )
+        }
+        StoreKind::Sqlite => None,
+        StoreKind::Postgres => Some(args.database_url.as_deref().context(
+            "--store postgres needs --database-url postgres://... (or STRIPE_ROUTER_TEST_DATABASE_URL)",
+        )?),
+    };
+    let setup = Setup {
+        server,
+        replicas: usize::from(args.replicas),
+    };
+    let scenarios = match &args.scenario {
+        Some(named) => named.clone(),
+        None => {
+            let all = if server.is_some() {
+                POSTGRES_SCENARIOS
+            } else {
+                ALL_SCENARIOS
+            };
+            all.split(',')
+                .map(|s| Scenario::from_str(s, true).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?
+        }
+    };
+    if server.is_some()
+        && let Some(s) = scenarios.iter().find(|s| !s.fsync())
+    {
+        anyhow::bail!(
+            "{}: fsync is SQLite's setting; on PostgreSQL it is the server's (synchronous_commit)",
+            s.label()
+        );
+    }
     let mut outcomes = Vec::new();
-    for &scenario in &args.scenario {
+    for &scenario in &scenarios {
         if scenario == Scenario::Reload {
             reload(&router)?;
             continue;
@@ -209,6 +298,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             events,
             args.concurrency,
             args.admin,
+            setup,
         ))?;
         report(&outcome);
         outcomes.push(outcome);
@@ -217,7 +307,16 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// routes.yaml on SQLite (`store.fsync` as given) or, with `database`, on
+/// the PostgreSQL database `${DATABASE_URL}` names.
 fn routes_yaml(fsync: bool, consumer: Option<&Process>) -> String {
+    routes_yaml_on(
+        &format!("{{ path: data/journal.db, fsync: {fsync} }}"),
+        consumer,
+    )
+}
+
+fn routes_yaml_on(store: &str, consumer: Option<&Process>) -> String {
     let (http_sink, to) = match consumer {
         Some(c) => (
             format!(
@@ -229,7 +328,7 @@ fn routes_yaml(fsync: bool, consumer: Option<&Process>) -> String {
         None => (String::new(), "[orders]"),
     };
     format!(
-        "store: {{ path: data/journal.db, fsync: {fsync} }}
+        "store: {store}
 sinks:
   orders: {{ type: jsonl, path: sinks/orders.jsonl }}
 {http_sink}routes:
@@ -282,10 +381,12 @@ async fn run_scenario(
     n: usize,
     concurrency: usize,
     admin: Admin,
+    setup: Setup<'_>,
 ) -> anyhow::Result<Outcome> {
     eprintln!(
-        "== {} ({n} events, {concurrency} connections, admin {admin:?})",
-        scenario.label()
+        "== {}{} ({n} events, {concurrency} connections, admin {admin:?})",
+        scenario.label(),
+        setup.describe()
     );
     let dir = tempfile::Builder::new()
         .prefix("stripe-router-bench")
@@ -295,35 +396,65 @@ async fn run_scenario(
         Scenario::C => Some(procs::helper(&["consumer"])?),
         _ => None,
     };
-    std::fs::write(
-        dir.path().join("routes.yaml"),
-        routes_yaml(scenario.fsync(), consumer.as_ref()),
-    )?;
+    let database = match setup.server {
+        Some(server) => Some(postgres::Database::create(server).await?),
+        None => None,
+    };
+    let postmaster = match setup.server {
+        Some(server) => postgres::postmaster(server)
+            .await
+            .inspect_err(|e| eprintln!("PostgreSQL's CPU is not counted: {e:#}"))
+            .ok(),
+        None => None,
+    };
+    let routes = match &database {
+        Some(_) => routes_yaml_on("{ url: \"${DATABASE_URL}\" }", consumer.as_ref()),
+        None => routes_yaml(scenario.fsync(), consumer.as_ref()),
+    };
     let events = Arc::new(load::prepare(scenario.kind(), n));
     let body_bytes = events.iter().map(|e| e.body.len()).sum::<usize>() / n.max(1);
-    let env = [
+    let mut env = vec![
         ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
         ("STRIPE_SECRET_API_KEY", API_KEY.to_owned()),
         ("STRIPE_API_BASE", format!("http://{}", standin.addr)),
     ];
-    let (router, started) = procs::router_with(router_bin, dir.path(), &env, admin == Admin::On)?;
-    // For `perf record -p` during a run.
-    eprintln!("router pid {}", router.pid());
-    let scraper = router.admin.map(Scraper::start);
+    if let Some(database) = &database {
+        env.push(("DATABASE_URL", database.url.clone()));
+    }
+    // One folder per replica: its routes.yaml, log and JSONL file.
+    let folders: Vec<PathBuf> = (0..setup.replicas)
+        .map(|i| match setup.replicas {
+            1 => dir.path().to_path_buf(),
+            _ => dir.path().join(format!("replica-{i}")),
+        })
+        .collect();
+    let mut routers = Vec::new();
+    let mut started = Duration::ZERO;
+    for folder in &folders {
+        std::fs::create_dir_all(folder)?;
+        std::fs::write(folder.join("routes.yaml"), &routes)?;
+        let (router, took) = procs::router_with(router_bin, folder, &env, admin == Admin::On)?;
+        started = started.max(took);
+        // For `perf record -p` during a run.
+        eprintln!("router pid {}", router.pid());
+        routers.push(router);
+    }
+    let scrapers: Vec<Scraper> = routers
+        .iter()
+        .filter_map(|r| r.admin.map(Scraper::start))
+        .collect();
 
     let loadgen_before = procs::usage("self")?.cpu_secs;
+    let database_before = postmaster.map(postgres::server_cpu_secs);
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let t0 = Instant::now();
     let tail = scenario.delivers().then(|| {
-        tail::Tail::start(
-            dir.path().join("sinks/orders.jsonl"),
-            n,
-            sent_at.clone(),
-            t0,
-        )
+        let files = folders.iter().map(|f| f.join("sinks/orders.jsonl"));
+        tail::Tail::start(files.collect(), n, sent_at.clone(), t0)
     });
+    let addrs: Vec<_> = routers.iter().map(|r| r.addr).collect();
     let sent = load::send(
-        router.addr,
+        &addrs,
         "/api/webhook",
         events.clone(),
         concurrency,
@@ -337,12 +468,23 @@ async fn run_scenario(
         .as_ref()
         .map(|c| wait_for_count(c, n as u64, Duration::from_secs(120)));
     let loadgen_cpu = procs::usage("self")?.cpu_secs - loadgen_before;
-    if let Some(scraper) = scraper {
+    let database_cpu = postmaster
+        .zip(database_before)
+        .map(|(pid, before)| postgres::server_cpu_secs(pid) - before);
+    for scraper in scrapers {
         let (scrapes, failed) = scraper.finish();
         eprintln!("/metrics scraped {scrapes} times during the run ({failed} failed)");
     }
+    let router = routers
+        .iter()
+        .map(Process::usage)
+        .fold(Usage::default(), |sum, u| Usage {
+            cpu_secs: sum.cpu_secs + u.cpu_secs,
+            peak_rss_kib: sum.peak_rss_kib.max(u.peak_rss_kib),
+        });
     let outcome = Outcome {
         scenario,
+        setup: setup.describe(),
         events: n,
         body_bytes,
         started,
@@ -350,17 +492,23 @@ async fn run_scenario(
         tailed,
         backlog,
         consumer_received,
-        router: router.usage(),
+        router,
+        database_cpu,
         standin: scenario.delivers().then(|| standin.usage()),
         consumer: consumer.as_ref().map(Process::usage),
         loadgen_cpu,
     };
-    let warnings = std::fs::read_to_string(dir.path().join("router.log")).unwrap_or_default();
-    if !warnings.trim().is_empty() {
-        let lines: Vec<&str> = warnings.lines().take(5).collect();
-        eprintln!("router log (first lines):\n{}", lines.join("\n"));
+    for folder in &folders {
+        let warnings = std::fs::read_to_string(folder.join("router.log")).unwrap_or_default();
+        if !warnings.trim().is_empty() {
+            let lines: Vec<&str> = warnings.lines().take(5).collect();
+            eprintln!("router log (first lines):\n{}", lines.join("\n"));
+        }
     }
-    drop(router);
+    drop(routers);
+    if let Some(database) = database {
+        database.drop_now().await?;
+    }
     Ok(outcome)
 }
 
@@ -393,12 +541,18 @@ fn quantiles(h: &Histogram<u64>) -> String {
 
 fn report(o: &Outcome) {
     let rate = o.events as f64 / o.sent.elapsed.as_secs_f64();
-    println!("\n### {}", o.scenario.label());
+    println!("\n### {}{}", o.scenario.label(), o.setup);
+    let journal = if o.setup.is_empty() {
+        format!(
+            "journal fsync {}",
+            if o.scenario.fsync() { "on" } else { "off" }
+        )
+    } else {
+        "journal on PostgreSQL".to_owned()
+    };
     println!(
-        "events: {} of {} bytes (average), journal fsync {}",
-        o.events,
-        o.body_bytes,
-        if o.scenario.fsync() { "on" } else { "off" }
+        "events: {} of {} bytes (average), {journal}",
+        o.events, o.body_bytes
     );
     println!(
         "router start to first /healthz answer: {:.1} ms",
@@ -444,6 +598,13 @@ fn report(o: &Outcome) {
         o.router.cpu_secs,
         o.router.cpu_secs * 1e6 / o.events as f64
     );
+    if let Some(cpu) = o.database_cpu {
+        println!(
+            "PostgreSQL server CPU: {cpu:.2} s ({:.0} µs per event); router and server together {:.0} µs per event",
+            cpu * 1e6 / o.events as f64,
+            (cpu + o.router.cpu_secs) * 1e6 / o.events as f64
+        );
+    }
     if let Some(u) = o.standin {
         println!("Stripe stand-in CPU: {:.2} s", u.cpu_secs);
     }
@@ -459,9 +620,9 @@ fn summary(outcomes: &[Outcome], concurrency: usize) {
     }
     println!("\n### Summary ({concurrency} connections)\n");
     println!(
-        "| scenario | events | router CPU / event | acked events/s | end-to-end records/s | answer p50 / p99 (ms) | send→JSONL p50 / p99 (ms) | router peak RSS | backlog at last answer | statuses |"
+        "| scenario | events | router CPU / event | PostgreSQL CPU / event | acked events/s | end-to-end records/s | answer p50 / p99 (ms) | send→JSONL p50 / p99 (ms) | router peak RSS | backlog at last answer | statuses |"
     );
-    println!("|---|---:|---:|---:|---:|---|---|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|");
     for o in outcomes {
         let a = &o.sent.answers;
         let rate = o.events as f64 / o.sent.elapsed.as_secs_f64();
@@ -485,10 +646,15 @@ fn summary(outcomes: &[Outcome], concurrency: usize) {
             .map(|(s, n)| format!("{s}×{n}"))
             .collect();
         println!(
-            "| {} | {} | {:.0} µs | {rate:.0} | {e2e_rate} | {:.2} / {:.2} | {e2e} | {:.1} MiB | {} | {} |",
+            "| {}{} | {} | {:.0} µs | {} | {rate:.0} | {e2e_rate} | {:.2} / {:.2} | {e2e} | {:.1} MiB | {} | {} |",
             o.scenario.label(),
+            o.setup,
             o.events,
             o.router.cpu_secs * 1e6 / o.events as f64,
+            o.database_cpu.map_or("—".to_owned(), |cpu| format!(
+                "{:.0} µs",
+                cpu * 1e6 / o.events as f64
+            )),
             ms(a.value_at_quantile(0.5)),
             ms(a.value_at_quantile(0.99)),
             o.router.peak_rss_kib as f64 / 1024.0,

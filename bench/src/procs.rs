@@ -46,7 +46,7 @@ pub fn usage(pid: &str) -> anyhow::Result<Usage> {
     })
 }
 
-fn clock_ticks() -> u64 {
+pub fn clock_ticks() -> u64 {
     static TICKS: OnceLock<u64> = OnceLock::new();
     *TICKS.get_or_init(|| {
         Command::new("getconf")

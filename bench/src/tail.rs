@@ -1,5 +1,6 @@
-//! Follows a JSONL sink file the way `tail -F` would, and times each record
-//! from its event's send instant to the moment its line is read.
+//! Follows JSONL sink files the way `tail -F` would (one per router, when
+//! several replicas share the load), and times each record from its
+//! event's send instant to the moment its line is read.
 
 use std::fs::File;
 use std::io::Read;
@@ -30,14 +31,19 @@ pub struct Tail {
 }
 
 impl Tail {
-    /// Starts following `path` (which may not exist yet) until `expect`
-    /// distinct events were seen or [`Tail::finish`] is called.
-    pub fn start(path: PathBuf, expect: usize, sent_at: Arc<Vec<AtomicU64>>, t0: Instant) -> Tail {
+    /// Starts following `paths` (which may not exist yet) until `expect`
+    /// distinct events were seen in them or [`Tail::finish`] is called.
+    pub fn start(
+        paths: Vec<PathBuf>,
+        expect: usize,
+        sent_at: Arc<Vec<AtomicU64>>,
+        t0: Instant,
+    ) -> Tail {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicUsize::new(0));
         let thread = {
             let (stop, seen) = (stop.clone(), seen.clone());
-            std::thread::spawn(move || follow(&path, expect, &sent_at, t0, &stop, &seen))
+            std::thread::spawn(move || follow(&paths, expect, &sent_at, t0, &stop, &seen))
         };
         Tail { stop, seen, thread }
     }
@@ -65,8 +71,16 @@ impl Tail {
 
 const NEEDLE: &[u8] = b"\"event_id\":\"";
 
+/// One followed file: open once it exists, and the bytes after its last
+/// whole line.
+struct Followed<'a> {
+    path: &'a std::path::Path,
+    file: Option<File>,
+    pending: Vec<u8>,
+}
+
 fn follow(
-    path: &std::path::Path,
+    paths: &[PathBuf],
     expect: usize,
     sent_at: &[AtomicU64],
     t0: Instant,
@@ -79,41 +93,57 @@ fn follow(
         last_at: None,
     };
     let mut seen = vec![false; sent_at.len()];
-    let mut file: Option<File> = None;
-    let mut pending: Vec<u8> = Vec::new();
+    let mut files: Vec<Followed> = paths
+        .iter()
+        .map(|path| Followed {
+            path,
+            file: None,
+            pending: Vec::new(),
+        })
+        .collect();
     let mut chunk = vec![0u8; 1 << 20];
     while tailed.records < expect && !stop.load(Ordering::Relaxed) {
-        if file.is_none() {
-            file = File::open(path).ok();
-        }
-        let n = file.as_mut().map_or(0, |f| f.read(&mut chunk).unwrap_or(0));
-        if n == 0 {
-            std::thread::sleep(Duration::from_micros(500));
-            continue;
-        }
-        let now = t0.elapsed();
-        pending.extend_from_slice(&chunk[..n]);
-        let mut consumed = 0;
-        while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
-            let line = &pending[consumed..consumed + end];
-            consumed += end + 1;
-            let Some(i) = find_index(line) else { continue };
-            if i >= seen.len() || seen[i] {
+        let mut read_any = false;
+        for followed in &mut files {
+            if followed.file.is_none() {
+                followed.file = File::open(followed.path).ok();
+            }
+            let n = followed
+                .file
+                .as_mut()
+                .map_or(0, |f| f.read(&mut chunk).unwrap_or(0));
+            if n == 0 {
                 continue;
             }
-            seen[i] = true;
-            tailed.records += 1;
-            seen_count.store(tailed.records, Ordering::Relaxed);
-            let sent = sent_at[i].load(Ordering::Relaxed);
-            if sent > 0 {
-                let micros = now.as_nanos().saturating_sub(sent as u128) / 1000;
-                tailed.latency.saturating_record((micros as u64).max(1));
+            read_any = true;
+            let now = t0.elapsed();
+            let pending = &mut followed.pending;
+            pending.extend_from_slice(&chunk[..n]);
+            let mut consumed = 0;
+            while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
+                let line = &pending[consumed..consumed + end];
+                consumed += end + 1;
+                let Some(i) = find_index(line) else { continue };
+                if i >= seen.len() || seen[i] {
+                    continue;
+                }
+                seen[i] = true;
+                tailed.records += 1;
+                seen_count.store(tailed.records, Ordering::Relaxed);
+                let sent = sent_at[i].load(Ordering::Relaxed);
+                if sent > 0 {
+                    let micros = now.as_nanos().saturating_sub(sent as u128) / 1000;
+                    tailed.latency.saturating_record((micros as u64).max(1));
+                }
+                if tailed.records == expect {
+                    tailed.last_at = Some(now);
+                }
             }
-            if tailed.records == expect {
-                tailed.last_at = Some(now);
-            }
+            pending.drain(..consumed);
         }
-        pending.drain(..consumed);
+        if !read_any {
+            std::thread::sleep(Duration::from_micros(500));
+        }
     }
     tailed
 }

@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -13,7 +14,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::env::Env;
 use crate::store::replay::replay;
-use crate::store::{DeadLetter, Filter, SqliteStore, Store};
+use crate::store::{DeadLetter, Filter, Purpose, Store, open};
 
 /// A store command, as the command line asks it.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ pub enum Command {
 /// Runs `command` against the journal named by the routes file at
 /// `config`: its answer on stdout, an error on stderr and in the exit code.
 pub async fn run(config: &Path, env: &Env, command: Command) -> ExitCode {
-    let store = match open_journal(config, env) {
+    let store = match open_journal(config, env).await {
         Ok(store) => store,
         Err(message) => {
             eprintln!("{message}");
@@ -41,12 +42,12 @@ pub async fn run(config: &Path, env: &Env, command: Command) -> ExitCode {
     };
     let out = &mut std::io::stdout();
     let done = match command {
-        Command::List { filter, json } => list(&store, filter, json, out).await.map(drop),
+        Command::List { filter, json } => list(&*store, filter, json, out).await.map(drop),
         Command::Replay {
             filter,
             all,
             reroute,
-        } => replay(&store, filter, all, reroute, out).await.map(drop),
+        } => replay(&*store, filter, all, reroute, out).await.map(drop),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,19 +58,15 @@ pub async fn run(config: &Path, env: &Env, command: Command) -> ExitCode {
     }
 }
 
-/// The journal the routes file at `config` names; it must exist (the
-/// server creates it). The error is the message to show.
-fn open_journal(config: &Path, env: &Env) -> Result<SqliteStore, String> {
+/// The journal the routes file at `config` names: a SQLite journal must
+/// exist (the server creates it); a PostgreSQL one is shared with the
+/// running replicas. The error is the message to show.
+async fn open_journal(config: &Path, env: &Env) -> Result<Arc<dyn Store>, String> {
     let loaded = Config::load(config, env)
         .map_err(|error| format!("{} is not valid:\n{error}", config.display()))?;
-    let path = loaded.store.path_in(&loaded.base_dir);
-    if !path.exists() {
-        return Err(format!(
-            "error: no journal at {} yet (the server creates it on its first start)",
-            path.display()
-        ));
-    }
-    SqliteStore::open(&path, true, loaded.store.wal_limit).map_err(|e| format!("error: {e}"))
+    open(&loaded.store, &loaded.base_dir, Purpose::Operate, None)
+        .await
+        .map_err(|e| format!("error: {e}"))
 }
 
 /// Writes the dead letters matching `filter` to `out`, as a table or as

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::sinks::Encoded;
-use crate::store::{NewEvent, NewRecord, RouteFailure, Routing, Settle};
+use crate::store::{NewEvent, NewRecord, RouteFailure, Routing, Settle, SqliteStore};
 
 /// A journal with one dead letter of each kind: a delivery (`file`), a
 /// route (`orders`) and an event that cannot be routed.
@@ -150,6 +150,7 @@ async fn a_command_without_a_journal_fails_and_says_why() {
     let env = Env::default();
     assert!(
         open_journal(&config, &env)
+            .await
             .unwrap_err()
             .contains("is not valid")
     );
@@ -158,6 +159,6 @@ async fn a_command_without_a_journal_fails_and_says_why() {
         "sinks:\n  orders: { type: stdout }\nroutes:\n  - name: paid\n    when: { type: checkout.session.completed }\n    emit: event\n    to: [orders]\n",
     )
     .unwrap();
-    let error = open_journal(&config, &env).err().unwrap();
+    let error = open_journal(&config, &env).await.err().unwrap();
     assert!(error.starts_with("error: no journal at"), "{error}");
 }

@@ -14,7 +14,9 @@ use serde_saphyr::{Location, MessageFormatter as _, Spanned};
 use super::env::Env;
 use super::interpolate::{UnsetVars, expand};
 use super::problems::{Checker, ConfigProblem, Pos};
-use super::schema::{RouteConfig, ServerConfig, StoreConfig, StripeConfig};
+use super::schema::{
+    LEASE_MAX, LEASE_MIN, POOL_SIZE_MAX, RouteConfig, ServerConfig, StoreConfig, StripeConfig,
+};
 use super::yaml::Node;
 use crate::sinks::SinkConfig;
 
@@ -99,9 +101,12 @@ impl<'a> Checker<'a> {
             }
         }
 
-        // The journal is opened there: the default path too.
-        let journal = parts.store.path.clone();
-        self.file_path(store, &journal, "store.path", "stripe-router.db");
+        // The journal is opened there (the default path too), unless it
+        // is PostgreSQL's.
+        if !self.store(store, &mut parts.store) {
+            let journal = parts.store.path.clone();
+            self.file_path(store, &journal, "store.path", "stripe-router.db");
+        }
 
         // Names of every sink written, even one whose settings are broken,
         // so that a route naming it is not also reported.
@@ -291,6 +296,65 @@ impl<'a> Checker<'a> {
 const EMPTY: &str = "the config is empty: define `sinks:` and `routes:` (the repository's routes.yaml is a working start)";
 
 impl Checker<'_> {
+    /// `store.url` against `store.path` and `store.pool_size`: true when
+    /// the journal is PostgreSQL's (there is no file to check). A URL
+    /// that holds an unset variable (`check --no-env`) is not judged; a
+    /// refused one leaves the store as it would be without it, so the rest
+    /// is still checked.
+    fn store(&mut self, node: Option<&Spanned<Node>>, store: &mut StoreConfig) -> bool {
+        let Some(node) = node else {
+            return false;
+        };
+        let key = |name: &str| match &node.value {
+            Node::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.value.as_str() == Some(name))
+                .map(|(k, v)| (k.referenced, v.referenced)),
+            _ => None,
+        };
+        if let Some((at, _)) = key("pool_size")
+            && !(1..=POOL_SIZE_MAX).contains(&store.pool_size)
+        {
+            self.problem(
+                at,
+                format!(
+                    "`store.pool_size` must be between 1 and {POOL_SIZE_MAX} (default 16): it bounds the connections each replica opens"
+                ),
+            );
+        }
+        if let Some((at, _)) = key("lease")
+            && !(LEASE_MIN..=LEASE_MAX).contains(&store.lease)
+        {
+            self.problem(
+                at,
+                "`store.lease` must be between 500ms and 10m (default 5s): a dead replica's rows are taken over after it",
+            );
+        }
+        let Some((url_key, url_value)) = key("url") else {
+            return false;
+        };
+        if let Some((path_key, _)) = key("path") {
+            self.problem(
+                path_key,
+                "`store.path` and `store.url` exclude each other: keep `url` for a PostgreSQL journal shared by replicas, or `path` for a SQLite file",
+            );
+        }
+        let Some(url) = &store.url else {
+            return false;
+        };
+        if self.unresolved.contains(&Pos::from(url_value)) {
+            return true;
+        }
+        match url.target() {
+            Ok(_) => true,
+            Err(message) => {
+                self.problem(url_key, format!("`store.url` {message}"));
+                store.url = None;
+                false
+            }
+        }
+    }
+
     fn server(&mut self, node: &Spanned<Node>) -> Option<ServerConfig> {
         let mut path_ok = true;
         if let Some(path) = node.value.get("path")

@@ -331,3 +331,64 @@ fn problems_never_repeat_a_secret_written_in_the_file() {
         assert!(!rendered.contains(secret), "`{secret}` in\n{rendered}");
     }
 }
+
+#[test]
+fn store_url_is_checked_at_its_key_without_its_password() {
+    // Both: the path is the one too many.
+    check_errors(
+        &format!("store:\n  path: x.db\n  url: postgres://u:hunter22@db/orders\n{VALID_TAIL}"),
+        &[(
+            "routes.yaml:2:3",
+            &["`store.path` and `store.url` exclude each other"],
+        )],
+    );
+    check_errors(
+        &format!("store:\n  url: mysql://u:hunter22@db/orders\n{VALID_TAIL}"),
+        &[(
+            "routes.yaml:2:3",
+            &["`store.url` must start with `postgres://`"],
+        )],
+    );
+    check_errors(
+        &format!(
+            "store:\n  url: postgres://u:hunter22@db/orders?sslmode=sometimes\n  pool_size: 0\n  lease: 1h\n{VALID_TAIL}"
+        ),
+        &[
+            ("routes.yaml:2:3", &["unknown `sslmode=sometimes`"]),
+            (
+                "routes.yaml:3:3",
+                &["`store.pool_size` must be between 1 and 256"],
+            ),
+            (
+                "routes.yaml:4:3",
+                &["`store.lease` must be between 500ms and 10m"],
+            ),
+        ],
+    );
+    let error = Config::parse(
+        &format!("store:\n  url: postgres://u:hunter22@db:x/orders\n{VALID_TAIL}"),
+        Path::new("routes.yaml"),
+        &super::super::test_support::env(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!error.contains("hunter22"), "{error}");
+}
+
+#[test]
+fn a_store_url_from_the_environment_is_read_and_an_unset_one_allowed_by_no_env() {
+    let text = format!("store:\n  url: ${{DATABASE_URL}}\n  pool_size: 4\n{VALID_TAIL}");
+    let env = Env::from_map([("DATABASE_URL", "postgres://router:pw@db.internal/orders")]);
+    let config = Config::parse(&text, Path::new("routes.yaml"), &env).unwrap();
+    let url = config.store.url.as_ref().unwrap();
+    assert_eq!(url.target().unwrap().config.get_dbname(), Some("orders"));
+    assert_eq!(config.store.pool_size, 4);
+    let checked = Config::check(
+        &text,
+        Path::new("routes.yaml"),
+        &Env::default(),
+        super::super::UnsetVars::Allowed,
+    );
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    assert_eq!(checked.unset_vars, ["DATABASE_URL"]);
+}

@@ -15,6 +15,7 @@
 //! environment).
 
 mod checker;
+pub mod database_url;
 pub mod env;
 mod excerpt;
 mod interpolate;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+use super::database_url::DatabaseUrl;
 use crate::sinks::SinkConfig;
 use crate::units::{byte_size, duration, opt_duration};
 
@@ -54,6 +55,18 @@ pub struct StoreConfig {
     /// is bounded by this, never by the load.
     #[serde(default = "default_wal_limit", with = "byte_size")]
     pub wal_limit: u64,
+    /// A PostgreSQL journal shared by every replica (`postgres://...`),
+    /// instead of the SQLite file at `path`; the two exclude each other.
+    #[serde(default)]
+    pub url: Option<DatabaseUrl>,
+    /// The most connections one process opens to PostgreSQL (its pool).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// PostgreSQL: how long a row belongs to the replica that journaled,
+    /// built or claimed it without a renewal, and so how soon another
+    /// replica takes over the rows of one that died.
+    #[serde(default = "default_lease", with = "duration")]
+    pub lease: Duration,
 }
 
 impl Default for StoreConfig {
@@ -63,9 +76,17 @@ impl Default for StoreConfig {
             retention: default_retention(),
             fsync: default_fsync(),
             wal_limit: default_wal_limit(),
+            url: None,
+            pool_size: default_pool_size(),
+            lease: default_lease(),
         }
     }
 }
+
+/// The bounds of `store.pool_size`: one connection serves everything,
+/// slowly; past the upper bound a server's own `max_connections` (100 by
+/// default) would refuse the replicas long before.
+pub const POOL_SIZE_MAX: u32 = 256;
 
 impl StoreConfig {
     /// The database path, resolved against the config file's folder.
@@ -81,6 +102,21 @@ impl StoreConfig {
 fn default_store_path() -> PathBuf {
     PathBuf::from("data/stripe-router.db")
 }
+/// Enough for the journal's group commit, the router's passes and every
+/// sink's settles at once; a few replicas stay under a server's default
+/// `max_connections` of 100.
+fn default_pool_size() -> u32 {
+    16
+}
+/// [`crate::store::LEASE_MS`]: long next to a renewal (a third of it),
+/// short next to what a takeover may wait.
+fn default_lease() -> Duration {
+    Duration::from_secs(5)
+}
+/// The bounds of `store.lease`: renewals every third of it must be
+/// cheap, and a dead replica's rows must not wait for hours.
+pub const LEASE_MIN: Duration = Duration::from_millis(500);
+pub const LEASE_MAX: Duration = Duration::from_secs(600);
 fn default_retention() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
 }

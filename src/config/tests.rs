@@ -198,6 +198,7 @@ routes:
             retention: Duration::from_secs(7 * 24 * 3600),
             fsync: false,
             wal_limit: 16 * 1024 * 1024,
+            ..StoreConfig::default()
         },
         file: PathBuf::from("routes.yaml"),
         base_dir: PathBuf::from("."),

@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 use crate::metrics::{Delivery, Metrics};
 use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::live::Live;
-use crate::routing::router::{Handoff, SCAN_EVERY};
+use crate::routing::router::{Handoff, woken};
 use crate::routing::snapshot::Snapshot;
 use crate::store::{PendingDelivery, Settle, Store};
 
@@ -204,6 +204,8 @@ impl Worker {
         let mut tasks: JoinSet<Attempt> = JoinSet::new();
         let mut scan_at = tokio::time::Instant::now();
         let mut first_scan = resume;
+        let scan_every = self.store.scan_every();
+        let mut wakeups = self.store.wakeups();
         loop {
             let limit = self.concurrency();
             while sending.count() < limit {
@@ -229,6 +231,7 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = sending.freed.notified() => {}
+                () = woken(&mut wakeups) => scan_at = tokio::time::Instant::now(),
                 Some(delivery) = rx.recv() => {
                     self.queued.fetch_sub(1, Ordering::Relaxed);
                     backlog.push_back(delivery);
@@ -240,7 +243,7 @@ impl Worker {
                     }
                 }
                 () = tokio::time::sleep_until(scan_at), if backlog.is_empty() => {
-                    scan_at = tokio::time::Instant::now() + SCAN_EVERY;
+                    scan_at = tokio::time::Instant::now() + scan_every;
                     let free = limit.saturating_sub(sending.count());
                     if free == 0 {
                         continue;

@@ -295,11 +295,25 @@ async fn decide(
         }
         Err(e) => {
             Counters::bump(&endpoint.counters.failed);
-            span.in_scope(|| tracing::error!(error = %e, "event not journaled; answering 500 so that Stripe retries"));
-            let failed = message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The event could not be stored; retry later",
-            );
+            span.in_scope(|| tracing::error!(error = %e, "event not journaled; answering 5xx so that Stripe retries"));
+            // A journal database out of reach (PostgreSQL down) is
+            // unavailability, not a fault: 503, and Stripe retries.
+            let failed = if e.is_unavailable() {
+                let mut response = message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The journal database is unavailable; retry later",
+                );
+                response.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(crate::http_serve::cap::RETRY_AFTER_SECS),
+                );
+                response
+            } else {
+                message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The event could not be stored; retry later",
+                )
+            };
             (failed, Answer::NotJournaled)
         }
     }

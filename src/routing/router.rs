@@ -35,10 +35,25 @@ use crate::store::{self, NewRecord, PendingDelivery, PendingEvent, RouteFailure,
 
 /// Rows one scan takes at most.
 pub const SCAN_PAGE: usize = 256;
-/// How often idle loops look for due rows (retries, replays, recovery).
-pub const SCAN_EVERY: Duration = Duration::from_millis(500);
+/// How often idle loops look for due rows (retries, replays, recovery),
+/// unless the store says otherwise ([`Store::scan_every`]).
+pub const SCAN_EVERY: Duration = store::SCAN_EVERY;
 /// Events routed at once.
 const ROUTING_CONCURRENCY: usize = 64;
+
+/// Waits until the store's wake-ups (if any) change; never returns when
+/// there are none, or once their sender is gone.
+pub async fn woken(wakeups: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match wakeups {
+        Some(receiver) => {
+            if receiver.changed().await.is_err() {
+                *wakeups = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
 
 /// Counts for `/healthz`.
 #[derive(Debug, Default)]
@@ -158,16 +173,23 @@ impl Router {
         // after a restart nothing else holds those rows.
         let mut scan_at = tokio::time::Instant::now();
         let mut first_scan = true;
+        let scan_every = this.store.scan_every();
+        let mut wakeups = this.store.wakeups();
         'run: loop {
             let jobs = tokio::select! {
                 () = shutdown.cancelled() => break,
+                () = woken(&mut wakeups) => {
+                    // Rows became due through another process: scan now.
+                    scan_at = tokio::time::Instant::now();
+                    continue;
+                }
                 Some(job) = rx.recv() => vec![job],
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     this.ended(done, &mut passes).await;
                     continue;
                 }
                 () = tokio::time::sleep_until(scan_at) => {
-                    scan_at = tokio::time::Instant::now() + SCAN_EVERY;
+                    scan_at = tokio::time::Instant::now() + scan_every;
                     let horizon = if first_scan { i64::MAX } else { crate::clock::now_ms() };
                     first_scan = false;
                     // What is being routed as the scan reads may be stored

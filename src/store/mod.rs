@@ -6,9 +6,12 @@
 //! This module owns [`Store`], the one interface the rest of the router
 //! uses, and the rows it takes and gives (`rows.rs`, re-exported here).
 //! [`SqliteStore`] ([`sqlite`]) implements it on an embedded SQLite database
-//! in WAL mode. The operator commands over dead letters are
+//! in WAL mode, [`PostgresStore`] ([`postgres`]) on a PostgreSQL database
+//! shared by replicas; [`open()`] opens the one `store:` names. The operator commands over dead letters are
 //! [`crate::commands::deadletters`].
 
+pub mod open;
+pub mod postgres;
 pub mod replay;
 mod rows;
 pub mod sqlite;
@@ -19,6 +22,8 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
+pub use open::{Purpose, open};
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use rows::*;
 pub use sqlite::SqliteStore;
 pub use views::*;
@@ -62,12 +67,43 @@ pub enum StoreError {
     Stopped,
     #[error("journal write failed, nothing of it was kept: {0}")]
     Write(String),
+    #[error("no journal at {path} yet (the server creates it on its first start)")]
+    Missing { path: String },
+    /// The journal's schema is newer than this binary's.
+    #[error(
+        "the journal {store} has schema version {found}, newer than this binary's {known}: run a newer stripe-router (or restore a backup made for this version)"
+    )]
+    TooNew {
+        store: String,
+        found: u32,
+        known: u32,
+    },
+    /// PostgreSQL cannot be reached (down, refusing, timed out): the
+    /// webhook answers 503 and Stripe retries.
+    #[error("journal database {url} is unavailable: {reason}")]
+    Unavailable { url: String, reason: String },
+    /// PostgreSQL refused a statement or a login (the message never holds
+    /// the password).
+    #[error("journal database {url}: {reason}")]
+    Postgres { url: String, reason: String },
+}
+
+impl StoreError {
+    /// Whether the journal could not be reached at all (rather than
+    /// refusing a write): worth a 503 and a retry.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
 }
 
 /// How long a fresh event or delivery belongs to the in-memory fast path
 /// before a scan of due rows may take it: a fresh row is due at its
 /// creation time plus this lease.
 pub const LEASE_MS: i64 = 5_000;
+
+/// How often the router and the workers scan for due rows by default
+/// (retries that came due, rows a full channel or a crash left).
+pub const SCAN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Told about every journal transaction (the metrics of
 /// [`crate::metrics`]): how many writes it carried, how long it took, its
@@ -140,4 +176,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// An event with a route-level dead letter keeps it and its records
     /// (a replay must not build them again); its failure rows go with it.
     fn prune(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, u64>;
+    /// How often the router and the workers scan for due rows when nothing
+    /// wakes them.
+    fn scan_every(&self) -> std::time::Duration {
+        SCAN_EVERY
+    }
+    /// Changes when rows became due through another process (a replay or
+    /// reroute from the CLI or another replica): the scans run at once.
+    /// `None` when only this process changes the journal's queues.
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

@@ -35,6 +35,8 @@ impl Received {
 struct State {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<u16>>,
+    /// How long each answer takes (a slow service).
+    delay: Mutex<Duration>,
     requests: std::sync::atomic::AtomicUsize,
     changed: Notify,
 }
@@ -89,6 +91,11 @@ impl Consumer {
         self.state.script.lock().unwrap().extend(statuses);
     }
 
+    /// Takes `delay` over each answer from now on, as a slow service does.
+    pub fn slow(&self, delay: Duration) {
+        *self.state.delay.lock().unwrap() = delay;
+    }
+
     /// Requests answered so far, whatever the status.
     pub fn requests(&self) -> usize {
         self.state
@@ -128,6 +135,10 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let delay = *state.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
     state
         .requests

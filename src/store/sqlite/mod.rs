@@ -14,6 +14,7 @@
 mod browse;
 mod health;
 pub mod lock;
+pub mod migrate;
 mod reads;
 mod schema;
 pub mod state;
@@ -101,10 +102,10 @@ impl SqliteStore {
         // log starts over.
         let mut writer = connect(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA wal_autocheckpoint = 0;
-             PRAGMA journal_size_limit = {wal_limit}; {}",
+             PRAGMA journal_size_limit = {wal_limit};",
             if fsync { "FULL" } else { "OFF" },
-            schema::schema()
         ))?;
+        migrate::migrate(&mut writer, &path.display().to_string())?;
         // Every statement of the writer stays prepared (the hot path's,
         // BEGIN and COMMIT, replay's and pruning's): more than the default 16.
         writer.set_prepared_statement_cache_capacity(64);
@@ -154,6 +155,20 @@ impl SqliteStore {
             health,
             _alive: alive,
         })
+    }
+
+    /// Brings the journal at `path` (created if missing) to this binary's
+    /// schema version: `stripe-router store migrate`. The version before
+    /// and after.
+    pub fn migrate(path: &Path) -> Result<(u32, u32), StoreError> {
+        create_private(path)?;
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut connection = Connection::open(path).map_err(open_err)?;
+        connection.busy_timeout(LOCK_WAIT).map_err(open_err)?;
+        migrate::migrate(&mut connection, &path.display().to_string())
     }
 
     pub fn path(&self) -> &Path {

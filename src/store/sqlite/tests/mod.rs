@@ -4,6 +4,7 @@ mod browse;
 mod deliveries;
 mod health;
 mod journal;
+mod migrate;
 mod prune;
 mod routes;
 mod state;

@@ -222,8 +222,12 @@ async fn a_journal_without_route_failures_upgrades_in_place() {
         let store = SqliteStore::open(&path, true, 64 << 20).unwrap();
         store.journal(event("evt_old")).await.unwrap();
         let reader = store.reader.lock().unwrap();
+        // As a journal written before schema versions: version 0.
         reader
-            .execute_batch("DROP TRIGGER route_failures_follow; DROP TABLE route_failures;")
+            .execute_batch(
+                "DROP TRIGGER route_failures_follow; DROP TABLE route_failures;
+                 PRAGMA user_version = 0;",
+            )
             .unwrap();
     }
     let store = SqliteStore::open(&path, true, 64 << 20).unwrap();

@@ -1,0 +1,415 @@
+//! The writes other than the journal, each one transaction on a pooled
+//! connection: routing passes, failed events, settles, replays, reroutes
+//! and pruning, with the rules of the SQLite store
+//! ([`crate::store::sqlite`]'s `writes`). States are the integers of
+//! [`crate::store::sqlite::state`]: events 0 due, 1 routed, 2 dead;
+//! deliveries 0 pending, 1 delivered, 2 dead; route failures 0 retry,
+//! 2 dead. A row that changes hands is released: its lease ends
+//! (`lease_until = 0`, no owner), and any replica's scan may take it when
+//! due. Replays and reroutes `NOTIFY` the replicas, whose scans then run at
+//! once.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Error;
+use tokio_postgres::types::ToSql;
+
+use super::Shared;
+use crate::clock::now_ms;
+use crate::store::{ATTEMPTS_KEPT, Filter, Routing, Settle};
+
+/// The database's clock in unix milliseconds: leases are on one clock,
+/// whatever the replicas' own say.
+pub(super) const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// Runs a statement (prepared once per connection).
+pub(super) async fn exec(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, Error> {
+    let statement = c.prepare_cached(sql).await?;
+    c.execute(&statement, params).await
+}
+
+/// Runs a query (prepared once per connection).
+pub(super) async fn query(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, Error> {
+    let statement = c.prepare_cached(sql).await?;
+    c.query(&statement, params).await
+}
+
+/// One routing pass (see [`Store::save_routing`](crate::store::Store::save_routing)).
+pub(super) async fn save_routing(
+    shared: &Shared,
+    c: &mut deadpool_postgres::Client,
+    event_id: String,
+    routing: Routing,
+) -> Result<Vec<String>, Error> {
+    let now = now_ms();
+    let tx = c.transaction().await?;
+    let earlier: Vec<(String, i32)> = query(
+        &tx,
+        "SELECT route, state FROM route_failures WHERE event_id = $1",
+        &[&event_id],
+    )
+    .await?
+    .into_iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect();
+    let mut stored = Vec::new();
+    if !routing.records.is_empty() {
+        // Records in id order, so that two replicas' passes lock them in
+        // one order. An id already stored is kept as it is, its
+        // deliveries not made again: a record is built once.
+        let mut records: Vec<_> = routing.records.iter().collect();
+        records.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+        let ids: Vec<&str> = records.iter().map(|r| r.record.id.as_str()).collect();
+        let routes: Vec<&str> = records.iter().map(|r| r.route.as_str()).collect();
+        let bodies: Vec<&[u8]> = records.iter().map(|r| &r.record.body[..]).collect();
+        let fresh: Vec<String> = query(
+            &tx,
+            "INSERT INTO records (id, event_id, route, body, created_at)
+             SELECT i, $4::TEXT, r, b, $5::BIGINT
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[]) WITH ORDINALITY AS u(i, r, b, n)
+             ORDER BY n
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+            &[&ids, &routes, &bodies, &event_id, &now],
+        )
+        .await?
+        .into_iter()
+        .map(|row| row.get(0))
+        .collect();
+        let (mut d_ids, mut d_sinks, mut d_routes) = (Vec::new(), Vec::new(), Vec::new());
+        for record in routing.records.iter() {
+            if !fresh.contains(&record.record.id) || stored.contains(&record.record.id) {
+                continue;
+            }
+            stored.push(record.record.id.clone());
+            for sink in &record.sinks {
+                d_ids.push(record.record.id.as_str());
+                d_sinks.push(sink.as_str());
+                d_routes.push(record.route.as_str());
+            }
+        }
+        if !d_ids.is_empty() {
+            exec(
+                &tx,
+                &format!(
+                    "INSERT INTO deliveries
+                     (record_id, sink, route, event_id, state, next_attempt_at, created_at,
+                      updated_at, lease_until, lease_owner)
+                     SELECT i, s, r, $4::TEXT, 0, $5::BIGINT + $6::BIGINT, $5::BIGINT, $5::BIGINT,
+                       {DB_NOW} + $6::BIGINT, $7::TEXT
+                     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS u(i, s, r)
+                     ON CONFLICT (record_id, sink) DO NOTHING"
+                ),
+                &[
+                    &d_ids,
+                    &d_sinks,
+                    &d_routes,
+                    &event_id,
+                    &now,
+                    &shared.lease_ms,
+                    &shared.owner,
+                ],
+            )
+            .await?;
+        }
+    }
+    // A route built now has failed for the last time. A route this pass
+    // neither built nor retried has nothing left to retry.
+    for (route, state) in earlier {
+        let built = routing.records.iter().any(|r| r.route == route);
+        let retried = routing.failed.iter().any(|f| f.route == route);
+        if built || (state == 0 && !retried) {
+            exec(
+                &tx,
+                "DELETE FROM route_failures WHERE event_id = $1 AND route = $2",
+                &[&event_id, &route],
+            )
+            .await?;
+        }
+    }
+    // A pass that started before an earlier one (here or on another
+    // replica) stored a route's record has nothing to say about it.
+    let mut failed = Vec::new();
+    if !routing.failed.is_empty() {
+        let ids: Vec<&str> = routing
+            .failed
+            .iter()
+            .map(|f| f.record_id.as_str())
+            .collect();
+        let built: Vec<String> = query(&tx, "SELECT id FROM records WHERE id = ANY($1)", &[&ids])
+            .await?
+            .into_iter()
+            .map(|row| row.get(0))
+            .collect();
+        failed.extend(
+            routing
+                .failed
+                .iter()
+                .filter(|f| !built.contains(&f.record_id)),
+        );
+    }
+    for failure in &failed {
+        let state: i32 = if failure.dead { 2 } else { 0 };
+        // A dead route stays dead until `replay` or `reroute` removes it.
+        exec(
+            &tx,
+            "INSERT INTO route_failures
+             (event_id, route, record_id, state, attempts, last_error, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $6)
+             ON CONFLICT (event_id, route) DO UPDATE SET record_id = excluded.record_id,
+             state = excluded.state, attempts = route_failures.attempts + 1,
+             last_error = excluded.last_error, updated_at = excluded.updated_at
+             WHERE route_failures.state = 0",
+            &[
+                &event_id,
+                &failure.route,
+                &failure.record_id,
+                &state,
+                &failure.error,
+                &now,
+            ],
+        )
+        .await?;
+    }
+    let retry = failed.iter().filter(|f| !f.dead);
+    match retry.clone().map(|f| f.next_attempt_ms).min() {
+        None => {
+            exec(
+                &tx,
+                "UPDATE events SET state = 1, reroute = FALSE, last_error = NULL, updated_at = $2,
+                 lease_until = 0, lease_owner = NULL WHERE id = $1",
+                &[&event_id, &now],
+            )
+            .await?;
+        }
+        Some(next) => {
+            let error = retry.map(|f| f.error.as_str()).next();
+            exec(
+                &tx,
+                "UPDATE events SET state = 0, attempts = attempts + 1, next_attempt_at = $2,
+                 last_error = $3, updated_at = $4, lease_until = 0, lease_owner = NULL
+                 WHERE id = $1",
+                &[&event_id, &next, &error, &now],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// The event as a whole could not be routed.
+pub(super) async fn event_failed(
+    c: &mut deadpool_postgres::Client,
+    id: String,
+    error: String,
+    next: i64,
+    dead: bool,
+) -> Result<(), Error> {
+    let state: i32 = if dead { 2 } else { 0 };
+    exec(
+        &*c,
+        "UPDATE events SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3,
+         state = $4, updated_at = $5, lease_until = 0, lease_owner = NULL WHERE id = $1",
+        &[&id, &error, &next, &state, &now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// How one delivery attempt ended: one statement, so one round trip.
+/// Only a pending row is settled (an attempt that overlapped another of
+/// the same row cannot bring a delivered or dead row back); its attempt is
+/// kept, with the newest [`ATTEMPTS_KEPT`] before it.
+pub(super) async fn settle(
+    c: &mut deadpool_postgres::Client,
+    record_id: String,
+    sink: String,
+    outcome: Settle,
+) -> Result<(), Error> {
+    let (state, next, error): (i32, i64, Option<String>) = match outcome {
+        Settle::Delivered => (1, 0, None),
+        Settle::Retry {
+            next_attempt_ms,
+            error,
+        } => (0, next_attempt_ms, Some(error)),
+        Settle::Dead { error } => (2, 0, Some(error)),
+    };
+    // The statement's parts see one snapshot: the attempt inserted here is
+    // not among those the DELETE counts, hence KEPT - 1 older ones stay.
+    let older = i64::try_from(ATTEMPTS_KEPT.saturating_sub(1)).unwrap_or(0);
+    exec(
+        &*c,
+        "WITH settled AS (
+            UPDATE deliveries SET state = $3, attempts = attempts + 1, next_attempt_at = $4,
+            last_error = COALESCE($5, last_error), updated_at = $6, lease_until = 0,
+            lease_owner = NULL
+            WHERE record_id = $1 AND sink = $2 AND state = 0 RETURNING record_id
+         ), attempt AS (
+            INSERT INTO delivery_attempts (record_id, sink, at, outcome, error)
+            SELECT $1::TEXT, $2::TEXT, $6::BIGINT, $3::INTEGER, $5::TEXT FROM settled
+         )
+         DELETE FROM delivery_attempts WHERE record_id = $1 AND sink = $2
+         AND EXISTS (SELECT 1 FROM settled)
+         AND id <= (SELECT id FROM delivery_attempts WHERE record_id = $1 AND sink = $2
+                    ORDER BY id DESC LIMIT 1 OFFSET $7)",
+        &[&record_id, &sink, &state, &next, &error, &now_ms(), &older],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Re-queues the dead letters `filter` matches; how many.
+pub(super) async fn replay(
+    c: &mut deadpool_postgres::Client,
+    filter: Filter,
+) -> Result<u64, Error> {
+    let now = now_ms();
+    let tx = c.transaction().await?;
+    let deliveries = exec(
+        &tx,
+        "UPDATE deliveries SET state = 0, next_attempt_at = 0, attempts = 0, created_at = $4,
+         updated_at = $4, lease_until = 0, lease_owner = NULL
+         WHERE state = 2 AND ($1::TEXT IS NULL OR sink = $1) AND ($2::TEXT IS NULL OR route = $2)
+         AND ($3::TEXT IS NULL OR event_id = $3)",
+        &[&filter.sink, &filter.route, &filter.event, &now],
+    )
+    .await?;
+    // A route whose record could not be built has no sink: its event is
+    // routed again, and builds only what is missing.
+    let routes = if filter.sink.is_none() {
+        exec(
+            &tx,
+            "UPDATE events SET state = 0, next_attempt_at = 0, attempts = 0, updated_at = $3,
+             lease_until = 0, lease_owner = NULL
+             WHERE id IN (SELECT event_id FROM route_failures WHERE state = 2
+             AND ($1::TEXT IS NULL OR route = $1) AND ($2::TEXT IS NULL OR event_id = $2))",
+            &[&filter.route, &filter.event, &now],
+        )
+        .await?;
+        exec(
+            &tx,
+            "DELETE FROM route_failures WHERE state = 2 AND ($1::TEXT IS NULL OR route = $1)
+             AND ($2::TEXT IS NULL OR event_id = $2)",
+            &[&filter.route, &filter.event],
+        )
+        .await?
+    } else {
+        0
+    };
+    let events = if filter.sink.is_none() && filter.route.is_none() {
+        exec(
+            &tx,
+            "UPDATE events SET state = 0, next_attempt_at = 0, attempts = 0, updated_at = $2,
+             lease_until = 0, lease_owner = NULL
+             WHERE state = 2 AND ($1::TEXT IS NULL OR id = $1)",
+            &[&filter.event, &now],
+        )
+        .await?
+    } else {
+        0
+    };
+    let total = deliveries + routes + events;
+    if total > 0 {
+        notify(&tx).await?;
+    }
+    tx.commit().await?;
+    Ok(total)
+}
+
+/// Queues an event to be routed again by the current routes, its dead
+/// routes included; false when it is not in the journal.
+pub(super) async fn reroute(
+    c: &mut deadpool_postgres::Client,
+    event_id: String,
+) -> Result<bool, Error> {
+    let tx = c.transaction().await?;
+    let found = exec(
+        &tx,
+        "UPDATE events SET state = 0, reroute = TRUE, next_attempt_at = 0, attempts = 0,
+         updated_at = $2, lease_until = 0, lease_owner = NULL WHERE id = $1",
+        &[&event_id, &now_ms()],
+    )
+    .await?;
+    exec(
+        &tx,
+        "DELETE FROM route_failures WHERE event_id = $1 AND state = 2",
+        &[&event_id],
+    )
+    .await?;
+    if found == 1 {
+        notify(&tx).await?;
+    }
+    tx.commit().await?;
+    Ok(found == 1)
+}
+
+/// Wakes every replica's scans once the transaction commits.
+async fn notify(c: &impl GenericClient) -> Result<(), Error> {
+    exec(c, "SELECT pg_notify($1, '')", &[&super::CHANNEL]).await?;
+    Ok(())
+}
+
+/// Deletes finished history (see [`Store::prune`](crate::store::Store::prune)):
+/// at most `limit` rows of each table, so several replicas pruning at once
+/// hold few locks each.
+pub(super) async fn prune(
+    c: &mut deadpool_postgres::Client,
+    before: i64,
+    limit: usize,
+) -> Result<u64, Error> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let tx = c.transaction().await?;
+    let mut removed: i64 = query(
+        &tx,
+        "WITH gone AS (
+            DELETE FROM deliveries WHERE (record_id, sink) IN (
+                SELECT record_id, sink FROM deliveries WHERE state = 1 AND updated_at < $1
+                LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING record_id, sink
+         ), attempts AS (
+            DELETE FROM delivery_attempts a USING gone g
+            WHERE a.record_id = g.record_id AND a.sink = g.sink
+         )
+         SELECT COUNT(*) FROM gone",
+        &[&before, &limit],
+    )
+    .await?
+    .first()
+    .map_or(0, |row| row.get(0));
+    // A record or an event with a route failure stays: a replay of that
+    // route must find the records already built, not build them again.
+    removed += i64::try_from(
+        exec(
+            &tx,
+            "DELETE FROM records WHERE id IN (SELECT id FROM records r WHERE created_at < $1
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.id)
+             AND NOT EXISTS (SELECT 1 FROM route_failures f WHERE f.event_id = r.event_id)
+             LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[&before, &limit],
+        )
+        .await?,
+    )
+    .unwrap_or(0);
+    removed += i64::try_from(
+        exec(
+            &tx,
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events e WHERE state = 1
+             AND updated_at < $1
+             AND NOT EXISTS (SELECT 1 FROM records r WHERE r.event_id = e.id)
+             AND NOT EXISTS (SELECT 1 FROM route_failures f WHERE f.event_id = e.id)
+             LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[&before, &limit],
+        )
+        .await?,
+    )
+    .unwrap_or(0);
+    tx.commit().await?;
+    Ok(u64::try_from(removed).unwrap_or(0))
+}
