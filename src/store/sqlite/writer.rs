@@ -51,14 +51,19 @@ pub(super) fn write_loop(
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut probed = std::time::Instant::now();
     loop {
         let first = if health.writes_fail() {
-            match rx.recv_timeout(PROBE_EVERY) {
+            // Only an event or the probe clears a failure (see `apply`):
+            // probe on time even while other writes keep coming.
+            if probed.elapsed() >= PROBE_EVERY {
+                probed = std::time::Instant::now();
+                wrote(health, probe(&connection).map_err(|e| e.to_string()));
+                continue;
+            }
+            match rx.recv_timeout(PROBE_EVERY.saturating_sub(probed.elapsed())) {
                 Ok(write) => write,
-                Err(RecvTimeoutError::Timeout) => {
-                    wrote(health, probe(&connection).map_err(|e| e.to_string()));
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         } else {
@@ -80,6 +85,10 @@ pub(super) fn write_loop(
         }
         let (writes, started) = (batch.len(), std::time::Instant::now());
         let ok = apply(&mut connection, &mut batch, health);
+        if !ok {
+            // The next probe a whole interval after this failure.
+            probed = std::time::Instant::now();
+        }
         if let Some(observer) = observer {
             observer.committed(writes, started.elapsed(), ok);
         }
@@ -112,6 +121,7 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) -
     let now = now_ms();
     let mut answers: Answers = Vec::with_capacity(batch.len());
     let mut failure: Option<rusqlite::Error> = None;
+    let journals = batch.iter().any(|w| matches!(w, Write::Journal(..)));
     // A rollback that failed after the last batch left its transaction
     // open: end it first, or no batch could begin.
     if !connection.is_autocommit() {
@@ -146,7 +156,13 @@ fn apply(connection: &mut Connection, batch: &mut Vec<Write>, health: &Health) -
         }
     }
     let failure = failure.map(|e| e.to_string());
-    wrote(health, failure.clone().map_or(Ok(()), Err));
+    // Health says whether an event can be journaled: a failure of any
+    // write says it cannot, but only a committed event (or the probe) says
+    // it can again. A delivered settle is one small UPDATE that may still
+    // fit on a nearly full disk where an event's body does not.
+    if failure.is_some() || journals {
+        wrote(health, failure.clone().map_or(Ok(()), Err));
+    }
     for answer in answers {
         answer(failure.as_deref());
     }
