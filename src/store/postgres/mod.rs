@@ -347,10 +347,21 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let probe = async {
                 let client = self.shared.client().await?;
-                client
-                    .simple_query("SELECT 1")
+                // A standby (after a failover, a URL pointing at a
+                // replica) answers, but takes no writes.
+                let standby: bool = client
+                    .query_one("SELECT pg_is_in_recovery()", &[])
                     .await
-                    .map_err(|e| self.shared.error(&e))?;
+                    .map_err(|e| self.shared.error(&e))?
+                    .get(0);
+                if standby {
+                    return Err(StoreError::Unavailable {
+                        url: self.shared.url.clone(),
+                        reason:
+                            "the server is a read-only standby: point `store.url` at the primary"
+                                .to_owned(),
+                    });
+                }
                 Ok::<(), StoreError>(())
             };
             match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
