@@ -37,6 +37,10 @@ mod writes;
 #[path = "store_tests.rs"]
 mod tests;
 
+#[cfg(test)]
+#[path = "speed_tests.rs"]
+mod speed_tests;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
