@@ -48,6 +48,10 @@ mod writes;
 mod tests;
 
 #[cfg(test)]
+#[path = "batch_tests.rs"]
+mod batch_tests;
+
+#[cfg(test)]
 #[path = "speed_tests.rs"]
 mod speed_tests;
 

@@ -27,6 +27,10 @@ const IN_FLIGHT: usize = 4;
 /// rows at once) is tried again.
 const DEADLOCK_TRIES: usize = 3;
 
+#[cfg(test)]
+#[path = "settle_tests.rs"]
+mod tests;
+
 /// One `settle` call waiting for its commit.
 pub(super) struct Job {
     record_id: String,
