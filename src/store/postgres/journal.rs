@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -48,37 +48,10 @@ pub(super) fn submit(
 
 /// Starts the collector; it stops with `stop`.
 pub(super) fn start(shared: Arc<Shared>, stop: CancellationToken) -> mpsc::UnboundedSender<Job> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-    tokio::spawn(async move {
-        let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-        loop {
-            // A permit first: while every batch is committing, arrivals
-            // gather into the next one.
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let first = tokio::select! {
-                () = stop.cancelled() => return,
-                job = rx.recv() => match job {
-                    Some(job) => job,
-                    None => return,
-                },
-            };
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                commit(&shared, batch).await;
-                drop(permit);
-            });
-        }
-    });
-    tx
+    super::group::start(BATCH, IN_FLIGHT, stop, move |batch| {
+        let shared = shared.clone();
+        async move { commit(&shared, batch).await }
+    })
 }
 
 /// Writes one batch and answers each job.

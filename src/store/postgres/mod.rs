@@ -23,12 +23,22 @@
 //! database. The holder's own scans take its rows as SQLite's do, once due
 //! (`next_attempt_at`: creation plus the lease for a fresh row).
 
+/// The database's clock in unix milliseconds, for `concat!`: leases are
+/// on one clock, whatever the replicas' own say.
+macro_rules! db_now {
+    () => {
+        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
+    };
+}
+
 mod browse;
 mod connect;
+mod group;
 mod journal;
 mod lease;
 pub mod migrate;
 mod reads;
+mod settle;
 #[cfg(test)]
 pub mod testing;
 mod writes;
@@ -36,6 +46,14 @@ mod writes;
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod batch_tests;
+
+#[cfg(test)]
+#[path = "speed_tests.rs"]
+mod speed_tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,6 +139,7 @@ impl Shared {
 pub struct PostgresStore {
     shared: Arc<Shared>,
     journal: mpsc::UnboundedSender<journal::Job>,
+    settles: mpsc::UnboundedSender<settle::Job>,
     wake: watch::Receiver<u64>,
     /// The background tasks stop when the store is dropped.
     _tasks: DropGuard,
@@ -167,6 +186,7 @@ impl PostgresStore {
         let tasks = CancellationToken::new();
         let (wake_tx, wake) = watch::channel(0u64);
         let journal = journal::start(shared.clone(), tasks.clone());
+        let settles = settle::start(shared.clone(), tasks.clone());
         if options.background {
             tokio::spawn(lease::renew(shared.clone(), tasks.clone()));
             tokio::spawn(lease::listen(target.clone(), wake_tx, tasks.clone()));
@@ -174,6 +194,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             shared,
             journal,
+            settles,
             wake,
             _tasks: tasks.drop_guard(),
         })
@@ -282,8 +303,18 @@ impl Store for PostgresStore {
     }
 
     fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, Vec<String>> {
+        let shared = self.shared.clone();
         let event_id = event_id.to_owned();
-        self.write(move |s, c| Box::pin(writes::save_routing(s, c, event_id, routing)))
+        // Its own task: a caller that stops waiting cannot leave a
+        // half-sent transaction on a pooled connection.
+        let work = tokio::spawn(async move {
+            let client = shared.client().await?;
+            let started = Instant::now();
+            let done = writes::save_routing(&shared, &client, event_id, routing).await;
+            shared.committed(1, started, done.is_ok());
+            done.map_err(|e| shared.error(&e))
+        });
+        Box::pin(async move { work.await.map_err(|_| StoreError::Stopped)? })
     }
 
     fn event_failed(
@@ -309,8 +340,12 @@ impl Store for PostgresStore {
     }
 
     fn settle(&self, record_id: &str, sink: &str, outcome: Settle) -> StoreFuture<'_, ()> {
-        let (record_id, sink) = (record_id.to_owned(), sink.to_owned());
-        self.write(move |_, c| Box::pin(writes::settle(c, record_id, sink, outcome)))
+        settle::submit(
+            &self.settles,
+            record_id.to_owned(),
+            sink.to_owned(),
+            outcome,
+        )
     }
 
     fn dead_letters(&self, filter: Filter) -> StoreFuture<'_, Vec<DeadLetter>> {
@@ -347,10 +382,21 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let probe = async {
                 let client = self.shared.client().await?;
-                client
-                    .simple_query("SELECT 1")
+                // A standby (after a failover, a URL pointing at a
+                // replica) answers, but takes no writes.
+                let standby: bool = client
+                    .query_one("SELECT pg_is_in_recovery()", &[])
                     .await
-                    .map_err(|e| self.shared.error(&e))?;
+                    .map_err(|e| self.shared.error(&e))?
+                    .get(0);
+                if standby {
+                    return Err(StoreError::Unavailable {
+                        url: self.shared.url.clone(),
+                        reason:
+                            "the server is a read-only standby: point `store.url` at the primary"
+                                .to_owned(),
+                    });
+                }
                 Ok::<(), StoreError>(())
             };
             match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {

@@ -15,11 +15,11 @@ use tokio_postgres::types::ToSql;
 
 use super::Shared;
 use crate::clock::now_ms;
-use crate::store::{ATTEMPTS_KEPT, Filter, Routing, Settle};
+use crate::store::{Filter, Routing};
 
 /// The database's clock in unix milliseconds: leases are on one clock,
 /// whatever the replicas' own say.
-pub(super) const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+pub(super) const DB_NOW: &str = db_now!();
 
 /// Runs a statement (prepared once per connection).
 pub(super) async fn exec(
@@ -41,131 +41,178 @@ pub(super) async fn query(
     c.query(&statement, params).await
 }
 
-/// One routing pass (see [`Store::save_routing`](crate::store::Store::save_routing)).
+/// Records and their deliveries in one statement: only records this pass
+/// inserted (fresh ids) get deliveries; answers the fresh ids.
+const RECORDS: &str = concat!(
+    "WITH fresh AS (
+        INSERT INTO records (id, event_id, route, body, created_at)
+        SELECT i, $4::TEXT, r, b, $5::BIGINT
+        FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[]) WITH ORDINALITY AS u(i, r, b, n)
+        ORDER BY n
+        ON CONFLICT (id) DO NOTHING RETURNING id
+     ), delivery AS (
+        INSERT INTO deliveries
+        (record_id, sink, route, event_id, state, next_attempt_at, created_at, updated_at,
+         lease_until, lease_owner)
+        SELECT i, s, r, $4::TEXT, 0, $5::BIGINT + $9::BIGINT, $5::BIGINT, $5::BIGINT,
+          ",
+    db_now!(),
+    " + $9::BIGINT, $10::TEXT
+        FROM unnest($6::TEXT[], $7::TEXT[], $8::TEXT[]) AS u(i, s, r)
+        WHERE i IN (SELECT id FROM fresh)
+        ON CONFLICT (record_id, sink) DO NOTHING
+     )
+     SELECT id FROM fresh"
+);
+
+/// A route built now has failed for the last time. A route this pass
+/// neither built nor retried has nothing left to retry.
+const CLEAR_FAILURES: &str = "DELETE FROM route_failures WHERE event_id = $1
+     AND (route = ANY($2::TEXT[]) OR (state = 0 AND NOT route = ANY($3::TEXT[])))";
+
+const ROUTED: &str = "UPDATE events SET state = 1, reroute = FALSE, last_error = NULL,
+     updated_at = $2, lease_until = 0, lease_owner = NULL WHERE id = $1";
+
+const RETRY: &str = "UPDATE events SET state = 0, attempts = attempts + 1, next_attempt_at = $2,
+     last_error = $3, updated_at = $4, lease_until = 0, lease_owner = NULL WHERE id = $1";
+
+/// A dead route stays dead until `replay` or `reroute` removes it.
+const FAILURE: &str = "INSERT INTO route_failures
+     (event_id, route, record_id, state, attempts, last_error, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, 1, $5, $6, $6)
+     ON CONFLICT (event_id, route) DO UPDATE SET record_id = excluded.record_id,
+     state = excluded.state, attempts = route_failures.attempts + 1,
+     last_error = excluded.last_error, updated_at = excluded.updated_at
+     WHERE route_failures.state = 0";
+
+const BUILT: &str = "SELECT id FROM records WHERE id = ANY($1)";
+
+/// One routing pass (see [`Store::save_routing`](crate::store::Store::save_routing)),
+/// in one transaction whose statements go out pipelined: `BEGIN`, records
+/// with deliveries, cleared failures, the event's state and `COMMIT` leave
+/// together and cost about one round trip; a pass with failed routes waits
+/// once more, to learn which of their records exist. A failed statement
+/// aborts the transaction (the `COMMIT` behind it rolls back); the
+/// connection is rolled back before it returns to the pool. Run it where
+/// no caller can drop it half-way (its own task).
 pub(super) async fn save_routing(
     shared: &Shared,
-    c: &mut deadpool_postgres::Client,
+    c: &deadpool_postgres::Client,
     event_id: String,
     routing: Routing,
 ) -> Result<Vec<String>, Error> {
+    let done = pass(shared, c, &event_id, &routing).await;
+    if done.is_err() {
+        // Outside a transaction this is only a warning.
+        let _ = c.batch_execute("ROLLBACK").await;
+    }
+    done
+}
+
+async fn pass(
+    shared: &Shared,
+    c: &deadpool_postgres::Client,
+    event_id: &str,
+    routing: &Routing,
+) -> Result<Vec<String>, Error> {
     let now = now_ms();
-    let tx = c.transaction().await?;
-    let earlier: Vec<(String, i32)> = query(
-        &tx,
-        "SELECT route, state FROM route_failures WHERE event_id = $1",
-        &[&event_id],
-    )
-    .await?
-    .into_iter()
-    .map(|row| (row.get(0), row.get(1)))
-    .collect();
-    let mut stored = Vec::new();
-    if !routing.records.is_empty() {
-        // Records in id order, so that two replicas' passes lock them in
-        // one order. An id already stored is kept as it is, its
-        // deliveries not made again: a record is built once.
-        let mut records: Vec<_> = routing.records.iter().collect();
-        records.sort_by(|a, b| a.record.id.cmp(&b.record.id));
-        let ids: Vec<&str> = records.iter().map(|r| r.record.id.as_str()).collect();
-        let routes: Vec<&str> = records.iter().map(|r| r.route.as_str()).collect();
-        let bodies: Vec<&[u8]> = records.iter().map(|r| &r.record.body[..]).collect();
-        let fresh: Vec<String> = query(
-            &tx,
-            "INSERT INTO records (id, event_id, route, body, created_at)
-             SELECT i, $4::TEXT, r, b, $5::BIGINT
-             FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[]) WITH ORDINALITY AS u(i, r, b, n)
-             ORDER BY n
-             ON CONFLICT (id) DO NOTHING RETURNING id",
-            &[&ids, &routes, &bodies, &event_id, &now],
-        )
-        .await?
-        .into_iter()
-        .map(|row| row.get(0))
-        .collect();
-        let (mut d_ids, mut d_sinks, mut d_routes) = (Vec::new(), Vec::new(), Vec::new());
-        for record in routing.records.iter() {
-            if !fresh.contains(&record.record.id) || stored.contains(&record.record.id) {
-                continue;
-            }
-            stored.push(record.record.id.clone());
-            for sink in &record.sinks {
-                d_ids.push(record.record.id.as_str());
-                d_sinks.push(sink.as_str());
-                d_routes.push(record.route.as_str());
-            }
+    // Prepared first (once per connection), so that the pipeline below
+    // sends its statements in this order without waiting in between.
+    let (records_sql, clear_sql, routed_sql, retry_sql) = futures_util::try_join!(
+        c.prepare_cached(RECORDS),
+        c.prepare_cached(CLEAR_FAILURES),
+        c.prepare_cached(ROUTED),
+        c.prepare_cached(RETRY),
+    )?;
+    // Records in id order, so that two replicas' passes lock them in one
+    // order. An id already stored is kept as it is, its deliveries not
+    // made again: a record is built once. An id twice in this pass: the
+    // first one's sinks.
+    let mut records: Vec<_> = routing.records.iter().collect();
+    records.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    let ids: Vec<&str> = records.iter().map(|r| r.record.id.as_str()).collect();
+    let routes: Vec<&str> = records.iter().map(|r| r.route.as_str()).collect();
+    let bodies: Vec<&[u8]> = records.iter().map(|r| &r.record.body[..]).collect();
+    let mut seen: Vec<&str> = Vec::new();
+    let (mut d_ids, mut d_sinks, mut d_routes) = (Vec::new(), Vec::new(), Vec::new());
+    for record in &routing.records {
+        if seen.contains(&record.record.id.as_str()) {
+            continue;
         }
-        if !d_ids.is_empty() {
-            exec(
-                &tx,
-                &format!(
-                    "INSERT INTO deliveries
-                     (record_id, sink, route, event_id, state, next_attempt_at, created_at,
-                      updated_at, lease_until, lease_owner)
-                     SELECT i, s, r, $4::TEXT, 0, $5::BIGINT + $6::BIGINT, $5::BIGINT, $5::BIGINT,
-                       {DB_NOW} + $6::BIGINT, $7::TEXT
-                     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS u(i, s, r)
-                     ON CONFLICT (record_id, sink) DO NOTHING"
-                ),
+        seen.push(&record.record.id);
+        for sink in &record.sinks {
+            d_ids.push(record.record.id.as_str());
+            d_sinks.push(sink.as_str());
+            d_routes.push(record.route.as_str());
+        }
+    }
+    let built_routes: Vec<&str> = routing.records.iter().map(|r| r.route.as_str()).collect();
+    let retried_routes: Vec<&str> = routing.failed.iter().map(|f| f.route.as_str()).collect();
+
+    let begin = c.batch_execute("BEGIN");
+    let stored = async {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = c
+            .query(
+                &records_sql,
                 &[
+                    &ids,
+                    &routes,
+                    &bodies,
+                    &event_id,
+                    &now,
                     &d_ids,
                     &d_sinks,
                     &d_routes,
-                    &event_id,
-                    &now,
                     &shared.lease_ms,
                     &shared.owner,
                 ],
             )
             .await?;
+        let fresh: Vec<String> = rows.into_iter().map(|row| row.get(0)).collect();
+        // In the pass's order, as the callers expect.
+        let mut stored: Vec<String> = Vec::new();
+        for record in &routing.records {
+            if fresh.contains(&record.record.id) && !stored.contains(&record.record.id) {
+                stored.push(record.record.id.clone());
+            }
         }
+        Ok::<_, Error>(stored)
+    };
+    let clear_params: [&(dyn ToSql + Sync); 3] = [&event_id, &built_routes, &retried_routes];
+    let routed_params: [&(dyn ToSql + Sync); 2] = [&event_id, &now];
+    let clear = c.execute(&clear_sql, &clear_params);
+    if routing.failed.is_empty() {
+        let routed = c.execute(&routed_sql, &routed_params);
+        let commit = c.batch_execute("COMMIT");
+        let ((), stored, _, _, ()) = futures_util::try_join!(begin, stored, clear, routed, commit)?;
+        return Ok(stored);
     }
-    // A route built now has failed for the last time. A route this pass
-    // neither built nor retried has nothing left to retry.
-    for (route, state) in earlier {
-        let built = routing.records.iter().any(|r| r.route == route);
-        let retried = routing.failed.iter().any(|f| f.route == route);
-        if built || (state == 0 && !retried) {
-            exec(
-                &tx,
-                "DELETE FROM route_failures WHERE event_id = $1 AND route = $2",
-                &[&event_id, &route],
-            )
-            .await?;
-        }
-    }
+    let ((), stored, _) = futures_util::try_join!(begin, stored, clear)?;
     // A pass that started before an earlier one (here or on another
     // replica) stored a route's record has nothing to say about it.
-    let mut failed = Vec::new();
-    if !routing.failed.is_empty() {
-        let ids: Vec<&str> = routing
-            .failed
-            .iter()
-            .map(|f| f.record_id.as_str())
-            .collect();
-        let built: Vec<String> = query(&tx, "SELECT id FROM records WHERE id = ANY($1)", &[&ids])
-            .await?
-            .into_iter()
-            .map(|row| row.get(0))
-            .collect();
-        failed.extend(
-            routing
-                .failed
-                .iter()
-                .filter(|f| !built.contains(&f.record_id)),
-        );
-    }
+    let failed_ids: Vec<&str> = routing
+        .failed
+        .iter()
+        .map(|f| f.record_id.as_str())
+        .collect();
+    let built: Vec<String> = query(c, BUILT, &[&failed_ids])
+        .await?
+        .into_iter()
+        .map(|row| row.get(0))
+        .collect();
+    let failed: Vec<_> = routing
+        .failed
+        .iter()
+        .filter(|f| !built.contains(&f.record_id))
+        .collect();
     for failure in &failed {
         let state: i32 = if failure.dead { 2 } else { 0 };
-        // A dead route stays dead until `replay` or `reroute` removes it.
         exec(
-            &tx,
-            "INSERT INTO route_failures
-             (event_id, route, record_id, state, attempts, last_error, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 1, $5, $6, $6)
-             ON CONFLICT (event_id, route) DO UPDATE SET record_id = excluded.record_id,
-             state = excluded.state, attempts = route_failures.attempts + 1,
-             last_error = excluded.last_error, updated_at = excluded.updated_at
-             WHERE route_failures.state = 0",
+            c,
+            FAILURE,
             &[
                 &event_id,
                 &failure.route,
@@ -180,27 +227,15 @@ pub(super) async fn save_routing(
     let retry = failed.iter().filter(|f| !f.dead);
     match retry.clone().map(|f| f.next_attempt_ms).min() {
         None => {
-            exec(
-                &tx,
-                "UPDATE events SET state = 1, reroute = FALSE, last_error = NULL, updated_at = $2,
-                 lease_until = 0, lease_owner = NULL WHERE id = $1",
-                &[&event_id, &now],
-            )
-            .await?;
+            c.execute(&routed_sql, &routed_params).await?;
         }
         Some(next) => {
             let error = retry.map(|f| f.error.as_str()).next();
-            exec(
-                &tx,
-                "UPDATE events SET state = 0, attempts = attempts + 1, next_attempt_at = $2,
-                 last_error = $3, updated_at = $4, lease_until = 0, lease_owner = NULL
-                 WHERE id = $1",
-                &[&event_id, &next, &error, &now],
-            )
-            .await?;
+            c.execute(&retry_sql, &[&event_id, &next, &error, &now])
+                .await?;
         }
     }
-    tx.commit().await?;
+    c.batch_execute("COMMIT").await?;
     Ok(stored)
 }
 
@@ -218,48 +253,6 @@ pub(super) async fn event_failed(
         "UPDATE events SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3,
          state = $4, updated_at = $5, lease_until = 0, lease_owner = NULL WHERE id = $1",
         &[&id, &error, &next, &state, &now_ms()],
-    )
-    .await?;
-    Ok(())
-}
-
-/// How one delivery attempt ended: one statement, so one round trip.
-/// Only a pending row is settled (an attempt that overlapped another of
-/// the same row cannot bring a delivered or dead row back); its attempt is
-/// kept, with the newest [`ATTEMPTS_KEPT`] before it.
-pub(super) async fn settle(
-    c: &mut deadpool_postgres::Client,
-    record_id: String,
-    sink: String,
-    outcome: Settle,
-) -> Result<(), Error> {
-    let (state, next, error): (i32, i64, Option<String>) = match outcome {
-        Settle::Delivered => (1, 0, None),
-        Settle::Retry {
-            next_attempt_ms,
-            error,
-        } => (0, next_attempt_ms, Some(error)),
-        Settle::Dead { error } => (2, 0, Some(error)),
-    };
-    // The statement's parts see one snapshot: the attempt inserted here is
-    // not among those the DELETE counts, hence KEPT - 1 older ones stay.
-    let older = i64::try_from(ATTEMPTS_KEPT.saturating_sub(1)).unwrap_or(0);
-    exec(
-        &*c,
-        "WITH settled AS (
-            UPDATE deliveries SET state = $3, attempts = attempts + 1, next_attempt_at = $4,
-            last_error = COALESCE($5, last_error), updated_at = $6, lease_until = 0,
-            lease_owner = NULL
-            WHERE record_id = $1 AND sink = $2 AND state = 0 RETURNING record_id
-         ), attempt AS (
-            INSERT INTO delivery_attempts (record_id, sink, at, outcome, error)
-            SELECT $1::TEXT, $2::TEXT, $6::BIGINT, $3::INTEGER, $5::TEXT FROM settled
-         )
-         DELETE FROM delivery_attempts WHERE record_id = $1 AND sink = $2
-         AND EXISTS (SELECT 1 FROM settled)
-         AND id <= (SELECT id FROM delivery_attempts WHERE record_id = $1 AND sink = $2
-                    ORDER BY id DESC LIMIT 1 OFFSET $7)",
-        &[&record_id, &sink, &state, &next, &error, &now_ms(), &older],
     )
     .await?;
     Ok(())

@@ -1,0 +1,199 @@
+//! Grouped writes keep the rule of each call: settles made at once (one
+//! batch, the same delivery several times in it) and routing passes with
+//! failed routes (the pipelined transaction's slower path).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::testing::TestDb;
+use super::{PostgresOptions, PostgresStore};
+use crate::clock::now_ms;
+use crate::sinks::Encoded;
+use crate::store::{
+    ATTEMPTS_KEPT, Filter, NewEvent, NewRecord, RouteFailure, Routing, Settle, Store,
+};
+
+fn event(id: &str) -> NewEvent {
+    NewEvent {
+        id: id.to_owned(),
+        kind: "checkout.session.completed".to_owned(),
+        received_at_ms: now_ms(),
+        body: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
+        routed: false,
+    }
+}
+
+fn record(id: &str, route: &str) -> NewRecord {
+    NewRecord {
+        record: Encoded {
+            id: id.to_owned(),
+            body: Bytes::from(format!(r#"{{"record":"{id}"}}"#)),
+        },
+        route: route.to_owned(),
+        sinks: vec!["hook".to_owned()],
+    }
+}
+
+async fn store(db: &TestDb) -> PostgresStore {
+    PostgresStore::connect(
+        &db.target(),
+        PostgresOptions {
+            pool_size: 4,
+            lease: Duration::from_secs(5),
+            ..PostgresOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn retry(n: usize) -> Settle {
+    Settle::Retry {
+        next_attempt_ms: now_ms() + 60_000,
+        error: format!("HTTP 503 #{n}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settles_made_at_once_keep_each_calls_rule() {
+    let Some(db) = TestDb::create("settles_made_at_once_keep_each_calls_rule").await else {
+        return;
+    };
+    let store = store(&db).await;
+    store.journal(event("evt_many")).await.unwrap();
+    let records: Vec<NewRecord> = (0..40)
+        .map(|i| record(&format!("rec_{i:02}"), &format!("route_{i:02}")))
+        .collect();
+    let stored = store
+        .save_routing(
+            "evt_many",
+            Routing {
+                records,
+                failed: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 40);
+    // Each delivery's outcomes in order (as its worker makes them), all
+    // deliveries at once: they meet in few batches.
+    let store = std::sync::Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("rec_{i:02}");
+            let retries = if i == 0 { ATTEMPTS_KEPT + 5 } else { 1 };
+            for n in 0..retries {
+                store.settle(&id, "hook", retry(n)).await.unwrap();
+            }
+            store.settle(&id, "hook", Settle::Delivered).await.unwrap();
+            // Settled already: a late outcome changes nothing.
+            let late = Settle::Dead {
+                error: "late".to_owned(),
+            };
+            store.settle(&id, "hook", late).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let detail = store.event("evt_many").await.unwrap().unwrap();
+    assert_eq!(detail.event.records.len(), 40);
+    for (r, record) in detail.event.records.iter().enumerate() {
+        let delivery = &record.deliveries[0];
+        let retries = if record.id == "rec_00" {
+            ATTEMPTS_KEPT + 5
+        } else {
+            1
+        };
+        assert_eq!(delivery.state, "delivered", "{record:?}");
+        assert_eq!(delivery.attempts as usize, retries + 1, "{record:?}");
+        assert_eq!(
+            delivery.last_error.as_deref(),
+            Some(format!("HTTP 503 #{}", retries - 1).as_str()),
+            "{record:?}"
+        );
+        let attempts = &detail.attempts[r][0];
+        assert_eq!(
+            attempts.len(),
+            (retries + 1).min(ATTEMPTS_KEPT),
+            "{record:?}"
+        );
+        assert_eq!(attempts.last().unwrap().outcome, "delivered");
+    }
+    let letters = store.dead_letters(Filter::default()).await.unwrap();
+    assert!(letters.is_empty(), "{letters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routing_pass_with_failed_routes_retries_then_clears_them() {
+    let Some(db) =
+        TestDb::create("a_routing_pass_with_failed_routes_retries_then_clears_them").await
+    else {
+        return;
+    };
+    let store = store(&db).await;
+    store.journal(event("evt_fail")).await.unwrap();
+    let crm_failed = |next| RouteFailure {
+        route: "crm".to_owned(),
+        record_id: "rec_crm".to_owned(),
+        error: "enrichment failed".to_owned(),
+        next_attempt_ms: next,
+        dead: false,
+    };
+    let next = now_ms() + 60_000;
+    let stored = store
+        .save_routing(
+            "evt_fail",
+            Routing {
+                records: vec![record("rec_orders", "orders")],
+                failed: vec![crm_failed(next)],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, vec!["rec_orders".to_owned()]);
+    let view = store.event("evt_fail").await.unwrap().unwrap().event;
+    assert_eq!(view.state, "pending");
+    assert_eq!(view.attempts, 1);
+    assert_eq!(view.last_error.as_deref(), Some("enrichment failed"));
+    assert_eq!(view.failed_routes.len(), 1);
+    assert_eq!(view.failed_routes[0].state, "retry");
+
+    // The retry builds the route: its failure goes, the event is routed,
+    // and only the new record is new.
+    let stored = store
+        .save_routing(
+            "evt_fail",
+            Routing {
+                records: vec![record("rec_orders", "orders"), record("rec_crm", "crm")],
+                failed: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, vec!["rec_crm".to_owned()]);
+    let view = store.event("evt_fail").await.unwrap().unwrap().event;
+    assert_eq!(view.state, "routed");
+    assert!(view.failed_routes.is_empty(), "{view:?}");
+    assert_eq!(view.records.len(), 2);
+
+    // A late pass that failed a route whose record is stored says nothing.
+    let stored = store
+        .save_routing(
+            "evt_fail",
+            Routing {
+                records: Vec::new(),
+                failed: vec![crm_failed(next)],
+            },
+        )
+        .await
+        .unwrap();
+    assert!(stored.is_empty());
+    let view = store.event("evt_fail").await.unwrap().unwrap().event;
+    assert_eq!(view.state, "routed");
+    assert!(view.failed_routes.is_empty(), "{view:?}");
+    assert_eq!(view.records.len(), 2);
+}

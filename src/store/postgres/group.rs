@@ -1,0 +1,59 @@
+//! Group commit for calls that many tasks make at once (`journal`,
+//! `settle`): each call queues a job and waits for its answer; a collector
+//! takes what is waiting (at most `max` jobs) and hands it to one
+//! transaction. A lone job goes out at once, never waiting for company;
+//! batches form by themselves under concurrency, while `in_flight`
+//! batches are committing (each on its own pooled connection) and arrivals
+//! gather for the next one.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Starts a collector that runs `commit` on each batch; it stops with
+/// `stop` (jobs then see their sender dropped).
+pub(super) fn start<J, F, Fut>(
+    max: usize,
+    in_flight: usize,
+    stop: CancellationToken,
+    commit: F,
+) -> mpsc::UnboundedSender<J>
+where
+    J: Send + 'static,
+    F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<J>();
+    tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(in_flight));
+        loop {
+            // A permit first: while every batch is committing, arrivals
+            // gather into the next one.
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let first = tokio::select! {
+                () = stop.cancelled() => return,
+                job = rx.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let work = commit(batch);
+            tokio::spawn(async move {
+                work.await;
+                drop(permit);
+            });
+        }
+    });
+    tx
+}
