@@ -8,84 +8,12 @@
 //! its own database and drops it). Without it they say they were skipped,
 //! unless `CI` is set: then they fail.
 
-use std::str::FromStr as _;
 use std::time::Duration;
 
 use crate::consumer::Consumer;
 use crate::events::{line_items, session_event};
 use crate::harness::{Options, WAIT, eventually, run_router, spawn_with, text};
-
-const URL_VAR: &str = "STRIPE_ROUTER_TEST_DATABASE_URL";
-
-/// A database for one test, dropped with it.
-struct TestDb {
-    server: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create(test: &str) -> Option<TestDb> {
-        let Ok(server) = std::env::var(URL_VAR) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{URL_VAR} is not set: CI must run the PostgreSQL tests"
-            );
-            eprintln!("skipped {test}: {URL_VAR} is not set");
-            return None;
-        };
-        let name = format!(
-            "pg_it_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
-        let (client, connection) = tokio_postgres::Config::from_str(&server)
-            .unwrap()
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach the server of {URL_VAR}: {e}"));
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&server).unwrap();
-        url.set_path(&format!("/{name}"));
-        Some(TestDb {
-            server,
-            name,
-            url: url.to_string(),
-        })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::Config::from_str(&server)
-                    .ok()?
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .ok()?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
+use crate::pg::TestDatabase;
 
 const ROUTES: &str = r#"
 store:
@@ -102,7 +30,7 @@ routes:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_database_acknowledge_and_route_an_event_once() {
-    let Some(db) = TestDb::create("two_replicas_on_one_database").await else {
+    let Some(db) = TestDatabase::create("two_replicas_on_one_database").await else {
         return;
     };
     let shipping = Consumer::start().await;
