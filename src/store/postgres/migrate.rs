@@ -115,6 +115,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(u32, u32), MigrateEr
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .await?;
+    // `IF NOT EXISTS` on an existing table is a NOTICE, which the driver
+    // logs at info on every start and operator command: not news.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_version (
             version INTEGER PRIMARY KEY,
