@@ -9,8 +9,23 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use crate::store::{StoreError, StoreFuture};
+
+/// What a caller awaits after queueing its job: the answer its batch sends,
+/// or `Stopped` when the collector is gone.
+pub(super) fn answer<J, T: Send + 'static>(
+    sent: Result<(), mpsc::error::SendError<J>>,
+    answer: oneshot::Receiver<Result<T, StoreError>>,
+) -> StoreFuture<'static, T> {
+    let sent = sent.map_err(|_| StoreError::Stopped);
+    Box::pin(async move {
+        sent?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    })
+}
 
 /// Starts a collector that runs `commit` on each batch; it stops with
 /// `stop` (jobs then see their sender dropped).

@@ -40,10 +40,7 @@ pub(super) fn submit(
     // Unbounded, yet bounded by its producers: each caller waits for its
     // answer, and callers are bounded by `server.max_connections`.
     let sent = jobs.send(Job { event, reply });
-    Box::pin(async move {
-        sent.map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
-    })
+    super::group::answer(sent, answer)
 }
 
 /// Starts the collector; it stops with `stop`.

@@ -57,10 +57,7 @@ pub(super) fn submit(
         at_ms: crate::clock::now_ms(),
         reply,
     });
-    Box::pin(async move {
-        sent.map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
-    })
+    super::group::answer(sent, answer)
 }
 
 /// Starts the collector; it stops with `stop`.
