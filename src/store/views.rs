@@ -96,6 +96,30 @@ pub struct AttemptView {
     pub error: Option<String>,
 }
 
+/// A delivery's kept attempts, oldest first, from the failed ones a backend
+/// stored (`stored`, oldest first): a delivered attempt is told by the
+/// delivery row itself (its state and `updated_at`), which both backends
+/// write instead of an attempt row on the hot path, so it is added here;
+/// the newest [`ATTEMPTS_KEPT`] in all.
+pub(crate) fn kept_attempts(
+    mut stored: Vec<AttemptView>,
+    delivery: &DeliveryView,
+) -> Vec<AttemptView> {
+    // A journal written by an older version has the delivered attempt as a
+    // row already.
+    let told = stored.last().is_some_and(|a| a.outcome == "delivered");
+    if delivery.state == "delivered" && !told {
+        stored.push(AttemptView {
+            at_ms: delivery.updated_at_ms,
+            outcome: "delivered",
+            error: None,
+        });
+    }
+    let over = stored.len().saturating_sub(ATTEMPTS_KEPT);
+    stored.drain(..over);
+    stored
+}
+
 /// One event in full: its raw body, each record's bytes, and each
 /// delivery's last [`ATTEMPTS_KEPT`] attempts, oldest first.
 #[derive(Debug, Clone)]

@@ -1,7 +1,10 @@
 //! Grouped writes keep the rule of each call: settles made at once (one
-//! batch, the same delivery several times in it) and routing passes with
-//! failed routes (the pipelined transaction's slower path).
+//! batch, the same delivery several times in it), routing passes made at
+//! once (one transaction; the same event or record twice, failed routes)
+//! and routing passes with failed routes (the slower path).
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -196,4 +199,144 @@ async fn a_routing_pass_with_failed_routes_retries_then_clears_them() {
     assert_eq!(view.state, "routed");
     assert!(view.failed_routes.is_empty(), "{view:?}");
     assert_eq!(view.records.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_passes_made_at_once_each_answer_what_they_stored() {
+    let Some(db) = TestDb::create("routing_passes_made_at_once").await else {
+        return;
+    };
+    let store = Arc::new(store(&db).await);
+    let events = 60;
+    for i in 0..events {
+        store.journal(event(&format!("evt_{i}"))).await.unwrap();
+    }
+    let mut passes = tokio::task::JoinSet::new();
+    for i in 0..events {
+        // Each event twice (a scan and a late pass), and every fifth pass
+        // with a failed route: these cannot share the group.
+        for copy in 0..2 {
+            let store = store.clone();
+            passes.spawn(async move {
+                let mut records = vec![
+                    record(&format!("rec_{i}_orders"), "orders"),
+                    record(&format!("rec_{i}_crm"), "crm"),
+                ];
+                // An id twice in one pass: the first one's sinks.
+                let mut again = record(&format!("rec_{i}_orders"), "orders");
+                again.sinks = vec!["other".to_owned()];
+                records.push(again);
+                let failed = if i % 5 == 0 && copy == 1 {
+                    records.truncate(1);
+                    vec![RouteFailure {
+                        route: "crm".to_owned(),
+                        record_id: format!("rec_{i}_crm"),
+                        error: "enrichment failed".to_owned(),
+                        next_attempt_ms: now_ms() + 60_000,
+                        dead: false,
+                    }]
+                } else {
+                    Vec::new()
+                };
+                let stored = store
+                    .save_routing(&format!("evt_{i}"), Routing { records, failed })
+                    .await
+                    .unwrap();
+                (i, stored)
+            });
+        }
+    }
+    let mut answered: HashSet<String> = HashSet::new();
+    while let Some(done) = passes.join_next().await {
+        let (i, stored) = done.unwrap();
+        for id in &stored {
+            assert!(id.starts_with(&format!("rec_{i}_")), "{i}: {stored:?}");
+            assert!(answered.insert(id.clone()), "{id} answered twice");
+        }
+        // In the pass's order.
+        let orders = stored.iter().position(|id| id.ends_with("_orders"));
+        let crm = stored.iter().position(|id| id.ends_with("_crm"));
+        if let (Some(orders), Some(crm)) = (orders, crm) {
+            assert!(orders < crm, "{stored:?}");
+        }
+    }
+    assert_eq!(answered.len(), events * 2, "each record stored once");
+    for i in 0..events {
+        let view = store
+            .event(&format!("evt_{i}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .event;
+        assert_eq!(view.records.len(), 2, "{view:?}");
+        for record in &view.records {
+            let sinks: Vec<&str> = record.deliveries.iter().map(|d| d.sink.as_str()).collect();
+            assert_eq!(sinks, ["hook"], "{view:?}");
+        }
+        // The crm record is stored, whichever pass came last: nothing to
+        // retry unless the failed pass came after the group's.
+        if view.failed_routes.is_empty() {
+            assert_eq!(view.state, "routed", "{view:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routing_group_that_fails_answers_each_pass_and_keeps_nothing() {
+    let Some(db) = TestDb::create("a_routing_group_that_fails").await else {
+        return;
+    };
+    let store = Arc::new(store(&db).await);
+    for i in 0..20 {
+        store.journal(event(&format!("evt_{i}"))).await.unwrap();
+    }
+    let admin = store.shared.client().await.unwrap();
+    admin
+        .batch_execute("ALTER TABLE deliveries RENAME TO deliveries_away")
+        .await
+        .unwrap();
+    let mut passes = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = store.clone();
+        passes.spawn(async move {
+            store
+                .save_routing(
+                    &format!("evt_{i}"),
+                    Routing {
+                        records: vec![record(&format!("rec_{i}"), "orders")],
+                        failed: Vec::new(),
+                    },
+                )
+                .await
+        });
+    }
+    while let Some(done) = passes.join_next().await {
+        assert!(done.unwrap().is_err(), "a pass of a failed group succeeded");
+    }
+    admin
+        .batch_execute("ALTER TABLE deliveries_away RENAME TO deliveries")
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let view = store
+            .event(&format!("evt_{i}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .event;
+        assert_eq!(view.state, "pending");
+        assert!(view.records.is_empty(), "{view:?}");
+    }
+    // Routed again, the passes store what they build.
+    let stored = store
+        .save_routing(
+            "evt_0",
+            Routing {
+                records: vec![record("rec_0", "orders")],
+                failed: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, vec!["rec_0".to_owned()]);
 }

@@ -11,6 +11,7 @@ use tokio_postgres::{Error, Row};
 
 use super::reads::{attempts, dead_letter};
 use super::writes::query;
+use crate::store::views::kept_attempts;
 use crate::store::{
     AttemptView, DeadLetter, DeadLetterCursor, DeadLetterPage, DeadLetterQuery, DeliveryView,
     EventDetail, EventPage, EventQuery, EventView, RecordView, RouteFailureView,
@@ -126,8 +127,10 @@ pub(super) async fn event(
             r.deliveries
                 .iter()
                 .map(|d| {
-                    kept.remove(&(r.id.clone(), d.sink.clone()))
-                        .unwrap_or_default()
+                    let stored = kept
+                        .remove(&(r.id.clone(), d.sink.clone()))
+                        .unwrap_or_default();
+                    kept_attempts(stored, d)
                 })
                 .collect()
         })

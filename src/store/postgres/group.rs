@@ -27,6 +27,18 @@ pub(super) fn answer<J, T: Send + 'static>(
     })
 }
 
+/// The error a batch that failed answers each of its callers: the same
+/// `Unavailable` (a 503 at the door), any other failure as a write error.
+pub(super) fn error_for_each(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable { url, reason } => StoreError::Unavailable {
+            url: url.clone(),
+            reason: reason.clone(),
+        },
+        other => StoreError::Write(other.to_string()),
+    }
+}
+
 /// Starts a collector that runs `commit` on each batch; it stops with
 /// `stop` (jobs then see their sender dropped).
 pub(super) fn start<J, F, Fut>(

@@ -75,19 +75,11 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            let reason = e.to_string();
             if !e.is_unavailable() {
-                tracing::error!(error = %reason, events = batch.len(), "journal transaction failed");
+                tracing::error!(error = %e, events = batch.len(), "journal transaction failed");
             }
             for job in batch {
-                let error = match &e {
-                    StoreError::Unavailable { url, reason } => StoreError::Unavailable {
-                        url: url.clone(),
-                        reason: reason.clone(),
-                    },
-                    _ => StoreError::Write(reason.clone()),
-                };
-                let _ = job.reply.send(Err(error));
+                let _ = job.reply.send(Err(super::group::error_for_each(&e)));
             }
         }
     }

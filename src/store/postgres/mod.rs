@@ -37,6 +37,7 @@ mod group;
 mod journal;
 mod lease;
 pub mod migrate;
+mod passes;
 mod reads;
 mod settle;
 #[cfg(test)]
@@ -140,6 +141,7 @@ pub struct PostgresStore {
     shared: Arc<Shared>,
     journal: mpsc::UnboundedSender<journal::Job>,
     settles: mpsc::UnboundedSender<settle::Job>,
+    passes: mpsc::UnboundedSender<passes::Job>,
     wake: watch::Receiver<u64>,
     /// The background tasks stop when the store is dropped.
     _tasks: DropGuard,
@@ -187,6 +189,7 @@ impl PostgresStore {
         let (wake_tx, wake) = watch::channel(0u64);
         let journal = journal::start(shared.clone(), tasks.clone());
         let settles = settle::start(shared.clone(), tasks.clone());
+        let passes = passes::start(shared.clone(), tasks.clone());
         if options.background {
             tokio::spawn(lease::renew(shared.clone(), tasks.clone()));
             tokio::spawn(lease::listen(target.clone(), wake_tx, tasks.clone()));
@@ -195,6 +198,7 @@ impl PostgresStore {
             shared,
             journal,
             settles,
+            passes,
             wake,
             _tasks: tasks.drop_guard(),
         })
@@ -303,18 +307,9 @@ impl Store for PostgresStore {
     }
 
     fn save_routing(&self, event_id: &str, routing: Routing) -> StoreFuture<'_, Vec<String>> {
-        let shared = self.shared.clone();
-        let event_id = event_id.to_owned();
-        // Its own task: a caller that stops waiting cannot leave a
-        // half-sent transaction on a pooled connection.
-        let work = tokio::spawn(async move {
-            let client = shared.client().await?;
-            let started = Instant::now();
-            let done = writes::save_routing(&shared, &client, event_id, routing).await;
-            shared.committed(1, started, done.is_ok());
-            done.map_err(|e| shared.error(&e))
-        });
-        Box::pin(async move { work.await.map_err(|_| StoreError::Stopped)? })
+        // The collector's task writes it: a caller that stops waiting
+        // cannot leave a half-sent transaction on a pooled connection.
+        passes::submit(&self.passes, event_id.to_owned(), routing)
     }
 
     fn event_failed(

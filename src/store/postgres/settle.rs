@@ -2,8 +2,9 @@
 //! at once go to the database in one transaction, one statement per
 //! round (`UPDATE deliveries ... FROM unnest(...)`), instead of one
 //! transaction each. Each settle keeps its own rule: only a pending row is
-//! settled, its attempt is kept with the newest [`ATTEMPTS_KEPT`] before
-//! it. A (record, sink) settled twice in one batch goes in a later round
+//! settled; a failed attempt is kept with the newest [`ATTEMPTS_KEPT`]
+//! before it, and a delivered one is told by the row itself (its state and
+//! `updated_at`, as on SQLite), so the hot path writes one row. A (record, sink) settled twice in one batch goes in a later round
 //! of the same transaction, so the second sees the first as the
 //! one-by-one statements would.
 
@@ -92,19 +93,11 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            let reason = e.to_string();
             if !e.is_unavailable() {
-                tracing::error!(error = %reason, settles = batch.len(), "settle transaction failed");
+                tracing::error!(error = %e, settles = batch.len(), "settle transaction failed");
             }
             for job in batch {
-                let error = match &e {
-                    StoreError::Unavailable { url, reason } => StoreError::Unavailable {
-                        url: url.clone(),
-                        reason: reason.clone(),
-                    },
-                    _ => StoreError::Write(reason.clone()),
-                };
-                let _ = job.reply.send(Err(error));
+                let _ = job.reply.send(Err(super::group::error_for_each(&e)));
             }
         }
     }
@@ -171,7 +164,8 @@ fn rounds(batch: &[Job]) -> Vec<Round<'_>> {
 
 /// The statement of one round. Only a pending row is settled (an attempt
 /// that overlapped another of the same row cannot bring a delivered or
-/// dead row back). The statement's parts see one snapshot: the attempt
+/// dead row back). Only a failed attempt gets a row (state 1 is
+/// delivered). The statement's parts see one snapshot: the attempt
 /// inserted here is not among those the DELETE counts, hence KEPT - 1
 /// older ones stay.
 const SETTLE: &str = "WITH input AS (
@@ -183,11 +177,13 @@ const SETTLE: &str = "WITH input AS (
         lease_owner = NULL
         FROM input i WHERE d.record_id = i.r AND d.sink = i.s AND d.state = 0
         RETURNING d.record_id, d.sink, i.st, i.er, i.at
+     ), failed AS (
+        SELECT * FROM settled WHERE st <> 1
      ), attempt AS (
         INSERT INTO delivery_attempts (record_id, sink, at, outcome, error)
-        SELECT record_id, sink, at, st, er FROM settled
+        SELECT record_id, sink, at, st, er FROM failed
      )
-     DELETE FROM delivery_attempts a USING settled s
+     DELETE FROM delivery_attempts a USING failed s
      WHERE a.record_id = s.record_id AND a.sink = s.sink
      AND a.id <= (SELECT x.id FROM delivery_attempts x
                   WHERE x.record_id = s.record_id AND x.sink = s.sink

@@ -563,3 +563,91 @@ async fn a_database_that_goes_away_is_unavailable_then_healthy_again_by_itself()
         Journaled::Inserted
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_and_record_bodies_under_a_page_are_stored_uncompressed() {
+    let Some(db) = TestDb::create("bodies_uncompressed").await else {
+        return;
+    };
+    let store = store(&db, Duration::from_secs(5)).await;
+    // JSON of a few kilobytes compresses well: stored as it is all the same.
+    let filler = "\"x\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",".repeat(120);
+    let small = format!(r#"{{{filler}"id":"evt_small"}}"#);
+    let large = format!(r#"{{{}"id":"evt_large"}}"#, filler.repeat(20));
+    assert!(
+        small.len() > 4_000 && small.len() < 8_000,
+        "{}",
+        small.len()
+    );
+    for (id, body) in [("evt_small", &small), ("evt_large", &large)] {
+        let mut new = event(id);
+        new.body = Bytes::from(body.clone());
+        assert_eq!(store.journal(new).await.unwrap(), Journaled::Inserted);
+    }
+    let mut routing = Routing::default();
+    let mut built = record("evt_small", "r", &["c"]);
+    built.record.body = Bytes::from(small.clone());
+    routing.records.push(built);
+    store.save_routing("evt_small", routing).await.unwrap();
+    let client = store.shared.client().await.unwrap();
+    let compression = |sql: &'static str, id: &'static str| {
+        let client = &client;
+        async move {
+            let row = client.query_one(sql, &[&id]).await.unwrap();
+            (row.get::<_, Option<String>>(0), row.get::<_, Vec<u8>>(1))
+        }
+    };
+    let events = "SELECT pg_column_compression(body), body FROM events WHERE id = $1";
+    let (method, stored) = compression(events, "evt_small").await;
+    assert_eq!(method, None, "a 5 KB event body is not compressed");
+    assert_eq!(stored, small.as_bytes());
+    let (method, stored) = compression(events, "evt_large").await;
+    assert!(
+        method.is_some(),
+        "a body over a page is compressed as before"
+    );
+    assert_eq!(stored, large.as_bytes());
+    let records = "SELECT pg_column_compression(body), body FROM records WHERE event_id = $1";
+    let (method, stored) = compression(records, "evt_small").await;
+    assert_eq!(method, None, "a 5 KB record body is not compressed");
+    assert_eq!(stored, small.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_an_older_version_is_brought_up_keeping_its_rows() {
+    let Some(db) = TestDb::create("older_version").await else {
+        return;
+    };
+    // A database as the first released schema left it, with one event.
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(super::migrate::STEPS[0])
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             INSERT INTO schema_version (version) VALUES (1);
+             INSERT INTO events (id, type, received_at, updated_at, body)
+               VALUES ('evt_old', 'checkout.session.completed', 1, 1, '\\x7b7d');",
+        )
+        .await
+        .unwrap();
+    let latest = super::migrate::latest();
+    assert!(latest >= 2);
+    assert_eq!(
+        PostgresStore::migrate(&db.target()).await.unwrap(),
+        (1, latest)
+    );
+    let store = store(&db, Duration::from_secs(5)).await;
+    let old = store.event("evt_old").await.unwrap().expect("the old row");
+    assert_eq!(&old.body[..], b"{}");
+    assert_eq!(
+        store.journal(event("evt_old")).await.unwrap(),
+        Journaled::Duplicate
+    );
+}

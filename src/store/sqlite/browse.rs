@@ -10,9 +10,10 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::reads::dead_letter;
 use super::state::{DeliveryState, EventState, RouteState};
+use crate::store::views::kept_attempts;
 use crate::store::{
-    ATTEMPTS_KEPT, AttemptView, DeadLetter, DeadLetterCursor, DeadLetterPage, DeadLetterQuery,
-    DeliveryView, EventDetail, EventPage, EventQuery, EventView, RecordView, RouteFailureView,
+    AttemptView, DeadLetter, DeadLetterCursor, DeadLetterPage, DeadLetterQuery, DeliveryView,
+    EventDetail, EventPage, EventQuery, EventView, RecordView, RouteFailureView,
 };
 
 /// The columns every event query reads, in [`event_row`]'s order.
@@ -89,8 +90,7 @@ pub(super) fn event(c: &Connection, id: &str) -> Result<Option<EventDetail>, rus
 
 /// A delivery's kept attempts, oldest first: the failed ones from
 /// `delivery_attempts`, and for a delivered row the attempt that delivered it,
-/// which only the row records (`writes::settle`); the newest
-/// [`ATTEMPTS_KEPT`] in all.
+/// which only the row records (`writes::settle`); see [`kept_attempts`].
 fn delivery_attempts(
     c: &Connection,
     record_id: &str,
@@ -111,20 +111,8 @@ fn delivery_attempts(
             error: row.get(2)?,
         })
     })?;
-    let mut attempts: Vec<AttemptView> = rows.collect::<Result<_, _>>()?;
-    // A journal written by an older version has the delivered attempt as a
-    // row already.
-    let told = attempts.last().is_some_and(|a| a.outcome == "delivered");
-    if delivery.state == "delivered" && !told {
-        attempts.push(AttemptView {
-            at_ms: delivery.updated_at_ms,
-            outcome: "delivered",
-            error: None,
-        });
-    }
-    let over = attempts.len().saturating_sub(ATTEMPTS_KEPT);
-    attempts.drain(..over);
-    Ok(attempts)
+    let stored: Vec<AttemptView> = rows.collect::<Result<_, _>>()?;
+    Ok(kept_attempts(stored, delivery))
 }
 
 /// Fills in each event's records, their deliveries and its failed
