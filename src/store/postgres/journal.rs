@@ -21,8 +21,9 @@ use crate::store::{Journaled, NewEvent, StoreError, StoreFuture};
 
 /// The most events one transaction takes.
 const BATCH: usize = 512;
-/// The most batches committing at once.
-const IN_FLIGHT: usize = 4;
+/// The most batches committing at once: two keep one committing while the
+/// next fills; more make smaller batches, and more server CPU per event.
+const IN_FLIGHT: usize = 2;
 
 /// One `journal` call waiting for its commit.
 pub(super) struct Job {

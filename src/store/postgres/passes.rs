@@ -26,7 +26,7 @@ use crate::store::{Routing, StoreError, StoreFuture};
 /// The most passes one transaction takes.
 const BATCH: usize = 128;
 /// The most groups committing at once.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 2;
 /// Tries of a group that lost a deadlock to another replica's.
 const DEADLOCK_TRIES: usize = 3;
 

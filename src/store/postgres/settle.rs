@@ -23,7 +23,7 @@ use crate::store::{ATTEMPTS_KEPT, Settle, StoreError, StoreFuture};
 /// The most settles one transaction takes.
 const BATCH: usize = 512;
 /// The most batches committing at once.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 2;
 /// How often a batch that lost a deadlock (two replicas settling the same
 /// rows at once) is tried again.
 const DEADLOCK_TRIES: usize = 3;
