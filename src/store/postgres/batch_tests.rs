@@ -282,7 +282,7 @@ async fn routing_passes_made_at_once_each_answer_what_they_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_routing_group_that_fails_answers_each_pass_and_keeps_nothing() {
+async fn a_routing_group_that_fails_keeps_nothing_and_each_pass_answers_its_error() {
     let Some(db) = TestDb::create("a_routing_group_that_fails").await else {
         return;
     };
@@ -339,4 +339,53 @@ async fn a_routing_group_that_fails_answers_each_pass_and_keeps_nothing() {
         .await
         .unwrap();
     assert_eq!(stored, vec!["rec_0".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_the_database_refuses_fails_alone_not_its_group() {
+    let Some(db) = TestDb::create("a_pass_the_database_refuses").await else {
+        return;
+    };
+    let store = Arc::new(store(&db).await);
+    for i in 0..40 {
+        store.journal(event(&format!("evt_{i}"))).await.unwrap();
+    }
+    let mut passes = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = store.clone();
+        passes.spawn(async move {
+            // PostgreSQL's TEXT takes no NUL: this pass's statement fails.
+            let id = if i == 7 {
+                "rec_\u{0}bad".to_owned()
+            } else {
+                format!("rec_{i}")
+            };
+            let routing = Routing {
+                records: vec![record(&id, "orders")],
+                failed: Vec::new(),
+            };
+            (i, store.save_routing(&format!("evt_{i}"), routing).await)
+        });
+    }
+    while let Some(done) = passes.join_next().await {
+        let (i, stored) = done.unwrap();
+        if i == 7 {
+            assert!(stored.is_err(), "{stored:?}");
+        } else {
+            assert_eq!(stored.unwrap(), vec![format!("rec_{i}")]);
+        }
+    }
+    for i in (0..40).filter(|i| *i != 7) {
+        let view = store
+            .event(&format!("evt_{i}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .event;
+        assert_eq!(view.state, "routed");
+        assert_eq!(view.records.len(), 1);
+    }
+    let refused = store.event("evt_7").await.unwrap().unwrap().event;
+    assert_eq!(refused.state, "pending");
+    assert!(refused.records.is_empty());
 }

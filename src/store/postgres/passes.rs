@@ -6,9 +6,10 @@
 //! failed routes, or one whose event or record ids are already in the
 //! group, runs after the group in its own transaction
 //! ([`writes::save_routing`]), with the same rules. Each pass answers the
-//! record ids it stored first, in its own order; a group that fails
-//! answers the error to each of its passes (nothing of it kept), and their
-//! events stay due.
+//! record ids it stored first, in its own order. A group that fails keeps
+//! nothing: with the database unavailable each pass answers the error
+//! (its event stays due); otherwise its passes are written one by one, so
+//! that a failure one pass causes is its own.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -89,7 +90,7 @@ fn split(batch: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
 }
 
 async fn commit(shared: &Shared, batch: Vec<Job>) {
-    let (group, alone) = split(batch);
+    let (group, mut alone) = split(batch);
     if !group.is_empty() {
         let started = Instant::now();
         let outcome = async {
@@ -112,13 +113,16 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
                     let _ = job.reply.send(Ok(stored));
                 }
             }
-            Err(e) => {
-                if !e.is_unavailable() {
-                    tracing::error!(error = %e, passes = group.len(), "routing transaction failed");
-                }
+            Err(e) if e.is_unavailable() => {
                 for job in group {
                     let _ = job.reply.send(Err(super::group::error_for_each(&e)));
                 }
+            }
+            // Whatever failed may be one pass's own: each goes alone, so
+            // that it fails no other.
+            Err(e) => {
+                tracing::warn!(error = %e, passes = group.len(), "routing transaction failed, writing its passes one by one");
+                alone.splice(0..0, group);
             }
         }
     }
