@@ -14,7 +14,7 @@ use super::{PostgresOptions, PostgresStore};
 use crate::clock::now_ms;
 use crate::sinks::Encoded;
 use crate::store::{
-    ATTEMPTS_KEPT, Filter, NewEvent, NewRecord, RouteFailure, Routing, Settle, Store,
+    ATTEMPTS_KEPT, Filter, Journaled, NewEvent, NewRecord, RouteFailure, Routing, Settle, Store,
 };
 
 fn event(id: &str) -> NewEvent {
@@ -388,4 +388,33 @@ async fn a_pass_the_database_refuses_fails_alone_not_its_group() {
     let refused = store.event("evt_7").await.unwrap().unwrap().event;
     assert_eq!(refused.state, "pending");
     assert!(refused.records.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_database_refuses_fails_alone_not_its_batch() {
+    let Some(db) = TestDb::create("an_event_the_database_refuses").await else {
+        return;
+    };
+    let store = Arc::new(store(&db).await);
+    let mut journaled = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = store.clone();
+        journaled.spawn(async move {
+            // PostgreSQL's TEXT takes no NUL: this event's row is refused.
+            let id = if i == 7 {
+                "evt_\u{0}bad".to_owned()
+            } else {
+                format!("evt_{i}")
+            };
+            (i, store.journal(event(&id)).await)
+        });
+    }
+    while let Some(done) = journaled.join_next().await {
+        let (i, outcome) = done.unwrap();
+        if i == 7 {
+            assert!(outcome.is_err(), "{outcome:?}");
+        } else {
+            assert_eq!(outcome.unwrap(), Journaled::Inserted, "evt_{i}");
+        }
+    }
 }

@@ -52,11 +52,29 @@ pub(super) fn start(shared: Arc<Shared>, stop: CancellationToken) -> mpsc::Unbou
     })
 }
 
-/// Writes one batch and answers each job.
+/// Writes one batch and answers each job. A batch that fails for another
+/// reason than the database being down is written again event by event,
+/// so that an event the database refuses fails alone.
 async fn commit(shared: &Shared, batch: Vec<Job>) {
     let started = Instant::now();
     let outcome = insert(shared, &batch).await;
     shared.committed(batch.len(), started, outcome.is_ok());
+    match outcome {
+        Err(e) if batch.len() > 1 && !e.is_unavailable() => {
+            tracing::warn!(error = %e, events = batch.len(), "journal transaction failed, writing its events one by one");
+            for job in batch {
+                let started = Instant::now();
+                let outcome = insert(shared, std::slice::from_ref(&job)).await;
+                shared.committed(1, started, outcome.is_ok());
+                answer(vec![job], outcome);
+            }
+        }
+        outcome => answer(batch, outcome),
+    }
+}
+
+/// Answers each job of a batch with its outcome.
+fn answer(batch: Vec<Job>, outcome: Result<HashSet<String>, StoreError>) {
     match outcome {
         Ok(inserted) => {
             // An id twice in one batch: the first caller's is new.
