@@ -418,3 +418,58 @@ async fn an_event_the_database_refuses_fails_alone_not_its_batch() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_the_database_refuses_fails_alone_not_its_batch() {
+    let Some(db) = TestDb::create("a_settle_the_database_refuses").await else {
+        return;
+    };
+    let store = Arc::new(store(&db).await);
+    store.journal(event("evt_many")).await.unwrap();
+    let records: Vec<NewRecord> = (0..40)
+        .map(|i| record(&format!("rec_{i:02}"), &format!("route_{i:02}")))
+        .collect();
+    let routing = Routing {
+        records,
+        failed: Vec::new(),
+    };
+    assert_eq!(
+        store.save_routing("evt_many", routing).await.unwrap().len(),
+        40
+    );
+    let mut settles = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = store.clone();
+        settles.spawn(async move {
+            // A consumer's answer is the sink's error; PostgreSQL's TEXT
+            // takes no NUL.
+            let error = if i == 7 {
+                "HTTP 500: \u{0}".to_owned()
+            } else {
+                format!("HTTP 500 #{i}")
+            };
+            let outcome = Settle::Retry {
+                next_attempt_ms: now_ms() + 60_000,
+                error,
+            };
+            (
+                i,
+                store.settle(&format!("rec_{i:02}"), "hook", outcome).await,
+            )
+        });
+    }
+    while let Some(done) = settles.join_next().await {
+        let (i, outcome) = done.unwrap();
+        if i == 7 {
+            assert!(outcome.is_err(), "{outcome:?}");
+        } else {
+            outcome.unwrap();
+        }
+    }
+    let view = store.event("evt_many").await.unwrap().unwrap();
+    for (record, attempts) in view.event.records.iter().zip(&view.attempts) {
+        let tried = if record.id == "rec_07" { 0 } else { 1 };
+        assert_eq!(record.deliveries[0].attempts, tried, "{}", record.id);
+        assert_eq!(attempts[0].len(), tried as usize, "{}", record.id);
+    }
+}

@@ -71,8 +71,25 @@ pub(super) fn start(shared: Arc<Shared>, stop: CancellationToken) -> mpsc::Unbou
 
 /// Writes one batch and answers each job.
 async fn commit(shared: &Shared, batch: Vec<Job>) {
+    let outcome = attempt(shared, &batch).await;
+    match outcome {
+        // A sink's error text is the consumer's to say: whatever failed may
+        // be one settle's own, so each goes alone and fails no other.
+        Err(e) if batch.len() > 1 && !e.is_unavailable() => {
+            tracing::warn!(error = %e, settles = batch.len(), "settle transaction failed, writing its settles one by one");
+            for job in batch {
+                let outcome = attempt(shared, std::slice::from_ref(&job)).await;
+                answer(vec![job], outcome);
+            }
+        }
+        outcome => answer(batch, outcome),
+    }
+}
+
+/// One transaction for `batch`, tried again when it lost a deadlock.
+async fn attempt(shared: &Shared, batch: &[Job]) -> Result<(), StoreError> {
     let started = Instant::now();
-    let rounds = rounds(&batch);
+    let rounds = rounds(batch);
     let outcome = async {
         let mut client = shared.client().await?;
         let mut outcome = write(&mut client, &rounds).await;
@@ -86,6 +103,11 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
     }
     .await;
     shared.committed(batch.len(), started, outcome.is_ok());
+    outcome
+}
+
+/// Answers each job of a batch with its outcome.
+fn answer(batch: Vec<Job>, outcome: Result<(), StoreError>) {
     match outcome {
         Ok(()) => {
             for job in batch {
