@@ -445,6 +445,7 @@ async fn tail(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
 /// The last non-blank line of `output`, trimmed and cut to [`LINE_CHARS`].
 fn last_line(output: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(output);
+    let text = super::printable(&text);
     let line = text.lines().map(str::trim).rfind(|l| !l.is_empty())?;
     Some(if line.chars().count() > LINE_CHARS {
         let cut: String = line.chars().take(LINE_CHARS).collect();

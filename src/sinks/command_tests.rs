@@ -106,6 +106,24 @@ async fn a_body_template_is_what_stdin_gets() {
 }
 
 #[tokio::test]
+async fn control_characters_of_stderr_never_reach_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    script(
+        dir.path(),
+        "odd.sh",
+        "cat > /dev/null; printf 'bad\\000 \\033[31mred\\n' >&2; exit 1",
+    );
+    let error = sink(dir.path(), &config(&["./odd.sh"]))
+        .deliver(&record())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.message,
+        "command sink `./odd.sh`: exited 1: bad\u{FFFD} \u{FFFD}[31mred"
+    );
+}
+
+#[tokio::test]
 async fn exit_75_is_retried_and_others_are_dead_letters_with_the_last_stderr_line() {
     let dir = tempfile::tempdir().unwrap();
     script(

@@ -394,7 +394,7 @@ impl HttpSink {
         let mut message = format!("{}: answered {status}{hint}", self.shown());
         if !excerpt.is_empty() {
             message.push_str(": ");
-            message.push_str(excerpt);
+            message.push_str(&super::printable(excerpt));
         }
         DeliveryError {
             retryable: is_retryable(status),

@@ -328,6 +328,22 @@ async fn a_secret_cut_by_the_end_of_the_excerpt_never_shows_in_part() {
 }
 
 #[tokio::test]
+async fn control_characters_of_an_answer_never_reach_the_error() {
+    let (addr, _) = serve(500, "down\u{0}\u{1b}[31mred\u{7}").await;
+    let c = config(&format!("http://{addr}/hook"));
+    let err = HttpSink::build(&c)
+        .unwrap()
+        .deliver(&record())
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.ends_with("down\u{FFFD}\u{FFFD}[31mred\u{FFFD}"),
+        "{:?}",
+        err.message
+    );
+}
+
+#[tokio::test]
 async fn connection_refused_is_retryable() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

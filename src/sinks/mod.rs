@@ -237,3 +237,19 @@ impl DeliveryError {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BuildError(pub String);
+
+/// `text` as an error message may show it: a consumer's answer or a
+/// command's output can hold control characters (a NUL, which a
+/// PostgreSQL journal refuses; terminal escapes, which `deadletters` would
+/// print). Each one but newline and tab becomes U+FFFD.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
