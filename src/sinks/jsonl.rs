@@ -45,7 +45,6 @@
 //!
 //! File I/O blocks, so it runs on tokio's blocking pool.
 
-use std::collections::{HashSet, VecDeque};
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -181,7 +180,7 @@ impl<'de> Deserialize<'de> for FileMode {
 
 /// Record ids remembered as written: far more than can be written and not
 /// yet recorded as delivered at once (a sink's `concurrency` plus its
-/// worker's backlog of 4096), at about 100 bytes each.
+/// worker's backlog of 4096), at about 50 bytes each (`written`).
 const REMEMBERED: usize = 16_384;
 /// How much of the end of an existing file is read for the ids it holds
 /// when the sink is built. The records a crash can leave written but not
@@ -237,7 +236,7 @@ impl JsonlSink {
             .map_err(|e| fail(("cannot read the end of the file", e)))?;
         let mut written = Written::default();
         for id in tail.ids {
-            written.insert(id);
+            written.insert(&id);
         }
         if let Some(torn) = tail.torn {
             tracing::warn!(
@@ -391,32 +390,6 @@ struct Appender {
     mode: FileMode,
     open: Option<OpenFile>,
     written: Written,
-}
-
-/// The ids of the last [`REMEMBERED`] records put in the file.
-#[derive(Debug, Default)]
-struct Written {
-    order: VecDeque<Arc<str>>,
-    ids: HashSet<Arc<str>>,
-}
-
-impl Written {
-    fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
-    }
-
-    fn insert(&mut self, id: String) {
-        let id: Arc<str> = id.into();
-        if !self.ids.insert(id.clone()) {
-            return;
-        }
-        self.order.push_back(id);
-        if self.order.len() > REMEMBERED
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.ids.remove(&oldest);
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -635,7 +608,7 @@ impl Appender {
         };
         // In the file now, synced or not: a retry only syncs again.
         for queued in fresh {
-            self.written.insert(queued.id.clone());
+            self.written.insert(&queued.id);
         }
         synced
     }
@@ -660,10 +633,12 @@ impl Appender {
 }
 
 mod tail;
+mod written;
 
 #[cfg(test)]
 use tail::TORN_LINE_MAX;
 use tail::{line_id, read_tail};
+use written::Written;
 
 #[cfg(test)]
 #[path = "jsonl_tests.rs"]
