@@ -28,9 +28,15 @@ use crate::routing::router::{Handoff, woken};
 use crate::routing::snapshot::Snapshot;
 use crate::store::{PendingDelivery, Settle, Store};
 
-/// Deliveries a worker holds in memory beyond those in flight; more wait in
-/// the store until a scan picks them up.
+/// Deliveries a worker holds with their bodies beyond those in flight;
+/// past them a handed-over delivery holds its ids only, and its body is
+/// read from the store when its turn comes.
 const BACKLOG: usize = 4096;
+/// Deliveries a worker holds in memory at most (ids only past
+/// [`BACKLOG`]); past them a new record's delivery is not handed over: its
+/// row waits in the store, and a scan takes it once its lease ends. A sink
+/// far slower than routing cannot grow memory with its backlog.
+const HELD: usize = 4 * BACKLOG;
 
 /// The sink workers: one per sink of the current config.
 pub struct Workers {
@@ -74,6 +80,16 @@ impl Workers {
         workers
     }
 
+    /// The deliveries `sink`'s worker holds in memory, handed over and not
+    /// yet attempted.
+    #[cfg(test)]
+    fn held(&self, sink: &str) -> usize {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .get(sink)
+            .map_or(0, |handle| handle.queued.load(Ordering::Relaxed))
+    }
+
     /// The sinks that have a worker, sorted.
     pub fn running(&self) -> Vec<String> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -98,12 +114,19 @@ impl Handoff for Workers {
         let Some(handle) = running.get(&delivery.sink) else {
             return;
         };
-        if handle.queued.fetch_add(1, Ordering::Relaxed) >= BACKLOG {
+        let held = handle.queued.fetch_add(1, Ordering::Relaxed);
+        if held >= HELD {
+            handle.queued.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        if held >= BACKLOG {
             // A long queue holds ids only; each body is read from the store
             // when its turn comes, so memory stays bounded in a burst.
             delivery.record.body = bytes::Bytes::new();
         }
-        let _ = handle.queue.send(delivery);
+        if handle.queue.send(delivery).is_err() {
+            handle.queued.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -196,7 +219,9 @@ impl Worker {
         shutdown: CancellationToken,
         resume: bool,
     ) {
-        let mut backlog: VecDeque<PendingDelivery> = VecDeque::new();
+        // Each with whether it was handed over (counted in `queued` until
+        // it leaves the backlog) or found by a scan.
+        let mut backlog: VecDeque<(PendingDelivery, bool)> = VecDeque::new();
         // Rows attempted and not yet settled; `sending` counts those still
         // talking to the sink, which is what `concurrency` limits.
         let mut in_flight: HashSet<String> = HashSet::new();
@@ -209,9 +234,12 @@ impl Worker {
         loop {
             let limit = self.concurrency();
             while sending.count() < limit {
-                let Some(delivery) = backlog.pop_front() else {
+                let Some((delivery, handed)) = backlog.pop_front() else {
                     break;
                 };
+                if handed {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                }
                 // A row can reach the backlog twice (fast path and scan).
                 if in_flight.insert(delivery.record.id.clone()) {
                     sending.start();
@@ -232,10 +260,7 @@ impl Worker {
                 () = shutdown.cancelled() => break,
                 () = sending.freed.notified() => {}
                 () = woken(&mut wakeups) => scan_at = tokio::time::Instant::now(),
-                Some(delivery) = rx.recv() => {
-                    self.queued.fetch_sub(1, Ordering::Relaxed);
-                    backlog.push_back(delivery);
-                }
+                Some(delivery) = rx.recv() => backlog.push_back((delivery, true)),
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok(done) = done {
                         in_flight.remove(&done.record_id);
@@ -257,7 +282,7 @@ impl Worker {
                             if due.len() == free {
                                 scan_at = tokio::time::Instant::now();
                             }
-                            backlog.extend(due);
+                            backlog.extend(due.into_iter().map(|d| (d, false)));
                         }
                         Err(e) => tracing::error!(sink = %self.sink, error = %e, "cannot read due deliveries"),
                     }

@@ -131,3 +131,49 @@ fn a_permanent_refusal_does_not_call_the_sink_failing() {
     );
     assert_eq!(health(&mut failing, &attempt_with(None)), None);
 }
+
+#[tokio::test]
+async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
+    // A consumer that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
+    let config = format!(
+        "sinks:\n  stuck: {{ type: http, url: \"http://{addr}/hook\", concurrency: 1 }}\nroutes:\n  - name: all\n    when: {{}}\n    emit: event\n    to: stuck\n"
+    );
+    let live = test_support::live(dir.path(), &config, false);
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let workers = Workers::start(
+        store.clone(),
+        live.clone(),
+        Metrics::new(),
+        shutdown.clone(),
+        &tracker,
+    );
+    let body = Bytes::from(vec![b'x'; 1024]);
+    for i in 0..HELD + 500 {
+        workers.dispatch(PendingDelivery {
+            record: Encoded {
+                id: format!("evt_{i}:all"),
+                body: body.clone(),
+            },
+            sink: "stuck".to_owned(),
+            route: "all".to_owned(),
+            attempts: 0,
+            created_at_ms: 0,
+            received_at_ms: 0,
+        });
+    }
+    // One is being attempted; the rest wait, at most HELD of them, and the
+    // ones past HELD were never taken: their rows wait in the store.
+    eventually("the worker takes its first delivery", || {
+        workers.held("stuck") < HELD
+    })
+    .await;
+    let held = workers.held("stuck");
+    assert!((HELD - 1..HELD).contains(&held), "{held}");
+    shutdown.cancel();
+    drop(listener);
+}
