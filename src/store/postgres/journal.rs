@@ -104,7 +104,7 @@ fn answer(batch: Vec<Job>, outcome: Result<HashSet<String>, StoreError>) {
     }
 }
 
-/// One transaction: the ids it inserted.
+/// One statement (its own transaction): the ids it inserted.
 async fn insert(shared: &Shared, batch: &[Job]) -> Result<HashSet<String>, StoreError> {
     let mut events: Vec<&NewEvent> = batch.iter().map(|job| &job.event).collect();
     events.sort_by(|a, b| a.id.cmp(&b.id));
@@ -116,10 +116,11 @@ async fn insert(shared: &Shared, batch: &[Job]) -> Result<HashSet<String>, Store
     let states: Vec<i32> = events.iter().map(|e| i32::from(e.routed)).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
     let now = crate::clock::now_ms();
-    let mut client = shared.client().await?;
+    let client = shared.client().await?;
     let run = async {
-        let tx = client.transaction().await?;
-        let statement = tx
+        // One statement is one transaction: no BEGIN and COMMIT round
+        // trips around it.
+        let statement = client
             .prepare_cached(
                 "INSERT INTO events
                  (id, type, received_at, state, next_attempt_at, updated_at, lease_until,
@@ -134,7 +135,7 @@ async fn insert(shared: &Shared, batch: &[Job]) -> Result<HashSet<String>, Store
                  ON CONFLICT (id) DO NOTHING RETURNING id",
             )
             .await?;
-        let rows = tx
+        let rows = client
             .query(
                 &statement,
                 &[
@@ -149,7 +150,6 @@ async fn insert(shared: &Shared, batch: &[Job]) -> Result<HashSet<String>, Store
                 ],
             )
             .await?;
-        tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(rows)
     };
     let rows = run.await.map_err(|e| shared.error(&e))?;
