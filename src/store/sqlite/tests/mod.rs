@@ -1,9 +1,10 @@
-//! Tests of the SQLite store, by topic; the helpers they share.
+//! Tests of what is the SQLite store's own (its tables, triggers, upgrades
+//! and full-disk health), by topic; the helpers they share. What every
+//! backend must do is the store-contract suite's (`tests/it/store_contract`),
+//! which runs on SQLite too.
 
 mod browse;
-mod deliveries;
 mod health;
-mod journal;
 mod migrate;
 mod prune;
 mod routes;

@@ -1,6 +1,6 @@
-//! Route-level outcomes: one route's record stored while another route is
-//! retried or dead-lettered; route-level dead letters listed, replayed and
-//! rerouted; a journal without the table upgrades in place.
+//! Route-level outcomes on SQLite, checked in its tables: one route's
+//! record stored while another is retried, a stale pass that adds nothing,
+//! and a journal without the table upgrading in place.
 
 use super::{count, event, failure, open, record, routed};
 use crate::clock::now_ms;
@@ -91,130 +91,6 @@ async fn the_audit_record_is_stored_while_the_order_route_is_retried() {
 }
 
 #[tokio::test]
-async fn a_dead_route_is_listed_by_route_and_event_and_replayed() {
-    let (_dir, store) = open();
-    store.journal(event("evt_1")).await.unwrap();
-    let later = now_ms() + 60_000;
-    store
-        .save_routing(
-            "evt_1",
-            Routing {
-                records: vec![record("evt_1", "audit", &["file"])],
-                failed: vec![
-                    failure("evt_1", "orders", 0, true),
-                    failure("evt_1", "refunds", later, false),
-                ],
-            },
-        )
-        .await
-        .unwrap();
-    let due = store.due_events(later, 10).await.unwrap();
-    let mut settled = due[0].settled.clone();
-    settled.sort();
-    assert_eq!(
-        settled,
-        ["evt_1:audit", "evt_1:orders"],
-        "a dead route is not built again"
-    );
-    store
-        .save_routing("evt_1", routed(vec![record("evt_1", "refunds", &["file"])]))
-        .await
-        .unwrap();
-    assert!(
-        store.due_events(i64::MAX, 10).await.unwrap().is_empty(),
-        "only a dead route is left: routed"
-    );
-
-    let dead = store.dead_letters(Filter::default()).await.unwrap();
-    assert_eq!(dead.len(), 1);
-    let letter = &dead[0];
-    assert_eq!(letter.record_id.as_deref(), Some("evt_1:orders"));
-    assert_eq!(letter.event_id, "evt_1");
-    assert_eq!(letter.sink, None);
-    assert_eq!(letter.route.as_deref(), Some("orders"));
-    assert_eq!(letter.attempts, 1);
-    assert_eq!(
-        letter.last_error.as_deref(),
-        Some("orders: session not found")
-    );
-    assert_eq!(store.depths().await.unwrap().routes_dead, 1);
-    let matching = |sink: Option<&str>, route: Option<&str>, event: Option<&str>| Filter {
-        sink: sink.map(str::to_owned),
-        route: route.map(str::to_owned),
-        event: event.map(str::to_owned),
-    };
-    for (filter, found) in [
-        (matching(Some("file"), None, None), 0),
-        (matching(None, Some("orders"), None), 1),
-        (matching(None, Some("audit"), None), 0),
-        (matching(None, None, Some("evt_1")), 1),
-        (matching(None, None, Some("evt_2")), 0),
-    ] {
-        assert_eq!(
-            store.dead_letters(filter.clone()).await.unwrap().len(),
-            found,
-            "{filter:?}"
-        );
-    }
-    assert_eq!(
-        store
-            .replay(matching(Some("file"), Some("orders"), None))
-            .await
-            .unwrap(),
-        0,
-        "a route-level dead letter has no sink"
-    );
-    assert_eq!(
-        store
-            .replay(matching(None, Some("orders"), None))
-            .await
-            .unwrap(),
-        1
-    );
-    assert!(
-        store
-            .dead_letters(Filter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(store.depths().await.unwrap().routes_dead, 0);
-    let due = store.due_events(now_ms(), 10).await.unwrap();
-    assert_eq!(due.len(), 1, "its event is due now");
-    assert_eq!((due[0].attempts, due[0].reroute), (0, false));
-    let mut settled = due[0].settled.clone();
-    settled.sort();
-    assert_eq!(settled, ["evt_1:audit", "evt_1:refunds"]);
-}
-
-#[tokio::test]
-async fn reroute_tries_dead_routes_again() {
-    let (_dir, store) = open();
-    store.journal(event("evt_1")).await.unwrap();
-    store
-        .save_routing(
-            "evt_1",
-            Routing {
-                records: vec![record("evt_1", "audit", &["file"])],
-                failed: vec![failure("evt_1", "orders", 0, true)],
-            },
-        )
-        .await
-        .unwrap();
-    assert!(store.reroute("evt_1").await.unwrap());
-    assert!(
-        store
-            .dead_letters(Filter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let due = store.due_events(now_ms(), 10).await.unwrap();
-    assert!(due[0].reroute);
-    assert_eq!(due[0].settled, ["evt_1:audit"]);
-}
-
-#[tokio::test]
 async fn a_journal_without_route_failures_upgrades_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
@@ -242,48 +118,6 @@ async fn a_journal_without_route_failures_upgrades_in_place() {
         .await
         .unwrap();
     assert_eq!(store.depths().await.unwrap().routes_dead, 1);
-}
-
-#[tokio::test]
-async fn each_due_event_gets_its_own_settled_ids() {
-    let (_dir, store) = open();
-    for id in ["evt_1", "evt_2", "evt_3"] {
-        store.journal(event(id)).await.unwrap();
-    }
-    let later = now_ms() + 60_000;
-    for id in ["evt_1", "evt_2"] {
-        store
-            .save_routing(
-                id,
-                Routing {
-                    records: vec![record(id, "audit", &["file"])],
-                    failed: vec![
-                        failure(id, "orders", later, false),
-                        failure(id, "refunds", 0, true),
-                    ],
-                },
-            )
-            .await
-            .unwrap();
-    }
-    let mut due = store.due_events(later, 10).await.unwrap();
-    due.sort_by(|a, b| a.id.cmp(&b.id));
-    let settled: Vec<(String, Vec<String>)> = due
-        .into_iter()
-        .map(|mut e| {
-            e.settled.sort();
-            (e.id, e.settled)
-        })
-        .collect();
-    let ids = |id: &str| vec![format!("{id}:audit"), format!("{id}:refunds")];
-    assert_eq!(
-        settled,
-        [
-            ("evt_1".to_owned(), ids("evt_1")),
-            ("evt_2".to_owned(), ids("evt_2")),
-            ("evt_3".to_owned(), Vec::new()),
-        ]
-    );
 }
 
 /// A scan can read an event while a pass of it runs, and route it again
