@@ -4,8 +4,9 @@
 //! of all of them go in one statement, their cleared failures in one, the
 //! events' state in one, then one `COMMIT`, all pipelined. A pass with
 //! failed routes, or one whose event or record ids are already in the
-//! group, runs after the group in its own transaction
-//! ([`writes::save_routing`]), with the same rules. Each pass answers the
+//! group, runs after the group in its own transaction (the latter as a
+//! group of one, the former through [`writes::save_routing`]), with the
+//! same rules. Each pass answers the
 //! record ids it stored first, in its own order. A group that fails keeps
 //! nothing: with the database unavailable each pass answers the error
 //! (its event stays due); otherwise its passes are written one by one, so
@@ -130,9 +131,14 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
         let started = Instant::now();
         let outcome = async {
             let client = shared.client().await?;
-            writes::save_routing(shared, &client, job.event_id, job.routing)
-                .await
-                .map_err(|e| shared.error(&e))
+            let done = if job.routing.failed.is_empty() {
+                together(shared, &client, std::slice::from_ref(&job))
+                    .await
+                    .map(|mut fresh| stored_of(&job.routing, &mut fresh))
+            } else {
+                writes::save_routing(shared, &client, &job.event_id, &job.routing).await
+            };
+            done.map_err(|e| shared.error(&e))
         }
         .await;
         shared.committed(1, started, outcome.is_ok());
@@ -142,7 +148,7 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
 
 /// The record ids of `routing` the group inserted, in the pass's order,
 /// each once.
-fn stored_of(routing: &Routing, fresh: &mut HashSet<String>) -> Vec<String> {
+pub(super) fn stored_of(routing: &Routing, fresh: &mut HashSet<String>) -> Vec<String> {
     routing
         .records
         .iter()
@@ -159,7 +165,7 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 
 /// Records of every pass and their deliveries in one statement: only
 /// records inserted now (fresh ids) get deliveries; answers the fresh ids.
-const RECORDS: &str = concat!(
+pub(super) const RECORDS: &str = concat!(
     "WITH fresh AS (
         INSERT INTO records (id, event_id, route, body, created_at)
         SELECT i, e, r, b, $5::BIGINT
@@ -220,43 +226,17 @@ async fn pipelined(
         c.prepare_cached(CLEAR_FAILURES),
         c.prepare_cached(ROUTED),
     )?;
-    // Records in id order, so that two replicas' groups lock them in one
-    // order. An id already stored is kept as it is, its deliveries not
-    // made again: a record is built once. An id twice in one pass: the
-    // first one's sinks.
-    let mut records: Vec<(&str, &crate::store::NewRecord)> = group
-        .iter()
-        .flat_map(|job| {
-            job.routing
-                .records
-                .iter()
-                .map(|r| (job.event_id.as_str(), r))
-        })
-        .collect();
-    records.sort_by(|a, b| a.1.record.id.cmp(&b.1.record.id));
-    let ids: Vec<&str> = records.iter().map(|(_, r)| r.record.id.as_str()).collect();
-    let record_events: Vec<&str> = records.iter().map(|(e, _)| *e).collect();
-    let routes: Vec<&str> = records.iter().map(|(_, r)| r.route.as_str()).collect();
-    let bodies: Vec<&[u8]> = records.iter().map(|(_, r)| &r.record.body[..]).collect();
-    let (mut d_ids, mut d_sinks, mut d_routes, mut d_events) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let records = RecordRows::new(
+        group
+            .iter()
+            .map(|job| (job.event_id.as_str(), &job.routing)),
+    );
     let mut clear_events: Vec<&str> = Vec::new();
     let mut clear_routes: Vec<Option<&str>> = Vec::new();
     for job in group {
-        let mut seen: Vec<&str> = Vec::new();
         for record in &job.routing.records {
             clear_events.push(&job.event_id);
             clear_routes.push(Some(&record.route));
-            if seen.contains(&record.record.id.as_str()) {
-                continue;
-            }
-            seen.push(&record.record.id);
-            for sink in &record.sinks {
-                d_ids.push(record.record.id.as_str());
-                d_sinks.push(sink.as_str());
-                d_routes.push(record.route.as_str());
-                d_events.push(job.event_id.as_str());
-            }
         }
         clear_events.push(&job.event_id);
         clear_routes.push(None);
@@ -265,30 +245,7 @@ async fn pipelined(
     events.sort_unstable();
 
     let begin = c.batch_execute("BEGIN");
-    let stored = async {
-        if ids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let rows = c
-            .query(
-                &records_sql,
-                &[
-                    &ids,
-                    &record_events,
-                    &routes,
-                    &bodies,
-                    &now,
-                    &d_ids,
-                    &d_sinks,
-                    &d_routes,
-                    &d_events,
-                    &shared.lease_ms,
-                    &shared.owner,
-                ],
-            )
-            .await?;
-        Ok::<_, tokio_postgres::Error>(rows.into_iter().map(|row| row.get(0)).collect())
-    };
+    let stored = records.insert(shared, c, &records_sql, now);
     let clear_params: [&(dyn ToSql + Sync); 2] = [&clear_events, &clear_routes];
     let routed_params: [&(dyn ToSql + Sync); 2] = [&events, &now];
     let clear = c.execute(&clear_sql, &clear_params);
@@ -296,4 +253,89 @@ async fn pipelined(
     let commit = c.batch_execute("COMMIT");
     let ((), fresh, _, _, ()) = futures_util::try_join!(begin, stored, clear, routed, commit)?;
     Ok(fresh)
+}
+
+/// The records of one or more passes and their deliveries, as the arrays
+/// [`RECORDS`] takes. Records are in id order, so that two replicas' writes
+/// lock them in one order. An id already stored is kept as it is, its
+/// deliveries not made again: a record is built once. An id twice in one
+/// pass: the first one's sinks.
+pub(super) struct RecordRows<'a> {
+    ids: Vec<&'a str>,
+    events: Vec<&'a str>,
+    routes: Vec<&'a str>,
+    bodies: Vec<&'a [u8]>,
+    d_ids: Vec<&'a str>,
+    d_sinks: Vec<&'a str>,
+    d_routes: Vec<&'a str>,
+    d_events: Vec<&'a str>,
+}
+
+impl<'a> RecordRows<'a> {
+    pub(super) fn new(passes: impl Iterator<Item = (&'a str, &'a Routing)> + Clone) -> Self {
+        let mut records: Vec<(&str, &crate::store::NewRecord)> = passes
+            .clone()
+            .flat_map(|(event, routing)| routing.records.iter().map(move |r| (event, r)))
+            .collect();
+        records.sort_by(|a, b| a.1.record.id.cmp(&b.1.record.id));
+        let mut rows = RecordRows {
+            ids: records.iter().map(|(_, r)| r.record.id.as_str()).collect(),
+            events: records.iter().map(|(e, _)| *e).collect(),
+            routes: records.iter().map(|(_, r)| r.route.as_str()).collect(),
+            bodies: records.iter().map(|(_, r)| &r.record.body[..]).collect(),
+            d_ids: Vec::new(),
+            d_sinks: Vec::new(),
+            d_routes: Vec::new(),
+            d_events: Vec::new(),
+        };
+        for (event, routing) in passes {
+            let mut seen: Vec<&str> = Vec::new();
+            for record in &routing.records {
+                if seen.contains(&record.record.id.as_str()) {
+                    continue;
+                }
+                seen.push(&record.record.id);
+                for sink in &record.sinks {
+                    rows.d_ids.push(record.record.id.as_str());
+                    rows.d_sinks.push(sink.as_str());
+                    rows.d_routes.push(record.route.as_str());
+                    rows.d_events.push(event);
+                }
+            }
+        }
+        rows
+    }
+
+    /// Runs [`RECORDS`] (`statement`, prepared from it); the ids it
+    /// inserted.
+    pub(super) async fn insert(
+        &self,
+        shared: &Shared,
+        c: &deadpool_postgres::Client,
+        statement: &tokio_postgres::Statement,
+        now: i64,
+    ) -> Result<HashSet<String>, tokio_postgres::Error> {
+        if self.ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let rows = c
+            .query(
+                statement,
+                &[
+                    &self.ids,
+                    &self.events,
+                    &self.routes,
+                    &self.bodies,
+                    &now,
+                    &self.d_ids,
+                    &self.d_sinks,
+                    &self.d_routes,
+                    &self.d_events,
+                    &shared.lease_ms,
+                    &shared.owner,
+                ],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|row| row.get(0)).collect())
+    }
 }

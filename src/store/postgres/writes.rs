@@ -1,5 +1,5 @@
 //! The writes other than the journal, each one transaction on a pooled
-//! connection: routing passes, failed events, settles, replays, reroutes
+//! connection: routing passes with failed routes, failed events, settles, replays, reroutes
 //! and pruning, with the rules of the SQLite store
 //! ([`crate::store::sqlite`]'s `writes`). States are the integers of
 //! [`crate::store::sqlite::state`]: events 0 due, 1 routed, 2 dead;
@@ -14,6 +14,7 @@ use tokio_postgres::Error;
 use tokio_postgres::types::ToSql;
 
 use super::Shared;
+use super::passes::{RecordRows, stored_of};
 use crate::clock::now_ms;
 use crate::store::{Filter, Routing};
 
@@ -41,30 +42,6 @@ pub(super) async fn query(
     c.query(&statement, params).await
 }
 
-/// Records and their deliveries in one statement: only records this pass
-/// inserted (fresh ids) get deliveries; answers the fresh ids.
-const RECORDS: &str = concat!(
-    "WITH fresh AS (
-        INSERT INTO records (id, event_id, route, body, created_at)
-        SELECT i, $4::TEXT, r, b, $5::BIGINT
-        FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[]) WITH ORDINALITY AS u(i, r, b, n)
-        ORDER BY n
-        ON CONFLICT (id) DO NOTHING RETURNING id
-     ), delivery AS (
-        INSERT INTO deliveries
-        (record_id, sink, route, event_id, state, next_attempt_at, created_at, updated_at,
-         lease_until, lease_owner)
-        SELECT i, s, r, $4::TEXT, 0, $5::BIGINT + $9::BIGINT, $5::BIGINT, $5::BIGINT,
-          ",
-    db_now!(),
-    " + $9::BIGINT, $10::TEXT
-        FROM unnest($6::TEXT[], $7::TEXT[], $8::TEXT[]) AS u(i, s, r)
-        WHERE i IN (SELECT id FROM fresh)
-        ON CONFLICT (record_id, sink) DO NOTHING
-     )
-     SELECT id FROM fresh"
-);
-
 /// A route built now has failed for the last time. A route this pass
 /// neither built nor retried has nothing left to retry.
 const CLEAR_FAILURES: &str = "DELETE FROM route_failures WHERE event_id = $1
@@ -87,21 +64,21 @@ const FAILURE: &str = "INSERT INTO route_failures
 
 const BUILT: &str = "SELECT id FROM records WHERE id = ANY($1)";
 
-/// One routing pass (see [`Store::save_routing`](crate::store::Store::save_routing)),
-/// in one transaction whose statements go out pipelined: `BEGIN`, records
-/// with deliveries, cleared failures, the event's state and `COMMIT` leave
-/// together and cost about one round trip; a pass with failed routes waits
-/// once more, to learn which of their records exist. A failed statement
-/// aborts the transaction (the `COMMIT` behind it rolls back); the
-/// connection is rolled back before it returns to the pool. Run it where
-/// no caller can drop it half-way (its own task).
+/// One routing pass with failed routes (see
+/// [`Store::save_routing`](crate::store::Store::save_routing); passes
+/// without are [`super::passes`]'), in one transaction: `BEGIN`, records
+/// with deliveries ([`super::passes::RECORDS`]) and cleared failures go out
+/// pipelined, then it learns which of the failed routes' records exist,
+/// stores the failures and the event's state. A failed statement aborts
+/// the transaction; the connection is rolled back before it returns to the
+/// pool. Run it where no caller can drop it half-way (its own task).
 pub(super) async fn save_routing(
     shared: &Shared,
     c: &deadpool_postgres::Client,
-    event_id: String,
-    routing: Routing,
+    event_id: &str,
+    routing: &Routing,
 ) -> Result<Vec<String>, Error> {
-    let done = pass(shared, c, &event_id, &routing).await;
+    let done = pass(shared, c, event_id, routing).await;
     if done.is_err() {
         // Outside a transaction this is only a warning.
         let _ = c.batch_execute("ROLLBACK").await;
@@ -118,78 +95,22 @@ async fn pass(
     let now = now_ms();
     // Prepared first (once per connection), so that the pipeline below
     // sends its statements in this order without waiting in between.
-    let (records_sql, clear_sql, routed_sql, retry_sql) = futures_util::try_join!(
-        c.prepare_cached(RECORDS),
+    let (records_sql, clear_sql) = futures_util::try_join!(
+        c.prepare_cached(super::passes::RECORDS),
         c.prepare_cached(CLEAR_FAILURES),
-        c.prepare_cached(ROUTED),
-        c.prepare_cached(RETRY),
     )?;
-    // Records in id order, so that two replicas' passes lock them in one
-    // order. An id already stored is kept as it is, its deliveries not
-    // made again: a record is built once. An id twice in this pass: the
-    // first one's sinks.
-    let mut records: Vec<_> = routing.records.iter().collect();
-    records.sort_by(|a, b| a.record.id.cmp(&b.record.id));
-    let ids: Vec<&str> = records.iter().map(|r| r.record.id.as_str()).collect();
-    let routes: Vec<&str> = records.iter().map(|r| r.route.as_str()).collect();
-    let bodies: Vec<&[u8]> = records.iter().map(|r| &r.record.body[..]).collect();
-    let mut seen: Vec<&str> = Vec::new();
-    let (mut d_ids, mut d_sinks, mut d_routes) = (Vec::new(), Vec::new(), Vec::new());
-    for record in &routing.records {
-        if seen.contains(&record.record.id.as_str()) {
-            continue;
-        }
-        seen.push(&record.record.id);
-        for sink in &record.sinks {
-            d_ids.push(record.record.id.as_str());
-            d_sinks.push(sink.as_str());
-            d_routes.push(record.route.as_str());
-        }
-    }
+    let records = RecordRows::new(std::iter::once((event_id, routing)));
     let built_routes: Vec<&str> = routing.records.iter().map(|r| r.route.as_str()).collect();
     let retried_routes: Vec<&str> = routing.failed.iter().map(|f| f.route.as_str()).collect();
 
     let begin = c.batch_execute("BEGIN");
     let stored = async {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = c
-            .query(
-                &records_sql,
-                &[
-                    &ids,
-                    &routes,
-                    &bodies,
-                    &event_id,
-                    &now,
-                    &d_ids,
-                    &d_sinks,
-                    &d_routes,
-                    &shared.lease_ms,
-                    &shared.owner,
-                ],
-            )
-            .await?;
-        let fresh: Vec<String> = rows.into_iter().map(|row| row.get(0)).collect();
+        let mut fresh = records.insert(shared, c, &records_sql, now).await?;
         // In the pass's order, as the callers expect.
-        let mut stored: Vec<String> = Vec::new();
-        for record in &routing.records {
-            if fresh.contains(&record.record.id) && !stored.contains(&record.record.id) {
-                stored.push(record.record.id.clone());
-            }
-        }
-        Ok::<_, Error>(stored)
+        Ok::<_, Error>(stored_of(routing, &mut fresh))
     };
     let clear_params: [&(dyn ToSql + Sync); 3] = [&event_id, &built_routes, &retried_routes];
-    let routed_params: [&(dyn ToSql + Sync); 2] = [&event_id, &now];
     let clear = c.execute(&clear_sql, &clear_params);
-    if routing.failed.is_empty() {
-        let routed = c.execute(&routed_sql, &routed_params);
-        let commit = c.batch_execute("COMMIT");
-        let ((), stored, _, _, ()) = futures_util::try_join!(begin, stored, clear, routed, commit)?;
-        return Ok(stored);
-    }
     let ((), stored, _) = futures_util::try_join!(begin, stored, clear)?;
     // A pass that started before an earlier one (here or on another
     // replica) stored a route's record has nothing to say about it.
@@ -227,12 +148,11 @@ async fn pass(
     let retry = failed.iter().filter(|f| !f.dead);
     match retry.clone().map(|f| f.next_attempt_ms).min() {
         None => {
-            c.execute(&routed_sql, &routed_params).await?;
+            exec(c, ROUTED, &[&event_id, &now]).await?;
         }
         Some(next) => {
             let error = retry.map(|f| f.error.as_str()).next();
-            c.execute(&retry_sql, &[&event_id, &next, &error, &now])
-                .await?;
+            exec(c, RETRY, &[&event_id, &next, &error, &now]).await?;
         }
     }
     c.batch_execute("COMMIT").await?;
