@@ -7,6 +7,7 @@
 //! gather for the next one.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -36,6 +37,33 @@ pub(super) fn error_for_each(e: &StoreError) -> StoreError {
             reason: reason.clone(),
         },
         other => StoreError::Write(other.to_string()),
+    }
+}
+
+/// One batch's write: it hands the jobs back with the outcome.
+pub(super) type Written<'s, J, T> =
+    Pin<Box<dyn Future<Output = (Vec<J>, Result<T, StoreError>)> + Send + 's>>;
+
+/// Writes `batch` with `write` and answers its jobs with `answer`. A batch
+/// that failed for another reason than the database being down is written
+/// again one job at a time: whatever failed may be one job's own (a row the
+/// database refuses), and it then fails no other. `what` names the write
+/// in the log.
+pub(super) async fn write_or_each<'s, J, T>(
+    batch: Vec<J>,
+    what: &'static str,
+    write: impl Fn(Vec<J>) -> Written<'s, J, T>,
+    answer: impl Fn(Vec<J>, Result<T, StoreError>),
+) {
+    match write(batch).await {
+        (batch, Err(e)) if batch.len() > 1 && !e.is_unavailable() => {
+            tracing::warn!(error = %e, calls = batch.len(), "{what} transaction failed, writing its calls one by one");
+            for job in batch {
+                let (job, outcome) = write(vec![job]).await;
+                answer(job, outcome);
+            }
+        }
+        (batch, outcome) => answer(batch, outcome),
     }
 }
 

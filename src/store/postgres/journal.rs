@@ -52,25 +52,17 @@ pub(super) fn start(shared: Arc<Shared>, stop: CancellationToken) -> mpsc::Unbou
     })
 }
 
-/// Writes one batch and answers each job. A batch that fails for another
-/// reason than the database being down is written again event by event,
-/// so that an event the database refuses fails alone.
+/// Writes one batch and answers each job; see [`super::group::write_or_each`].
 async fn commit(shared: &Shared, batch: Vec<Job>) {
-    let started = Instant::now();
-    let outcome = insert(shared, &batch).await;
-    shared.committed(batch.len(), started, outcome.is_ok());
-    match outcome {
-        Err(e) if batch.len() > 1 && !e.is_unavailable() => {
-            tracing::warn!(error = %e, events = batch.len(), "journal transaction failed, writing its events one by one");
-            for job in batch {
-                let started = Instant::now();
-                let outcome = insert(shared, std::slice::from_ref(&job)).await;
-                shared.committed(1, started, outcome.is_ok());
-                answer(vec![job], outcome);
-            }
-        }
-        outcome => answer(batch, outcome),
-    }
+    let write = |jobs: Vec<Job>| -> super::group::Written<'_, Job, HashSet<String>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let outcome = insert(shared, &jobs).await;
+            shared.committed(jobs.len(), started, outcome.is_ok());
+            (jobs, outcome)
+        })
+    };
+    super::group::write_or_each(batch, "journal", write, answer).await;
 }
 
 /// Answers each job of a batch with its outcome.

@@ -71,19 +71,15 @@ pub(super) fn start(shared: Arc<Shared>, stop: CancellationToken) -> mpsc::Unbou
 
 /// Writes one batch and answers each job.
 async fn commit(shared: &Shared, batch: Vec<Job>) {
-    let outcome = attempt(shared, &batch).await;
-    match outcome {
-        // A sink's error text is the consumer's to say: whatever failed may
-        // be one settle's own, so each goes alone and fails no other.
-        Err(e) if batch.len() > 1 && !e.is_unavailable() => {
-            tracing::warn!(error = %e, settles = batch.len(), "settle transaction failed, writing its settles one by one");
-            for job in batch {
-                let outcome = attempt(shared, std::slice::from_ref(&job)).await;
-                answer(vec![job], outcome);
-            }
-        }
-        outcome => answer(batch, outcome),
-    }
+    // A sink's error text is the consumer's to say: a batch that fails may
+    // fail for one settle's own, and is then written settle by settle.
+    let write = |jobs: Vec<Job>| -> super::group::Written<'_, Job, ()> {
+        Box::pin(async move {
+            let outcome = attempt(shared, &jobs).await;
+            (jobs, outcome)
+        })
+    };
+    super::group::write_or_each(batch, "settle", write, answer).await;
 }
 
 /// One transaction for `batch`, tried again when it lost a deadlock.
