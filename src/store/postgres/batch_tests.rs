@@ -10,22 +10,14 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::testing::TestDb;
-use super::{PostgresOptions, PostgresStore};
+use super::tests::{event, store};
 use crate::clock::now_ms;
 use crate::sinks::Encoded;
 use crate::store::{
-    ATTEMPTS_KEPT, Filter, Journaled, NewEvent, NewRecord, RouteFailure, Routing, Settle, Store,
+    ATTEMPTS_KEPT, Filter, Journaled, NewRecord, RouteFailure, Routing, Settle, Store,
 };
 
-fn event(id: &str) -> NewEvent {
-    NewEvent {
-        id: id.to_owned(),
-        kind: "checkout.session.completed".to_owned(),
-        received_at_ms: now_ms(),
-        body: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
-        routed: false,
-    }
-}
+const LEASE: Duration = Duration::from_secs(5);
 
 fn record(id: &str, route: &str) -> NewRecord {
     NewRecord {
@@ -36,19 +28,6 @@ fn record(id: &str, route: &str) -> NewRecord {
         route: route.to_owned(),
         sinks: vec!["hook".to_owned()],
     }
-}
-
-async fn store(db: &TestDb) -> PostgresStore {
-    PostgresStore::connect(
-        &db.target(),
-        PostgresOptions {
-            pool_size: 4,
-            lease: Duration::from_secs(5),
-            ..PostgresOptions::default()
-        },
-    )
-    .await
-    .unwrap()
 }
 
 fn retry(n: usize) -> Settle {
@@ -63,7 +42,7 @@ async fn settles_made_at_once_keep_each_calls_rule() {
     let Some(db) = TestDb::create("settles_made_at_once_keep_each_calls_rule").await else {
         return;
     };
-    let store = store(&db).await;
+    let store = store(&db, LEASE).await;
     store.journal(event("evt_many")).await.unwrap();
     let records: Vec<NewRecord> = (0..40)
         .map(|i| record(&format!("rec_{i:02}"), &format!("route_{i:02}")))
@@ -137,7 +116,7 @@ async fn a_routing_pass_with_failed_routes_retries_then_clears_them() {
     else {
         return;
     };
-    let store = store(&db).await;
+    let store = store(&db, LEASE).await;
     store.journal(event("evt_fail")).await.unwrap();
     let crm_failed = |next| RouteFailure {
         route: "crm".to_owned(),
@@ -206,7 +185,7 @@ async fn routing_passes_made_at_once_each_answer_what_they_stored() {
     let Some(db) = TestDb::create("routing_passes_made_at_once").await else {
         return;
     };
-    let store = Arc::new(store(&db).await);
+    let store = Arc::new(store(&db, LEASE).await);
     let events = 60;
     for i in 0..events {
         store.journal(event(&format!("evt_{i}"))).await.unwrap();
@@ -286,7 +265,7 @@ async fn a_routing_group_that_fails_keeps_nothing_and_each_pass_answers_its_erro
     let Some(db) = TestDb::create("a_routing_group_that_fails").await else {
         return;
     };
-    let store = Arc::new(store(&db).await);
+    let store = Arc::new(store(&db, LEASE).await);
     for i in 0..20 {
         store.journal(event(&format!("evt_{i}"))).await.unwrap();
     }
@@ -346,7 +325,7 @@ async fn a_pass_the_database_refuses_fails_alone_not_its_group() {
     let Some(db) = TestDb::create("a_pass_the_database_refuses").await else {
         return;
     };
-    let store = Arc::new(store(&db).await);
+    let store = Arc::new(store(&db, LEASE).await);
     for i in 0..40 {
         store.journal(event(&format!("evt_{i}"))).await.unwrap();
     }
@@ -395,7 +374,7 @@ async fn an_event_the_database_refuses_fails_alone_not_its_batch() {
     let Some(db) = TestDb::create("an_event_the_database_refuses").await else {
         return;
     };
-    let store = Arc::new(store(&db).await);
+    let store = Arc::new(store(&db, LEASE).await);
     let mut journaled = tokio::task::JoinSet::new();
     for i in 0..40 {
         let store = store.clone();
@@ -424,7 +403,7 @@ async fn a_settle_the_database_refuses_fails_alone_not_its_batch() {
     let Some(db) = TestDb::create("a_settle_the_database_refuses").await else {
         return;
     };
-    let store = Arc::new(store(&db).await);
+    let store = Arc::new(store(&db, LEASE).await);
     store.journal(event("evt_many")).await.unwrap();
     let records: Vec<NewRecord> = (0..40)
         .map(|i| record(&format!("rec_{i:02}"), &format!("route_{i:02}")))

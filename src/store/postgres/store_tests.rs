@@ -17,7 +17,8 @@ use crate::store::{
     Filter, Journaled, NewEvent, NewRecord, RouteFailure, Routing, Settle, Store, StoreError,
 };
 
-fn event(id: &str) -> NewEvent {
+/// An event as Stripe would send it, due now (also for `batch_tests`).
+pub(super) fn event(id: &str) -> NewEvent {
     NewEvent {
         id: id.to_owned(),
         kind: "checkout.session.completed".to_owned(),
@@ -38,7 +39,8 @@ fn record(event_id: &str, route: &str, sinks: &[&str]) -> NewRecord {
     }
 }
 
-async fn store(db: &TestDb, lease: Duration) -> PostgresStore {
+/// A store on `db` (also for `batch_tests`).
+pub(super) async fn store(db: &TestDb, lease: Duration) -> PostgresStore {
     PostgresStore::connect(
         &db.target(),
         PostgresOptions {
