@@ -28,6 +28,20 @@ pub(super) fn answer<J, T: Send + 'static>(
     })
 }
 
+/// Tries of a batch that lost a deadlock (or a serialization conflict) to
+/// another replica's.
+pub(super) const DEADLOCK_TRIES: usize = 3;
+
+/// Whether `e` is a deadlock or serialization conflict, which the same
+/// transaction may pass when tried again.
+pub(super) fn lost_a_conflict(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
 /// The error a batch that failed answers each of its callers: the same
 /// `Unavailable` (a 503 at the door), any other failure as a write error.
 pub(super) fn error_for_each(e: &StoreError) -> StoreError {

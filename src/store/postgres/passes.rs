@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
@@ -29,8 +28,6 @@ use crate::store::{Routing, StoreError, StoreFuture};
 const BATCH: usize = 128;
 /// The most groups committing at once.
 const IN_FLIGHT: usize = 2;
-/// Tries of a group that lost a deadlock to another replica's.
-const DEADLOCK_TRIES: usize = 3;
 
 /// One `save_routing` call waiting for its commit.
 pub(super) struct Job {
@@ -97,9 +94,11 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
         let outcome = async {
             let client = shared.client().await?;
             let mut outcome = together(shared, &client, &group).await;
-            for _ in 1..DEADLOCK_TRIES {
+            for _ in 1..super::group::DEADLOCK_TRIES {
                 match &outcome {
-                    Err(e) if retryable(e) => outcome = together(shared, &client, &group).await,
+                    Err(e) if super::group::lost_a_conflict(e) => {
+                        outcome = together(shared, &client, &group).await;
+                    }
                     _ => break,
                 }
             }
@@ -154,13 +153,6 @@ pub(super) fn stored_of(routing: &Routing, fresh: &mut HashSet<String>) -> Vec<S
         .iter()
         .filter_map(|r| fresh.take(&r.record.id))
         .collect()
-}
-
-fn retryable(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-    )
 }
 
 /// Records of every pass and their deliveries in one statement: only

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
@@ -24,9 +23,6 @@ use crate::store::{ATTEMPTS_KEPT, Settle, StoreError, StoreFuture};
 const BATCH: usize = 512;
 /// The most batches committing at once.
 const IN_FLIGHT: usize = 2;
-/// How often a batch that lost a deadlock (two replicas settling the same
-/// rows at once) is tried again.
-const DEADLOCK_TRIES: usize = 3;
 
 #[cfg(test)]
 #[path = "settle_tests.rs"]
@@ -89,9 +85,11 @@ async fn attempt(shared: &Shared, batch: &[Job]) -> Result<(), StoreError> {
     let outcome = async {
         let mut client = shared.client().await?;
         let mut outcome = write(&mut client, &rounds).await;
-        for _ in 1..DEADLOCK_TRIES {
+        for _ in 1..super::group::DEADLOCK_TRIES {
             match &outcome {
-                Err(e) if retryable(e) => outcome = write(&mut client, &rounds).await,
+                Err(e) if super::group::lost_a_conflict(e) => {
+                    outcome = write(&mut client, &rounds).await;
+                }
                 _ => break,
             }
         }
@@ -119,13 +117,6 @@ fn answer(batch: Vec<Job>, outcome: Result<(), StoreError>) {
             }
         }
     }
-}
-
-fn retryable(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-    )
 }
 
 /// One statement's columns: settles of distinct (record, sink) pairs, in
