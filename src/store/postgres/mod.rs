@@ -52,10 +52,6 @@ mod tests;
 #[path = "batch_tests.rs"]
 mod batch_tests;
 
-#[cfg(test)]
-#[path = "speed_tests.rs"]
-mod speed_tests;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
