@@ -168,41 +168,49 @@ impl Event {
 
 /// Refuses a body whose arrays and objects nest deeper than [`MAX_DEPTH`],
 /// by counting brackets outside strings: one pass, no allocation, and it
-/// needs no valid JSON (the parse that follows judges that).
+/// needs no valid JSON (the parse that follows judges that). It jumps from
+/// one quote or opening bracket to the next (a vector search: Stripe's
+/// bodies are indented, mostly spaces and strings), and the closing
+/// brackets in between only lower the depth, so they are counted at once.
 fn check_depth(body: &[u8]) -> Result<(), EventError> {
     let mut depth = 0usize;
     let mut at = 0;
-    while let Some(&byte) = body.get(at) {
-        at += 1;
-        match byte {
-            b'"' => {
-                // Over the string at once, to its closing quote: an escape
-                // takes the byte after its backslash with it.
-                loop {
-                    let Some(rest) = body.get(at..) else {
-                        return Ok(());
-                    };
-                    match memchr::memchr2(b'"', b'\\', rest) {
-                        Some(i) if rest[i] == b'\\' => at += i + 2,
-                        Some(i) => {
-                            at += i + 1;
-                            break;
-                        }
-                        None => return Ok(()),
-                    }
-                }
+    loop {
+        let rest = body.get(at..).unwrap_or_default();
+        let next = memchr::memchr3(b'"', b'[', b'{', rest);
+        depth = depth.saturating_sub(closing_brackets(&rest[..next.unwrap_or(rest.len())]));
+        let Some(i) = next else {
+            return Ok(());
+        };
+        at += i + 1;
+        if rest[i] != b'"' {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err(EventError::TooDeep);
             }
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(EventError::TooDeep);
+            continue;
+        }
+        // Over the string at once, to its closing quote: an escape takes
+        // the byte after its backslash with it.
+        loop {
+            let Some(rest) = body.get(at..) else {
+                return Ok(());
+            };
+            match memchr::memchr2(b'"', b'\\', rest) {
+                Some(i) if rest[i] == b'\\' => at += i + 2,
+                Some(i) => {
+                    at += i + 1;
+                    break;
                 }
+                None => return Ok(()),
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
         }
     }
-    Ok(())
+}
+
+/// The `]` and `}` in `bytes`: the two bytes that `| 0x20` makes `}`.
+fn closing_brackets(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b | 0x20 == b'}').count()
 }
 
 fn json_kind(v: &Value) -> &'static str {
