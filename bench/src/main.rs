@@ -67,7 +67,7 @@ enum Command {
 
 /// The scenarios `run` runs when none are named: every one on SQLite; on
 /// PostgreSQL those that do not switch SQLite's fsync off.
-const ALL_SCENARIOS: &str = "a,a-nofsync,b,b-nofsync,c,d,e,reload";
+const ALL_SCENARIOS: &str = "refused,a,a-nofsync,b,b-nofsync,c,d,e,reload";
 const POSTGRES_SCENARIOS: &str = "a,b,c,d,e";
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +147,10 @@ impl Setup<'_> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
+    /// (a)'s events with a `Stripe-Signature` header that is not one:
+    /// read, refuse with 400. What a request costs the webhook port before
+    /// any hash, parse or journal write.
+    Refused,
     /// Events no route matches: verify, journal, answer.
     A,
     /// (a) with the journal's fsync off, to show what durability costs.
@@ -168,6 +172,7 @@ enum Scenario {
 impl Scenario {
     fn label(self) -> &'static str {
         match self {
+            Scenario::Refused => "refused: no signature (read, 400)",
             Scenario::A => "a: unmatched (verify, journal, answer)",
             Scenario::ANofsync => "a: unmatched, fsync off",
             Scenario::B => "b: orders -> JSONL",
@@ -181,7 +186,7 @@ impl Scenario {
 
     fn kind(self) -> Kind {
         match self {
-            Scenario::A | Scenario::ANofsync => Kind::Unmatched,
+            Scenario::Refused | Scenario::A | Scenario::ANofsync => Kind::Unmatched,
             Scenario::D => Kind::LargeOrder,
             _ => Kind::Order,
         }
@@ -189,6 +194,10 @@ impl Scenario {
 
     fn fsync(self) -> bool {
         !matches!(self, Scenario::ANofsync | Scenario::BNofsync)
+    }
+
+    fn signed(self) -> bool {
+        self != Scenario::Refused
     }
 
     fn delivers(self) -> bool {
@@ -411,7 +420,7 @@ async fn run_scenario(
         Some(_) => routes_yaml_on("{ url: \"${DATABASE_URL}\" }", consumer.as_ref()),
         None => routes_yaml(scenario.fsync(), consumer.as_ref()),
     };
-    let events = Arc::new(load::prepare(scenario.kind(), n));
+    let events = Arc::new(load::prepare(scenario.kind(), n, scenario.signed()));
     let body_bytes = events.iter().map(|e| e.body.len()).sum::<usize>() / n.max(1);
     let mut env = vec![
         ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),

@@ -170,7 +170,7 @@ async fn soak(router_bin: &Path, args: &SoakArgs) -> anyhow::Result<()> {
     let (router, _) = procs::router(router_bin, dir.path(), &env)?;
     let watch = Watch::start(dir.path().join("data/journal.db"));
 
-    let template = load::prepare(kind, 1)
+    let template = load::prepare(kind, 1, true)
         .pop()
         .context("one event to copy")?
         .body;
