@@ -72,7 +72,7 @@ const POSTGRES_SCENARIOS: &str = "a,b,c,d,e";
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Scenarios to run, in order [default: a,a-nofsync,b,b-nofsync,c,d,e,reload;
+    /// Scenarios to run, in order [default: refused,a,a-nofsync,b,b-nofsync,c,d,e,reload;
     /// with --store postgres: a,b,c,d,e].
     #[arg(long, value_delimiter = ',')]
     scenario: Option<Vec<Scenario>>,
