@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the pure core, in time per operation: signature
 //! verification of a realistic event, matching one event against a
-//! 50-route table, building and encoding an order record, and recording
-//! the metrics of one webhook answer and one delivery.
+//! 50-route table, reading a page of line items, building and encoding an
+//! order record, and recording the metrics of one webhook answer and one
+//! delivery.
 //!
 //! Run with `cargo bench --bench core`. Figures vary by machine; compare
 //! runs on the same one.
@@ -18,9 +19,9 @@ use stripe_router::event::Event;
 use stripe_router::ingest::verify::{self, Secrets};
 use stripe_router::metrics::{Answer, Delivery, Metrics};
 use stripe_router::offline::standin::{SessionEvent, checkout_session_event, line_item_fixture};
-use stripe_router::routing::record;
 use stripe_router::routing::rules::When;
 use stripe_router::routing::snapshot;
+use stripe_router::routing::{line_items, record};
 
 const SECRET: &str = "whsec_benchmarkbenchmarkbenchmark00";
 const NOW: i64 = 1_721_954_100;
@@ -189,11 +190,11 @@ fn record_into_template_values(bencher: Bencher) {
     bencher.bench(|| stripe_router::sinks::template::record_values(black_box(&order.body)));
 }
 
-/// Three line items, as the Stripe API gives them, read into records.
-fn three_items() -> Vec<record::LineItem> {
-    (0..3)
+/// A page of `n` line items as the Stripe API answers it.
+fn line_items_page(n: i64) -> Vec<u8> {
+    let items: Vec<Value> = (0..n)
         .map(|i| {
-            record::line_item(&line_item_fixture(
+            line_item_fixture(
                 &format!("li_{i:04}"),
                 &format!("prod_{i:04}"),
                 &format!("Product {i}"),
@@ -201,9 +202,29 @@ fn three_items() -> Vec<record::LineItem> {
                 1000 + i,
                 2,
                 "usd",
-            ))
+            )
         })
-        .collect()
+        .collect();
+    let page = serde_json::json!({
+        "object": "list",
+        "data": items,
+        "has_more": false,
+        "url": "/v1/checkout/sessions/cs_test_a1/line_items",
+    });
+    serde_json::to_vec_pretty(&page).expect("a page serializes")
+}
+
+/// Three line items, as the Stripe API gives them, read into records.
+fn three_items() -> Vec<record::LineItem> {
+    let page = line_items::read_page(&line_items_page(3), usize::MAX).expect("a page");
+    page.data.expect("a list").items
+}
+
+/// Reading a page of line items as the router does, per page.
+#[divan::bench(args = [3, 100])]
+fn read_line_items_page(bencher: Bencher, n: i64) {
+    let body = line_items_page(n);
+    bencher.bench(|| line_items::read_page(black_box(&body), usize::MAX));
 }
 
 /// An order record with [`three_items`], encoded as sinks receive it.

@@ -12,7 +12,7 @@
 //! (`stripe.max_response`, all pages together, read as a stream) are
 //! bounded, and passing a bound is a permanent [`EnrichErrorKind::OverLimit`].
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -22,9 +22,9 @@ use url::Url;
 use crate::config::StripeConfig;
 use crate::http_serve::throttle::Quiet;
 use crate::metrics::{ApiOutcome, Metrics};
-use crate::pruned::Keep;
 use crate::retry::{self, RetryConfig};
-use crate::routing::record::{self, LineItem};
+use crate::routing::line_items::{self, Page};
+use crate::routing::record::LineItem;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,10 +43,6 @@ const OFFLINE_HINT: &str = "working offline? run `stripe-router serve --offline`
                             STRIPE_API_BASE at `stripe-router stripe-standin`";
 const ACCESS_NEEDED: &str =
     "a restricted key needs read access to Checkout Sessions, prices and products";
-
-/// What a page of line items is parsed keeping: the rest of each item (the
-/// product's images, features, metadata...) is skipped unbuilt.
-static PAGE: LazyLock<Keep> = LazyLock::new(record::line_items_page);
 
 /// `STRIPE_SECRET_API_KEY`: a secret (`sk_`) or restricted (`rk_`) key.
 /// `Debug` and errors show only [`ApiKey::hint`].
@@ -297,23 +293,25 @@ impl StripeApi {
                     query.append_pair("starting_after", after);
                 }
             }
+            let limit = self.limits.items;
+            let max_items = usize::try_from(limit).unwrap_or(usize::MAX);
+            let room = max_items.saturating_sub(items.len());
             let (page, size) = self
-                .get(&page_url, session_id, livemode, bytes_left)
+                .get(&page_url, session_id, livemode, bytes_left, room)
                 .await?;
             bytes_left = bytes_left.saturating_sub(size);
             pages += 1;
-            let Some(data) = page.get("data").and_then(Value::as_array) else {
+            let Some(data) = page.data else {
                 return Err(bad_response(session_id, "the answer has no `data` list"));
             };
-            let limit = self.limits.items;
-            if items.len() + data.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+            if items.len() + data.len > max_items {
                 return Err(over_limit(
                     session_id,
                     format!("more than stripe.max_line_items ({limit}) items"),
                 ));
             }
-            items.extend(data.iter().map(record::line_item));
-            if page.get("has_more").and_then(Value::as_bool) != Some(true) {
+            items.extend(data.items);
+            if !page.has_more {
                 break;
             }
             if pages >= self.limits.pages {
@@ -324,13 +322,9 @@ impl StripeApi {
             }
             // A page that says there is more must move the cursor forward,
             // or we would ask for it forever.
-            let last = data
-                .last()
-                .and_then(|item| item.get("id"))
-                .and_then(Value::as_str);
-            match last {
-                Some(last) if starting_after.as_deref() != Some(last) => {
-                    starting_after = Some(last.to_owned());
+            match data.last_id {
+                Some(last) if starting_after.as_ref() != Some(&last) => {
+                    starting_after = Some(last);
                 }
                 _ => {
                     return Err(bad_response(
@@ -348,19 +342,22 @@ impl StripeApi {
         Ok(items)
     }
 
-    /// One GET with retries: the parsed 2xx body and its size in bytes, at
-    /// most `max_bytes`, or why not.
+    /// One GET with retries: the 2xx page, holding at most `max_items`
+    /// items, and its size in bytes, at most `max_bytes`; or why not.
     async fn get(
         &self,
         url: &Url,
         session_id: &str,
         livemode: bool,
         max_bytes: u64,
-    ) -> Result<(Value, u64), EnrichError> {
+        max_items: usize,
+    ) -> Result<(Page, u64), EnrichError> {
         let mut attempt = 1;
         loop {
             let started = std::time::Instant::now();
-            let result = self.attempt(url, session_id, livemode, max_bytes).await;
+            let result = self
+                .attempt(url, session_id, livemode, max_bytes, max_items)
+                .await;
             if let Some(metrics) = &self.metrics {
                 let outcome = match &result {
                     Ok(_) => ApiOutcome::Ok,
@@ -418,7 +415,8 @@ impl StripeApi {
         session_id: &str,
         livemode: bool,
         max_bytes: u64,
-    ) -> Result<(Value, u64), Failure> {
+        max_items: usize,
+    ) -> Result<(Page, u64), Failure> {
         let mut request = self.client.get(url.clone()).bearer_auth(&self.key.0);
         if let Some(version) = &self.api_version {
             request = request.header("stripe-version", version);
@@ -467,8 +465,7 @@ impl StripeApi {
                 });
             };
             let size = body.len() as u64;
-            return PAGE
-                .parse(&body)
+            return line_items::read_page(&body, max_items)
                 .map(|page| (page, size))
                 .map_err(|e| Failure {
                     kind: EnrichErrorKind::BadResponse,

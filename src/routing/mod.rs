@@ -6,7 +6,8 @@
 //! - [`router`]: the router task (fast path from the intake, scans of the
 //!   store), storing each routing pass;
 //! - [`build`]: the records one event makes, route by route;
-//! - [`enrich`]: line items from the Stripe API; [`record`]: the record
+//! - [`enrich`]: line items from the Stripe API, each page read by
+//!   [`line_items`]; [`record`]: the record
 //!   shapes; [`event_types`] and [`event_paths`]: Stripe's event types and
 //!   the paths events have, for the warnings of `check`, start and reload.
 
@@ -14,6 +15,7 @@ pub mod build;
 pub mod enrich;
 pub mod event_paths;
 pub mod event_types;
+pub mod line_items;
 pub mod live;
 pub mod record;
 pub mod router;

@@ -35,6 +35,7 @@ const SESSION_FIELDS: &[&str] = &[
 ];
 
 /// What [`line_item`] reads of a line item.
+#[cfg(test)]
 const LINE_ITEM_FIELDS: &[&str] = &[
     "id",
     "description",
@@ -59,8 +60,11 @@ pub fn keep_order(keep: &mut Keep) {
     }
 }
 
-/// What the line items reader keeps of a page of line items (a list
-/// object): `has_more` and, of each item, what [`line_item`] reads.
+/// What a page of line items (a list object) is parsed keeping to read it
+/// with [`line_item`]: `has_more` and, of each item, what that reads. The
+/// router reads pages with [`crate::routing::line_items`] instead, which
+/// builds no tree; this is the reference its tests compare it with.
+#[cfg(test)]
 pub fn line_items_page() -> Keep {
     let mut item = Keep::default();
     for field in LINE_ITEM_FIELDS {
@@ -233,7 +237,10 @@ pub fn event(event: &Event, route: &str, received_at: &str) -> Record {
 /// Reads one Checkout Session line item (`object: "item"`), whole or as
 /// [`line_items_page`] keeps it. `price.product`
 /// may be expanded (a product object: name and id) or not (an id only: the
-/// name is then unknown, and `description` is not taken for it).
+/// name is then unknown, and `description` is not taken for it). The
+/// reference for [`crate::routing::line_items`], which reads the same
+/// fields without a tree.
+#[cfg(test)]
 pub fn line_item(raw: &Value) -> LineItem {
     let price = raw.get("price").filter(|p| p.is_object());
     let (product, product_id) = match price.and_then(|p| p.get("product")) {
