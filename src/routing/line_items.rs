@@ -57,7 +57,7 @@ pub fn read_page(body: &[u8], keep: usize) -> serde_json::Result<Page> {
 /// What one part of a page is read into, from whichever JSON type it has.
 /// Each method answers for one type; the defaults read the value as
 /// serde_json builds a kept value (every element, every key) and answer
-/// [`Shape::Value::default`], the part's "missing".
+/// the default `Value`, the part's "missing".
 trait Shape<'de>: Sized {
     type Value: Default;
 
