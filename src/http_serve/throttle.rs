@@ -148,7 +148,7 @@ impl Quiet {
     }
 
     /// `Some(lines quieted since the last warning)` when this line of `key`
-    /// is a warning: its first, or the first after [`Quiet::every`].
+    /// is a warning: its first, or the first after `Quiet::every`.
     pub fn admit(&self, key: &str, now: Instant) -> Option<u64> {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((last, quieted)) = keys.get_mut(key) {

@@ -1,6 +1,6 @@
 //! The PostgreSQL journal's schema versions: an ordered list of SQL steps
 //! and a `schema_version` table holding the steps applied. Every replica
-//! runs [`migrate`] at start (and `stripe-router store migrate` does it
+//! runs `migrate` at start (and `stripe-router store migrate` does it
 //! explicitly) inside one transaction holding a transaction-level advisory
 //! lock, so replicas starting at once apply each step once, and the others
 //! wait and find nothing left to do. A database newer than this binary is
