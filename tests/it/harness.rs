@@ -582,15 +582,24 @@ impl Drop for TestApp {
     }
 }
 
-/// The JSON lines of a JSONL file (none if it does not exist).
+/// The JSON lines of a JSONL file (none if it does not exist): the lines
+/// its newline ends. Bytes after the last newline are a write still in
+/// progress (the sink writes a batch of lines with one `write_all`, which a
+/// reader can see half done), as for any `tail -F` reader; every complete
+/// line must be whole JSON.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a whole JSON line"))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&[][..], |end| &bytes[..end]);
+    std::str::from_utf8(complete)
+        .expect("complete lines are UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a whole JSON line"))
+        .collect()
 }
 
 /// Polls `probe` until it returns something or `timeout` passes.
