@@ -109,10 +109,19 @@ async fn a_stripe_api_past_its_bounds_makes_dead_letters_saying_which_bound() {
     assert_eq!(orders.len(), 1, "only the real order: {orders:?}");
     assert_eq!(orders[0]["id"], "evt_real:paid-orders");
     assert_eq!(app.consumer.wait_for(1, WAIT).await.len(), 1);
-    // Permanent: nothing was retried. 3 pages, 3 pages of 100 items (the
-    // 251st is refused on the third), one answer each for the huge ones and
-    // one for the real session.
-    assert_eq!(app.stripe.requests(), 3 + 3 + 1 + 1 + 1);
+    // Permanent: nothing was retried (the first retry in a while is always
+    // a warning). 3 pages, 3 pages of 100 items (the 251st is refused on the
+    // third), one answer each for the huge ones and one for the real
+    // session; more only if an event waited in the router's queue past its
+    // lease on a loaded machine and a scan routed it as well.
+    let retried: Vec<String> = app
+        .stderr
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("stripe api: retrying"))
+        .collect();
+    assert!(retried.is_empty(), "{retried:?}");
+    assert!(app.stripe.requests() >= 3 + 3 + 1 + 1 + 1);
     assert_eq!(read_jsonl(&app.path("sinks/orders.jsonl")).len(), 1);
 }
 
