@@ -12,17 +12,19 @@ use crate::store::{NewEvent, NewRecord, Routing, SqliteStore};
 const BOTH: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\n  b: { type: jsonl, path: b.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a, b]\n";
 const ONLY_A: &str = "sinks:\n  a: { type: jsonl, path: a.jsonl }\nroutes:\n  - name: all\n    when: {}\n    emit: event\n    to: [a]\n";
 
-async fn reload(live: &Live, text: &str) {
-    std::fs::write(live.path(), text).unwrap();
-    assert!(matches!(live.reload().await, Ok(Reloaded::Applied(_))));
+/// Sink workers of `config` over a fresh journal in `dir`.
+struct Started {
+    store: Arc<dyn Store>,
+    live: Arc<Live>,
+    workers: Arc<Workers>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
 }
 
-#[tokio::test]
-async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited() {
-    let dir = tempfile::tempdir().unwrap();
+fn start(dir: &std::path::Path, config: &str) -> Started {
     let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
-    let live = test_support::live(dir.path(), BOTH, false);
+        Arc::new(SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap());
+    let live = test_support::live(dir, config, false);
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
     let workers = Workers::start(
         store.clone(),
@@ -31,6 +33,30 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
         shutdown.clone(),
         &tracker,
     );
+    Started {
+        store,
+        live,
+        workers,
+        shutdown,
+        tracker,
+    }
+}
+
+async fn reload(live: &Live, text: &str) {
+    std::fs::write(live.path(), text).unwrap();
+    assert!(matches!(live.reload().await, Ok(Reloaded::Applied(_))));
+}
+
+#[tokio::test]
+async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited() {
+    let dir = tempfile::tempdir().unwrap();
+    let Started {
+        store,
+        live,
+        workers,
+        shutdown,
+        tracker,
+    } = start(dir.path(), BOTH);
     assert_eq!(workers.running(), ["a", "b"]);
 
     reload(&live, ONLY_A).await;
@@ -138,20 +164,12 @@ async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap());
     let config = format!(
         "sinks:\n  stuck: {{ type: http, url: \"http://{addr}/hook\", concurrency: 1 }}\nroutes:\n  - name: all\n    when: {{}}\n    emit: event\n    to: stuck\n"
     );
-    let live = test_support::live(dir.path(), &config, false);
-    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let workers = Workers::start(
-        store.clone(),
-        live.clone(),
-        Metrics::new(),
-        shutdown.clone(),
-        &tracker,
-    );
+    let Started {
+        workers, shutdown, ..
+    } = start(dir.path(), &config);
     let body = Bytes::from(vec![b'x'; 1024]);
     for i in 0..HELD + 500 {
         workers.dispatch(PendingDelivery {
