@@ -21,7 +21,7 @@ use crate::event::{Event, EventError};
 use crate::metrics::Metrics;
 use crate::routing::build::Builder;
 use crate::routing::live::Live;
-use crate::routing::router::{Accepted, Counts, Routable, Router};
+use crate::routing::router::{Accepted, Counts, Held, Routable, Router};
 use crate::store::{Journaled, NewEvent, PendingEvent, Store, StoreError};
 
 /// Events queued for the router beyond those it is routing; more wait in
@@ -43,6 +43,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     live: Arc<Live>,
     router: mpsc::Sender<Routable>,
+    held: Held,
     pub counts: Arc<Counts>,
     metrics: Arc<Metrics>,
 }
@@ -75,11 +76,13 @@ impl Engine {
             counts.clone(),
             metrics.clone(),
         );
+        let held = router.held();
         tracker.spawn(router.run(rx, shutdown));
         Engine {
             store,
             live,
             router: tx,
+            held,
             counts,
             metrics,
         }
@@ -139,6 +142,13 @@ impl Engine {
                 tracing::info!(event_id = %id, event_type = %kind, "no route matched");
             }
             Some(accepted) => {
+                // Held from here until its pass ends, so that a scan leaves
+                // it to the queue even when it waits there past its lease.
+                let Some(held) = self.held.hold(&id) else {
+                    // A scan took the row already (the first scan after a
+                    // start takes every row) and routes it.
+                    return Ok(journaled);
+                };
                 let pending = PendingEvent {
                     id,
                     kind,
@@ -149,10 +159,12 @@ impl Engine {
                     settled: Vec::new(),
                 };
                 // A full queue is fine: the row is in the store and a scan
-                // takes it once its lease ends.
+                // takes it once its lease ends (the hold goes with the
+                // refused event).
                 let _ = self.router.try_send(Routable {
                     pending,
                     accepted: Some(accepted),
+                    held: Some(held),
                 });
             }
         }

@@ -10,9 +10,11 @@
 //! again. An event read back from the store is parsed here, under the
 //! current snapshot.
 //!
-//! An event is in the in-flight set from the moment it is taken until its
-//! routing pass ends, however it ends: a pass that panics leaves the set on
-//! unwind (`InFlight`), so the next scan takes the event again.
+//! An event is held ([`Held`]) from the moment the intake queues it, or a
+//! scan takes it, until its routing pass ends, however it ends: a pass that
+//! panics lets go on unwind ([`InFlight`]), so the next scan takes the event
+//! again. A scan leaves held events out: one that waits in the queue past
+//! its lease is routed once, by the queue, not a second time by the scan.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +70,9 @@ pub struct Routable {
     pub pending: PendingEvent,
     /// Set on the fast path: what the intake already has.
     pub accepted: Option<Accepted>,
+    /// Set on the fast path: the hold the intake took on the event before
+    /// queueing it ([`Held::hold`]). The router takes one itself otherwise.
+    pub held: Option<InFlight>,
 }
 
 /// A fresh event as the intake accepted it: parsed once, and the snapshot
@@ -96,6 +101,7 @@ pub struct Router {
     metrics: Arc<Metrics>,
     concurrency: usize,
     retries: Quiet,
+    held: Held,
 }
 
 /// How often a route whose records keep failing to build is warned about:
@@ -104,15 +110,36 @@ pub struct Router {
 /// reach) writes a line or two every 30 s, not one per retry.
 const RETRY_WARN_EVERY: Duration = Duration::from_secs(30);
 
-/// Holds an event id in the router's in-flight set and takes it out when
-/// dropped, also when the routing pass panics.
-struct InFlight {
+/// The events the router holds: queued for it by the intake, or taken by a
+/// scan, until their routing pass ends. A scan leaves them out, and an event
+/// is routed by one holder at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Held(Arc<Mutex<HashSet<String>>>);
+
+impl Held {
+    /// Holds event `id` until the guard is dropped; `None` when it is held
+    /// already (queued, or being routed).
+    pub fn hold(&self, id: &str) -> Option<InFlight> {
+        InFlight::enter(&self.0, id)
+    }
+
+    /// The ids held now.
+    fn ids(&self) -> HashSet<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Holds an event id in the router's [`Held`] set and takes it out when
+/// dropped, also when the routing pass panics or the queued event is
+/// dropped with a full or closed queue.
+#[derive(Debug)]
+pub struct InFlight {
     set: Arc<Mutex<HashSet<String>>>,
     id: String,
 }
 
 impl InFlight {
-    /// `None` when the event is already being routed.
+    /// `None` when the event is already held.
     fn enter(set: &Arc<Mutex<HashSet<String>>>, id: &str) -> Option<InFlight> {
         let mut held = set.lock().unwrap_or_else(|e| e.into_inner());
         held.insert(id.to_owned()).then(|| InFlight {
@@ -149,7 +176,14 @@ impl Router {
             metrics,
             concurrency: ROUTING_CONCURRENCY,
             retries: Quiet::new(RETRY_WARN_EVERY),
+            held: Held::default(),
         }
+    }
+
+    /// The set of events this router holds, for the intake to hold an
+    /// event in before queueing it.
+    pub fn held(&self) -> Held {
+        self.held.clone()
     }
 
     /// Routes at most `n` events at once instead of `ROUTING_CONCURRENCY`.
@@ -164,7 +198,6 @@ impl Router {
     pub async fn run(self, mut rx: mpsc::Receiver<Routable>, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.concurrency));
-        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut tasks = JoinSet::new();
         // Which event each pass routes, so that a pass that panicked puts
         // its event off rather than have every scan take it again at once.
@@ -195,9 +228,9 @@ impl Router {
                     // What is being routed as the scan reads may be stored
                     // before the scan's answer comes back: the answer is
                     // stale for those events, so they are left to a later
-                    // scan.
-                    let busy: HashSet<String> =
-                        in_flight.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    // scan. Queued events are held too: the queue routes
+                    // them.
+                    let busy = this.held.ids();
                     match this.store.due_events(horizon, SCAN_PAGE).await {
                         Ok(due) => {
                             if due.len() == SCAN_PAGE {
@@ -206,7 +239,7 @@ impl Router {
                             }
                             due.into_iter()
                                 .filter(|pending| !busy.contains(&pending.id))
-                                .map(|pending| Routable { pending, accepted: None })
+                                .map(|pending| Routable { pending, accepted: None, held: None })
                                 .collect()
                         }
                         Err(e) => {
@@ -216,8 +249,9 @@ impl Router {
                     }
                 }
             };
-            for job in jobs {
-                let Some(guard) = InFlight::enter(&in_flight, &job.pending.id) else {
+            for mut job in jobs {
+                let Some(guard) = job.held.take().or_else(|| this.held.hold(&job.pending.id))
+                else {
                     continue;
                 };
                 // Waiting for room watches shutdown too: passes stuck on a
@@ -281,7 +315,9 @@ impl Router {
     }
 
     async fn route(&self, job: Routable) {
-        let Routable { pending, accepted } = job;
+        let Routable {
+            pending, accepted, ..
+        } = job;
         let Accepted { event, snapshot } = match accepted {
             Some(accepted) => accepted,
             None => {

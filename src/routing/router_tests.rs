@@ -95,6 +95,7 @@ async fn the_wait_for_a_routing_permit_watches_shutdown() {
         tx.send(Routable {
             pending,
             accepted: Some(Accepted { event, snapshot }),
+            held: None,
         })
         .await
         .unwrap();
@@ -270,6 +271,7 @@ async fn an_event_whose_routing_panicked_is_routed_again() {
     tx.send(Routable {
         pending,
         accepted: Some(Accepted { event, snapshot }),
+        held: None,
     })
     .await
     .unwrap();
@@ -314,6 +316,129 @@ async fn a_pass_that_keeps_panicking_puts_its_event_off_with_the_routing_backoff
     assert!(attempts >= 1, "{attempts}");
     assert!(next > 0, "due again at a time of the backoff, not at once");
     shutdown.cancel();
+}
+
+/// The audit routes in `dir` over a SQLite journal, routed one pass at a
+/// time, with events `evt_{n}` of `ns` journaled (in that order) and not
+/// yet routed. Answers the router (not started), its journal, the router's
+/// counts, and the events (parsed, and as journaled).
+async fn router_one_at_a_time(
+    dir: &std::path::Path,
+    ns: &[u32],
+) -> (Router, Arc<Live>, Arc<Counts>, Vec<(Event, PendingEvent)>) {
+    let live = test_support::live(dir, AUDIT, false);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap());
+    let workers = Workers::start(
+        store.clone(),
+        live.clone(),
+        Metrics::new(),
+        CancellationToken::new(),
+        &TaskTracker::new(),
+    );
+    let counts = Arc::new(Counts::default());
+    let router = Router::new(
+        store.clone(),
+        live.clone(),
+        Builder::new(None),
+        workers,
+        counts.clone(),
+        Metrics::new(),
+    )
+    .with_concurrency(1);
+    let mut events = Vec::new();
+    for (i, n) in ns.iter().enumerate() {
+        let (event, mut pending) = session_event(*n);
+        // Distinct arrival times: a scan takes them in this order.
+        pending.received_at_ms += i64::try_from(i).unwrap();
+        store
+            .journal(store::NewEvent {
+                id: pending.id.clone(),
+                kind: pending.kind.clone(),
+                received_at_ms: pending.received_at_ms,
+                body: pending.body.clone(),
+                routed: false,
+            })
+            .await
+            .unwrap();
+        events.push((event, pending));
+    }
+    (router, live, counts, events)
+}
+
+#[tokio::test]
+async fn a_scan_leaves_an_event_waiting_in_the_queue_to_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, live, counts, mut events) = router_one_at_a_time(dir.path(), &[21, 22]).await;
+    // The intake held evt_21 and queued it; the router has not taken it
+    // yet (as when it is busy past the event's lease).
+    let held = router.held();
+    let hold = held.hold("evt_21").expect("not held yet");
+    let (tx, rx) = mpsc::channel(8);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(router.run(rx, shutdown.clone()));
+    // The first scan takes every journaled row, lease or not, in order, one
+    // pass at a time: evt_21's pass would end before evt_22's starts.
+    let out = dir.path().join("out.jsonl");
+    test_support::eventually("the scan routes evt_22", || {
+        test_support::contains(&out, "evt_22:audit")
+    })
+    .await;
+    let records_of_21 = || -> i64 {
+        rusqlite::Connection::open(dir.path().join("journal.db"))
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM records WHERE event_id = 'evt_21'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(records_of_21(), 0, "the scan left the queued event alone");
+    // The queue delivers it: routed once, by its pass.
+    let (event, pending) = events.remove(0);
+    tx.send(Routable {
+        pending,
+        accepted: Some(Accepted {
+            event,
+            snapshot: live.load(),
+        }),
+        held: Some(hold),
+    })
+    .await
+    .unwrap();
+    test_support::eventually("the queue routes evt_21", || {
+        test_support::contains(&out, "evt_21:audit")
+    })
+    .await;
+    assert_eq!(records_of_21(), 1);
+    test_support::eventually("evt_21's pass ends", || held.hold("evt_21").is_some()).await;
+    assert_eq!(
+        counts.routed.load(Ordering::Relaxed),
+        2,
+        "one routing pass per event"
+    );
+    shutdown.cancel();
+}
+
+#[test]
+fn an_event_the_full_queue_refuses_is_no_longer_held() {
+    let held = Held::default();
+    let (tx, _rx) = mpsc::channel(1);
+    for n in [31, 32] {
+        let (_, pending) = session_event(n);
+        let hold = held.hold(&pending.id);
+        let _ = tx.try_send(Routable {
+            pending,
+            accepted: None,
+            held: hold,
+        });
+    }
+    assert!(held.hold("evt_31").is_none(), "queued: still held");
+    assert!(
+        held.hold("evt_32").is_some(),
+        "refused: a scan may take it once its lease ends"
+    );
 }
 
 #[test]
