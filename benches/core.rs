@@ -69,6 +69,17 @@ fn parse_event_full(bencher: Bencher) {
     bencher.bench(|| Event::parse(black_box(&body)));
 }
 
+/// What the door parses of a paid order's event for an order route
+/// (`Snapshot::keep`): the record's session fields and the route's own.
+#[divan::bench]
+fn parse_event_for_an_order_route(bencher: Bencher) {
+    let body = event_body();
+    let mut keep = Event::keep();
+    record::keep_order(&mut keep);
+    keep.path("data.object.payment_status");
+    bencher.bench(|| Event::parse_keeping(black_box(&body), &keep));
+}
+
 /// 50 routes of the kinds a shop writes: type globs, lists, dotted paths and
 /// operators; the benchmarked event matches a few of them.
 fn fifty_routes() -> Vec<When> {
