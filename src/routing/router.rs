@@ -233,14 +233,21 @@ impl Router {
                     let busy = this.held.ids();
                     match this.store.due_events(horizon, SCAN_PAGE).await {
                         Ok(due) => {
-                            if due.len() == SCAN_PAGE {
-                                // More are waiting: scan again right away.
-                                scan_at = tokio::time::Instant::now();
-                            }
-                            due.into_iter()
+                            let full = due.len() == SCAN_PAGE;
+                            let jobs: Vec<Routable> = due
+                                .into_iter()
                                 .filter(|pending| !busy.contains(&pending.id))
                                 .map(|pending| Routable { pending, accepted: None, held: None })
-                                .collect()
+                                .collect();
+                            // More are waiting: scan again right away. Not
+                            // when every row of the page is held (queued or
+                            // being routed): the next scan would read the
+                            // same page, over and over, while the router is
+                            // behind.
+                            if full && !jobs.is_empty() {
+                                scan_at = tokio::time::Instant::now();
+                            }
+                            jobs
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot read due events");

@@ -116,11 +116,13 @@ async fn the_wait_for_a_routing_permit_watches_shutdown() {
 }
 
 /// The SQLite store, except that the first `panics` routing passes it is
-/// asked to save panic, as a bug would.
+/// asked to save panic, as a bug would; it notes when each scan for due
+/// events came.
 #[derive(Debug)]
 struct Panics {
     inner: SqliteStore,
     panics: std::sync::atomic::AtomicU32,
+    scans: Mutex<Vec<std::time::Instant>>,
 }
 
 impl Store for Panics {
@@ -128,6 +130,7 @@ impl Store for Panics {
         self.inner.journal(event)
     }
     fn due_events(&self, now_ms: i64, limit: usize) -> store::StoreFuture<'_, Vec<PendingEvent>> {
+        self.scans.lock().unwrap().push(std::time::Instant::now());
         self.inner.due_events(now_ms, limit)
     }
     fn record_body(&self, record_id: &str) -> store::StoreFuture<'_, Bytes> {
@@ -230,6 +233,7 @@ async fn router_over_panics(
     let store: Arc<dyn Store> = Arc::new(Panics {
         inner: SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap(),
         panics: std::sync::atomic::AtomicU32::new(panics),
+        scans: Mutex::default(),
     });
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
     let workers = Workers::start(
@@ -417,6 +421,63 @@ async fn a_scan_leaves_an_event_waiting_in_the_queue_to_the_queue() {
         counts.routed.load(Ordering::Relaxed),
         2,
         "one routing pass per event"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_page_of_held_events_is_not_read_again_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = test_support::live(dir.path(), AUDIT, false);
+    let store = Arc::new(Panics {
+        inner: SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap(),
+        panics: std::sync::atomic::AtomicU32::new(0),
+        scans: Mutex::default(),
+    });
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let workers = Workers::start(
+        store.clone(),
+        live.clone(),
+        Metrics::new(),
+        shutdown.clone(),
+        &tracker,
+    );
+    let router = Router::new(
+        store.clone(),
+        live,
+        Builder::new(None),
+        workers,
+        Arc::default(),
+        Metrics::new(),
+    );
+    // A full page of due events (their lease long over), every one waiting
+    // in the queue, as when the router is far behind.
+    let held = router.held();
+    let mut holds = Vec::new();
+    for n in 0..u32::try_from(SCAN_PAGE).unwrap() {
+        let (_, pending) = session_event(1000 + n);
+        store
+            .journal(store::NewEvent {
+                id: pending.id.clone(),
+                kind: pending.kind.clone(),
+                received_at_ms: pending.received_at_ms - 60_000,
+                body: pending.body.clone(),
+                routed: false,
+            })
+            .await
+            .unwrap();
+        holds.push(held.hold(&pending.id).expect("not held yet"));
+    }
+    let (_tx, rx) = mpsc::channel(8);
+    tracker.spawn(router.run(rx, shutdown.clone()));
+    let scans = || store.scans.lock().unwrap().clone();
+    test_support::eventually("two scans", || scans().len() >= 2).await;
+    // The first page was full, but nothing in it could be taken: the next
+    // scan waits its interval instead of reading the same page at once.
+    let gap = scans()[1] - scans()[0];
+    assert!(
+        gap >= SCAN_EVERY - Duration::from_millis(100),
+        "the second scan came {gap:?} after the first"
     );
     shutdown.cancel();
 }
