@@ -60,6 +60,9 @@ enum Command {
     Standin {
         #[arg(long)]
         key: String,
+        /// Every answer waits this long first (a slow Stripe API).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
     /// (started by `run`) An HTTP consumer that answers 200 and counts.
     Consumer,
@@ -67,13 +70,13 @@ enum Command {
 
 /// The scenarios `run` runs when none are named: every one on SQLite; on
 /// PostgreSQL those that do not switch SQLite's fsync off.
-const ALL_SCENARIOS: &str = "refused,a,a-nofsync,b,b-nofsync,c,d,e,reload";
-const POSTGRES_SCENARIOS: &str = "a,b,c,d,e";
+const ALL_SCENARIOS: &str = "refused,a,a-nofsync,b,b-nofsync,c,d,e,f,reload";
+const POSTGRES_SCENARIOS: &str = "a,b,c,d,e,f";
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Scenarios to run, in order [default: refused,a,a-nofsync,b,b-nofsync,c,d,e,reload;
-    /// with --store postgres: a,b,c,d,e].
+    /// Scenarios to run, in order [default: refused,a,a-nofsync,b,b-nofsync,c,d,e,f,reload;
+    /// with --store postgres: a,b,c,d,e,f].
     #[arg(long, value_delimiter = ',')]
     scenario: Option<Vec<Scenario>>,
     /// Where the routers journal: an embedded SQLite file each, or one
@@ -99,6 +102,9 @@ struct RunArgs {
     /// Events in the burst (e).
     #[arg(long, default_value_t = 50_000)]
     burst_events: usize,
+    /// Events sent while the Stripe API answers slowly (f).
+    #[arg(long, default_value_t = 5_000)]
+    slow_api_events: usize,
     /// Connections sending at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -165,6 +171,11 @@ enum Scenario {
     D,
     /// A burst of paid orders as fast as possible; time to the last record.
     E,
+    /// (b) while the Stripe API answers each request after 200 ms: the
+    /// router falls behind, and events wait in its queue past their lease.
+    /// Counts the Stripe API requests per order (the admin listener is on
+    /// for it, to read `/metrics` at the end).
+    F,
     /// Start-up time and how soon a saved routes.yaml applies.
     Reload,
 }
@@ -180,6 +191,7 @@ impl Scenario {
             Scenario::C => "c: orders -> JSONL + HTTP",
             Scenario::D => "d: 100 KB orders -> JSONL",
             Scenario::E => "e: burst -> JSONL",
+            Scenario::F => "f: slow Stripe API (200 ms) -> JSONL",
             Scenario::Reload => "reload",
         }
     }
@@ -203,11 +215,19 @@ impl Scenario {
     fn delivers(self) -> bool {
         self.kind() != Kind::Unmatched
     }
+
+    /// How long the Stripe stand-in waits before each answer.
+    fn api_delay_ms(self) -> u64 {
+        if self == Scenario::F { SLOW_API_MS } else { 0 }
+    }
 }
+
+/// The Stripe API's answer time in (f).
+const SLOW_API_MS: u64 = 200;
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Standin { key } => services::standin(&key),
+        Command::Standin { key, delay_ms } => services::standin(&key, delay_ms),
         Command::Consumer => services::consumer(),
         Command::Run(args) => run(&args),
         Command::Soak(args) => soak::run(&args),
@@ -227,6 +247,8 @@ struct Outcome {
     /// Records not yet in the JSONL file when the last answer arrived.
     backlog: Option<usize>,
     consumer_received: Option<u64>,
+    /// Stripe API requests the routers made (`/metrics`), when read.
+    api_requests: Option<u64>,
     /// Every replica's CPU summed; the largest peak RSS of one.
     router: Usage,
     /// The PostgreSQL server's CPU seconds over the run (`None` on SQLite,
@@ -299,6 +321,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         let events = match scenario {
             Scenario::D => args.large_events,
             Scenario::E => args.burst_events,
+            Scenario::F => args.slow_api_events,
             _ => args.events,
         };
         let outcome = runtime.block_on(run_scenario(
@@ -392,6 +415,12 @@ async fn run_scenario(
     admin: Admin,
     setup: Setup<'_>,
 ) -> anyhow::Result<Outcome> {
+    // (f) reads the routers' Stripe API request counts from `/metrics`.
+    let admin = if scenario == Scenario::F {
+        Admin::On
+    } else {
+        admin
+    };
     eprintln!(
         "== {}{} ({n} events, {concurrency} connections, admin {admin:?})",
         scenario.label(),
@@ -400,7 +429,8 @@ async fn run_scenario(
     let dir = tempfile::Builder::new()
         .prefix("stripe-router-bench")
         .tempdir()?;
-    let standin = procs::helper(&["standin", "--key", API_KEY])?;
+    let delay = scenario.api_delay_ms().to_string();
+    let standin = procs::helper(&["standin", "--key", API_KEY, "--delay-ms", &delay])?;
     let consumer = match scenario {
         Scenario::C => Some(procs::helper(&["consumer"])?),
         _ => None,
@@ -484,6 +514,14 @@ async fn run_scenario(
         let (scrapes, failed) = scraper.finish();
         eprintln!("/metrics scraped {scrapes} times during the run ({failed} failed)");
     }
+    let api_requests = (scenario == Scenario::F)
+        .then(|| {
+            routers
+                .iter()
+                .map(|r| r.admin.and_then(api_requests))
+                .sum::<Option<u64>>()
+        })
+        .flatten();
     let router = routers
         .iter()
         .map(Process::usage)
@@ -501,6 +539,7 @@ async fn run_scenario(
         tailed,
         backlog,
         consumer_received,
+        api_requests,
         router,
         database_cpu,
         standin: scenario.delivers().then(|| standin.usage()),
@@ -519,6 +558,21 @@ async fn run_scenario(
         database.drop_now().await?;
     }
     Ok(outcome)
+}
+
+/// The Stripe API requests a router made, every outcome: the sum of
+/// `stripe_router_stripe_api_requests_total` on its `/metrics`.
+fn api_requests(admin: std::net::SocketAddr) -> Option<u64> {
+    let (status, body) = procs::http_get(admin, "/metrics")?;
+    if status != 200 {
+        return None;
+    }
+    let sum = body
+        .lines()
+        .filter(|l| l.starts_with("stripe_router_stripe_api_requests_total"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>();
+    Some(sum as u64)
 }
 
 fn wait_for_count(consumer: &Process, n: u64, timeout: Duration) -> u64 {
@@ -600,6 +654,12 @@ fn report(o: &Outcome) {
     }
     if let Some(n) = o.consumer_received {
         println!("HTTP consumer received: {n}");
+    }
+    if let Some(n) = o.api_requests {
+        println!(
+            "Stripe API requests: {n} ({:.2} per order)",
+            n as f64 / o.events as f64
+        );
     }
     println!(
         "router: peak RSS {:.1} MiB, CPU {:.2} s ({:.0} µs per event)",

@@ -32,11 +32,12 @@ async fn until_stdin_closes() {
 }
 
 /// Runs [`StripeStandIn`] in catalogue mode: the load's session ids name
-/// three items each.
-pub fn standin(key: &str) -> anyhow::Result<()> {
+/// three items each. Every answer waits `delay_ms` first.
+pub fn standin(key: &str, delay_ms: u64) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let standin = StripeStandIn::start(([127, 0, 0, 1], 0).into(), key).await?;
         standin.serve_catalogue();
+        standin.answer_after(std::time::Duration::from_millis(delay_ms));
         println!("{}", standin.addr());
         until_stdin_closes().await;
         Ok(())

@@ -50,6 +50,8 @@ struct State {
     /// Serve unknown sessions: [`catalogue_items`] when the id names a
     /// count, else a cart made from the id.
     catalogue: AtomicBool,
+    /// How long every answer waits before it is sent, in milliseconds.
+    delay_ms: AtomicU64,
 }
 
 /// How the stand-in misbehaves for a session, in Stripe's shapes over real
@@ -87,11 +89,21 @@ impl StripeStandIn {
             requests: AtomicU64::new(0),
             last_headers: Mutex::default(),
             catalogue: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
         });
         let stop = CancellationToken::new();
         let handler = {
             let state = Arc::clone(&state);
-            move |request, _peer| std::future::ready(respond(&state, request))
+            move |request, _peer| {
+                let state = Arc::clone(&state);
+                async move {
+                    let delay = state.delay_ms.load(Ordering::Relaxed);
+                    if delay > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    }
+                    respond(&state, request)
+                }
+            }
         };
         let options = Options::new("stripe stand-in");
         tokio::spawn(http_serve::serve(
@@ -144,6 +156,15 @@ impl StripeStandIn {
     /// fixtures complete too.
     pub fn serve_catalogue(&self) {
         self.state.catalogue.store(true, Ordering::Relaxed);
+    }
+
+    /// From now on every answer waits `delay` before it is sent, as a
+    /// Stripe API that is slow to answer does (at most an hour).
+    pub fn answer_after(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.state
+            .delay_ms
+            .store(ms.min(3_600_000), Ordering::Relaxed);
     }
 
     /// The next `n` requests answer `status` with a Stripe error body.

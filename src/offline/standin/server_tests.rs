@@ -174,3 +174,22 @@ async fn takes_the_key_as_basic_auth_and_names_the_kinds_it_takes() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_stand_in_answers_after_its_delay() {
+    let standin = StripeStandIn::start(([127, 0, 0, 1], 0).into(), KEY)
+        .await
+        .expect("starts");
+    standin.add_session("cs_test_slow", items(1));
+    let path = "/v1/checkout/sessions/cs_test_slow/line_items";
+    standin.answer_after(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (status, page) = get(&standin.url(), path, KEY).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(standin.requests(), 1);
+}
