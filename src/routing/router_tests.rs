@@ -214,6 +214,58 @@ impl Store for Panics {
 
 const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n  - name: audit\n    when: {}\n    emit: event\n    to: [out]\n";
 
+/// A router (not yet running) on the audit routes in `dir` over `store`,
+/// counting into `counts`, with its sink workers started on `tracker`.
+fn audit_router(
+    dir: &std::path::Path,
+    store: Arc<dyn Store>,
+    counts: Arc<Counts>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> (Router, Arc<Live>) {
+    let live = test_support::live(dir, AUDIT, false);
+    let workers = Workers::start(
+        store.clone(),
+        live.clone(),
+        Metrics::new(),
+        shutdown.clone(),
+        tracker,
+    );
+    let router = Router::new(
+        store,
+        live.clone(),
+        Builder::new(None),
+        workers,
+        counts,
+        Metrics::new(),
+    );
+    (router, live)
+}
+
+/// The SQLite journal in `dir`, through [`Panics`] (the first `panics`
+/// saves panic).
+fn panics_store(dir: &std::path::Path, panics: u32) -> Arc<Panics> {
+    Arc::new(Panics {
+        inner: SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap(),
+        panics: std::sync::atomic::AtomicU32::new(panics),
+        scans: Mutex::default(),
+    })
+}
+
+/// Journals `pending` as received at `received_at_ms`, not yet routed.
+async fn journal(store: &dyn Store, pending: &PendingEvent, received_at_ms: i64) {
+    store
+        .journal(store::NewEvent {
+            id: pending.id.clone(),
+            kind: pending.kind.clone(),
+            received_at_ms,
+            body: pending.body.clone(),
+            routed: false,
+        })
+        .await
+        .unwrap();
+}
+
 /// A router over a store whose first `panics` saves panic, running on the
 /// audit routes in `dir`, with event `evt_{n}` journaled and not yet routed.
 /// Answers the live routes, the router's queue, its shutdown token, and the
@@ -229,39 +281,11 @@ async fn router_over_panics(
     Event,
     PendingEvent,
 ) {
-    let live = test_support::live(dir, AUDIT, false);
-    let store: Arc<dyn Store> = Arc::new(Panics {
-        inner: SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap(),
-        panics: std::sync::atomic::AtomicU32::new(panics),
-        scans: Mutex::default(),
-    });
+    let store = panics_store(dir, panics);
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let workers = Workers::start(
-        store.clone(),
-        live.clone(),
-        Metrics::new(),
-        shutdown.clone(),
-        &tracker,
-    );
-    let router = Router::new(
-        store.clone(),
-        live.clone(),
-        Builder::new(None),
-        workers,
-        Arc::default(),
-        Metrics::new(),
-    );
+    let (router, live) = audit_router(dir, store.clone(), Arc::default(), &shutdown, &tracker);
     let (event, pending) = session_event(n);
-    store
-        .journal(store::NewEvent {
-            id: pending.id.clone(),
-            kind: pending.kind.clone(),
-            received_at_ms: pending.received_at_ms,
-            body: pending.body.clone(),
-            routed: false,
-        })
-        .await
-        .unwrap();
+    journal(store.as_ref(), &pending, pending.received_at_ms).await;
     let (tx, rx) = mpsc::channel(8);
     tracker.spawn(router.run(rx, shutdown.clone()));
     (live, tx, shutdown, event, pending)
@@ -330,41 +354,23 @@ async fn router_one_at_a_time(
     dir: &std::path::Path,
     ns: &[u32],
 ) -> (Router, Arc<Live>, Arc<Counts>, Vec<(Event, PendingEvent)>) {
-    let live = test_support::live(dir, AUDIT, false);
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap());
-    let workers = Workers::start(
+    let counts = Arc::new(Counts::default());
+    let (router, live) = audit_router(
+        dir,
         store.clone(),
-        live.clone(),
-        Metrics::new(),
-        CancellationToken::new(),
+        counts.clone(),
+        &CancellationToken::new(),
         &TaskTracker::new(),
     );
-    let counts = Arc::new(Counts::default());
-    let router = Router::new(
-        store.clone(),
-        live.clone(),
-        Builder::new(None),
-        workers,
-        counts.clone(),
-        Metrics::new(),
-    )
-    .with_concurrency(1);
+    let router = router.with_concurrency(1);
     let mut events = Vec::new();
     for (i, n) in ns.iter().enumerate() {
-        let (event, mut pending) = session_event(*n);
+        let (event, pending) = session_event(*n);
         // Distinct arrival times: a scan takes them in this order.
-        pending.received_at_ms += i64::try_from(i).unwrap();
-        store
-            .journal(store::NewEvent {
-                id: pending.id.clone(),
-                kind: pending.kind.clone(),
-                received_at_ms: pending.received_at_ms,
-                body: pending.body.clone(),
-                routed: false,
-            })
-            .await
-            .unwrap();
+        let received_at_ms = pending.received_at_ms + i64::try_from(i).unwrap();
+        journal(store.as_ref(), &pending, received_at_ms).await;
         events.push((event, pending));
     }
     (router, live, counts, events)
@@ -428,27 +434,14 @@ async fn a_scan_leaves_an_event_waiting_in_the_queue_to_the_queue() {
 #[tokio::test]
 async fn a_page_of_held_events_is_not_read_again_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let live = test_support::live(dir.path(), AUDIT, false);
-    let store = Arc::new(Panics {
-        inner: SqliteStore::open(&dir.path().join("journal.db"), false, 64 << 20).unwrap(),
-        panics: std::sync::atomic::AtomicU32::new(0),
-        scans: Mutex::default(),
-    });
+    let store = panics_store(dir.path(), 0);
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let workers = Workers::start(
+    let (router, _) = audit_router(
+        dir.path(),
         store.clone(),
-        live.clone(),
-        Metrics::new(),
-        shutdown.clone(),
-        &tracker,
-    );
-    let router = Router::new(
-        store.clone(),
-        live,
-        Builder::new(None),
-        workers,
         Arc::default(),
-        Metrics::new(),
+        &shutdown,
+        &tracker,
     );
     // A full page of due events (their lease long over), every one waiting
     // in the queue, as when the router is far behind.
@@ -456,16 +449,7 @@ async fn a_page_of_held_events_is_not_read_again_at_once() {
     let mut holds = Vec::new();
     for n in 0..u32::try_from(SCAN_PAGE).unwrap() {
         let (_, pending) = session_event(1000 + n);
-        store
-            .journal(store::NewEvent {
-                id: pending.id.clone(),
-                kind: pending.kind.clone(),
-                received_at_ms: pending.received_at_ms - 60_000,
-                body: pending.body.clone(),
-                routed: false,
-            })
-            .await
-            .unwrap();
+        journal(store.as_ref(), &pending, pending.received_at_ms - 60_000).await;
         holds.push(held.hold(&pending.id).expect("not held yet"));
     }
     let (_tx, rx) = mpsc::channel(8);
