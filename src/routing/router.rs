@@ -120,7 +120,11 @@ impl Held {
     /// Holds event `id` until the guard is dropped; `None` when it is held
     /// already (queued, or being routed).
     pub fn hold(&self, id: &str) -> Option<InFlight> {
-        InFlight::enter(&self.0, id)
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(id.to_owned()).then(|| InFlight {
+            set: self.0.clone(),
+            id: id.to_owned(),
+        })
     }
 
     /// The ids held now.
@@ -136,17 +140,6 @@ impl Held {
 pub struct InFlight {
     set: Arc<Mutex<HashSet<String>>>,
     id: String,
-}
-
-impl InFlight {
-    /// `None` when the event is already held.
-    fn enter(set: &Arc<Mutex<HashSet<String>>>, id: &str) -> Option<InFlight> {
-        let mut held = set.lock().unwrap_or_else(|e| e.into_inner());
-        held.insert(id.to_owned()).then(|| InFlight {
-            set: set.clone(),
-            id: id.to_owned(),
-        })
-    }
 }
 
 impl Drop for InFlight {
@@ -513,8 +506,8 @@ fn route_failure(job: &PendingEvent, failed: Failed, warnings: &Quiet) -> RouteF
     }
 }
 
-/// Runs one routing pass on `tasks`, holding its event in the in-flight set
-/// and a permit until it ends, also by a panic.
+/// Runs one routing pass on `tasks`, holding its event ([`Held`]) and a
+/// permit until it ends, also by a panic.
 fn spawn_pass<F>(
     tasks: &mut JoinSet<()>,
     guard: InFlight,

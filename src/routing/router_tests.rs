@@ -14,22 +14,19 @@ use crate::store::SqliteStore;
 use tokio_util::task::TaskTracker;
 
 #[tokio::test]
-async fn a_pass_that_panics_leaves_the_in_flight_set_and_frees_its_permit() {
-    let set: Arc<Mutex<HashSet<String>>> = Arc::default();
+async fn a_pass_that_panics_lets_go_of_its_event_and_frees_its_permit() {
+    let held = Held::default();
     let permits = Arc::new(Semaphore::new(1));
     let mut tasks = JoinSet::new();
-    let guard = InFlight::enter(&set, "evt_1").expect("not held yet");
-    assert!(InFlight::enter(&set, "evt_1").is_none(), "held once");
+    let guard = held.hold("evt_1").expect("not held yet");
+    assert!(held.hold("evt_1").is_none(), "held once");
     let permit = permits.clone().acquire_owned().await.unwrap();
     spawn_pass(&mut tasks, guard, permit, async {
         panic!("a bug while routing");
     });
     let joined = tasks.join_next().await.expect("one task");
     assert!(joined.expect_err("it panicked").is_panic());
-    assert!(
-        InFlight::enter(&set, "evt_1").is_some(),
-        "the event can be taken again"
-    );
+    assert!(held.hold("evt_1").is_some(), "the event can be taken again");
     assert_eq!(permits.available_permits(), 1);
 }
 
