@@ -108,16 +108,19 @@ impl Event {
     /// [`Event::parse_keeping`] of a body whose depth was checked: one that
     /// [`Event::head`] accepted, so the intake scans it for depth once.
     pub(crate) fn parse_checked(body: &[u8], keep: &Keep) -> Result<Event, EventError> {
-        if !keep.is_whole() {
+        let parsed = if keep.is_whole() {
+            keep.parse(body)
+        } else {
             // A whole parse reads every string as text; a pruned one skips
-            // the strings it does not keep, so their UTF-8 is checked here.
-            std::str::from_utf8(body).map_err(|e| {
+            // the strings it does not keep, so their UTF-8 is checked here,
+            // once for the whole body (the kept strings are not checked
+            // again).
+            let text = std::str::from_utf8(body).map_err(|e| {
                 EventError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
             })?;
-        }
-        let raw: Value = keep
-            .parse(body)
-            .map_err(|e| EventError::NotJson(e.to_string()))?;
+            keep.parse_str(text)
+        };
+        let raw: Value = parsed.map_err(|e| EventError::NotJson(e.to_string()))?;
         let Some(object) = raw.as_object() else {
             return Err(EventError::NotAnEvent(format!(
                 "expected a JSON object, got {}",

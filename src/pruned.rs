@@ -92,7 +92,22 @@ impl Keep {
         if self.is_whole() {
             return serde_json::from_slice(body);
         }
-        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        self.parse_from(serde_json::Deserializer::from_slice(body))
+    }
+
+    /// [`Keep::parse`] of a body already checked to be UTF-8: the same
+    /// value or error, without checking each kept string's UTF-8 again.
+    pub fn parse_str(&self, text: &str) -> serde_json::Result<Value> {
+        if self.is_whole() {
+            return serde_json::from_str(text);
+        }
+        self.parse_from(serde_json::Deserializer::from_str(text))
+    }
+
+    fn parse_from<'de, R: serde_json::de::Read<'de>>(
+        &self,
+        mut deserializer: serde_json::Deserializer<R>,
+    ) -> serde_json::Result<Value> {
         let value = self.deserialize(&mut deserializer)?;
         deserializer.end()?;
         Ok(value)

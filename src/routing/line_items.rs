@@ -48,7 +48,19 @@ pub struct Data {
 /// counted in [`Data::len`] but not held, so an answer with more items than
 /// the router takes costs no memory for them.
 pub fn read_page(body: &[u8], keep: usize) -> serde_json::Result<Page> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    // A body that is UTF-8 throughout (every page Stripe sends) is read as
+    // text: its strings are not checked one by one again. Any other is
+    // read as bytes, so it is refused with serde_json's own error.
+    match std::str::from_utf8(body) {
+        Ok(text) => read_from(serde_json::Deserializer::from_str(text), keep),
+        Err(_) => read_from(serde_json::Deserializer::from_slice(body), keep),
+    }
+}
+
+fn read_from<'de, R: serde_json::de::Read<'de>>(
+    mut deserializer: serde_json::Deserializer<R>,
+    keep: usize,
+) -> serde_json::Result<Page> {
     let page = deserializer.deserialize_any(Shaped(PageShape { keep }))?;
     deserializer.end()?;
     Ok(page)
