@@ -70,13 +70,13 @@ enum Command {
 
 /// The scenarios `run` runs when none are named: every one on SQLite; on
 /// PostgreSQL those that do not switch SQLite's fsync off.
-const ALL_SCENARIOS: &str = "refused,a,a-nofsync,b,b-nofsync,c,d,e,f,reload";
-const POSTGRES_SCENARIOS: &str = "a,b,c,d,e,f";
+const ALL_SCENARIOS: &str = "refused,a,a-nofsync,b,b-nofsync,c,d,e,f,f-large,reload";
+const POSTGRES_SCENARIOS: &str = "a,b,c,d,e,f,f-large";
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Scenarios to run, in order [default: refused,a,a-nofsync,b,b-nofsync,c,d,e,f,reload;
-    /// with --store postgres: a,b,c,d,e,f].
+    /// Scenarios to run, in order [default: refused,a,a-nofsync,b,b-nofsync,c,d,e,f,f-large,reload;
+    /// with --store postgres: a,b,c,d,e,f,f-large].
     #[arg(long, value_delimiter = ',')]
     scenario: Option<Vec<Scenario>>,
     /// Where the routers journal: an embedded SQLite file each, or one
@@ -105,6 +105,10 @@ struct RunArgs {
     /// Events sent while the Stripe API answers slowly (f).
     #[arg(long, default_value_t = 5_000)]
     slow_api_events: usize,
+    /// Events of about 100 KB sent while the Stripe API answers slowly
+    /// (f-large).
+    #[arg(long, default_value_t = 2_000)]
+    slow_api_large_events: usize,
     /// Connections sending at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -176,6 +180,9 @@ enum Scenario {
     /// Counts the Stripe API requests per order (the admin listener is on
     /// for it, to read `/metrics` at the end).
     F,
+    /// (f) with (d)'s 100 KB events: what the router's queue holds while
+    /// it is behind is bounded in bytes, not only in events.
+    FLarge,
     /// Start-up time and how soon a saved routes.yaml applies.
     Reload,
 }
@@ -192,6 +199,7 @@ impl Scenario {
             Scenario::D => "d: 100 KB orders -> JSONL",
             Scenario::E => "e: burst -> JSONL",
             Scenario::F => "f: slow Stripe API (200 ms) -> JSONL",
+            Scenario::FLarge => "f-large: slow Stripe API, 100 KB orders -> JSONL",
             Scenario::Reload => "reload",
         }
     }
@@ -199,7 +207,7 @@ impl Scenario {
     fn kind(self) -> Kind {
         match self {
             Scenario::Refused | Scenario::A | Scenario::ANofsync => Kind::Unmatched,
-            Scenario::D => Kind::LargeOrder,
+            Scenario::D | Scenario::FLarge => Kind::LargeOrder,
             _ => Kind::Order,
         }
     }
@@ -218,7 +226,13 @@ impl Scenario {
 
     /// How long the Stripe stand-in waits before each answer.
     fn api_delay_ms(self) -> u64 {
-        if self == Scenario::F { SLOW_API_MS } else { 0 }
+        if self.slow_api() { SLOW_API_MS } else { 0 }
+    }
+
+    /// (f) and (f-large): the Stripe API answers slowly, and the requests
+    /// it got per order are counted.
+    fn slow_api(self) -> bool {
+        matches!(self, Scenario::F | Scenario::FLarge)
     }
 }
 
@@ -322,6 +336,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             Scenario::D => args.large_events,
             Scenario::E => args.burst_events,
             Scenario::F => args.slow_api_events,
+            Scenario::FLarge => args.slow_api_large_events,
             _ => args.events,
         };
         let outcome = runtime.block_on(run_scenario(
@@ -416,7 +431,7 @@ async fn run_scenario(
     setup: Setup<'_>,
 ) -> anyhow::Result<Outcome> {
     // (f) reads the routers' Stripe API request counts from `/metrics`.
-    let admin = if scenario == Scenario::F {
+    let admin = if scenario.slow_api() {
         Admin::On
     } else {
         admin
@@ -514,7 +529,8 @@ async fn run_scenario(
         let (scrapes, failed) = scraper.finish();
         eprintln!("/metrics scraped {scrapes} times during the run ({failed} failed)");
     }
-    let api_requests = (scenario == Scenario::F)
+    let api_requests = scenario
+        .slow_api()
         .then(|| {
             routers
                 .iter()
