@@ -17,7 +17,7 @@
 //! its lease is routed once, by the queue, not a second time by the scan.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +73,60 @@ pub struct Routable {
     /// Set on the fast path: the hold the intake took on the event before
     /// queueing it ([`Held::hold`]). The router takes one itself otherwise.
     pub held: Option<InFlight>,
+    /// Set on the fast path: the event's share of the queue's bytes
+    /// ([`QueueBytes::take`]), given back when its pass ends.
+    pub queued: Option<QueueShare>,
+}
+
+/// The bytes the events the intake queued for the router hold, until their
+/// passes end, against a limit: an event is queued only with a share of it.
+#[derive(Debug, Clone)]
+pub struct QueueBytes {
+    used: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl QueueBytes {
+    pub fn new(limit: usize) -> QueueBytes {
+        QueueBytes {
+            used: Arc::default(),
+            limit,
+        }
+    }
+
+    /// A share of `bytes`, or `None` when it would take the total past the
+    /// limit.
+    pub fn take(&self, bytes: usize) -> Option<QueueShare> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .ok()?;
+        Some(QueueShare {
+            used: self.used.clone(),
+            bytes,
+        })
+    }
+
+    /// The bytes shared out now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// A share of [`QueueBytes`], given back when dropped: when the event's
+/// pass ends, also when it panics, or when a full or closed queue refuses
+/// the event.
+#[derive(Debug)]
+pub struct QueueShare {
+    used: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for QueueShare {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// A fresh event as the intake accepted it: parsed once, and the snapshot
@@ -230,7 +284,12 @@ impl Router {
                             let jobs: Vec<Routable> = due
                                 .into_iter()
                                 .filter(|pending| !busy.contains(&pending.id))
-                                .map(|pending| Routable { pending, accepted: None, held: None })
+                                .map(|pending| Routable {
+                                    pending,
+                                    accepted: None,
+                                    held: None,
+                                    queued: None,
+                                })
                                 .collect();
                             // More are waiting: scan again right away. Not
                             // when every row of the page is held (queued or

@@ -93,6 +93,7 @@ async fn the_wait_for_a_routing_permit_watches_shutdown() {
             pending,
             accepted: Some(Accepted { event, snapshot }),
             held: None,
+            queued: None,
         })
         .await
         .unwrap();
@@ -297,6 +298,7 @@ async fn an_event_whose_routing_panicked_is_routed_again() {
         pending,
         accepted: Some(Accepted { event, snapshot }),
         held: None,
+        queued: None,
     })
     .await
     .unwrap();
@@ -411,6 +413,7 @@ async fn a_scan_leaves_an_event_waiting_in_the_queue_to_the_queue() {
             snapshot: live.load(),
         }),
         held: Some(hold),
+        queued: None,
     })
     .await
     .unwrap();
@@ -474,6 +477,7 @@ fn an_event_the_full_queue_refuses_is_no_longer_held() {
             pending,
             accepted: None,
             held: hold,
+            queued: None,
         });
     }
     assert!(held.hold("evt_31").is_none(), "queued: still held");

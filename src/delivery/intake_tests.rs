@@ -1,0 +1,101 @@
+//! Tests of the intake: what it queues for the router.
+
+use crate::offline::standin::{SessionEvent, checkout_session_event};
+use crate::routing::router::Counts;
+use crate::routing::test_support;
+use crate::store::SqliteStore;
+
+use super::*;
+
+const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n  - name: audit\n    when: {}\n    emit: event\n    to: [out]\n";
+
+/// A paid order's event `evt_{n}`, its session metadata padded with
+/// `pad` bytes.
+fn event(n: u32, pad: usize) -> Bytes {
+    let mut event = checkout_session_event(&SessionEvent {
+        event_id: format!("evt_{n:03}"),
+        ..SessionEvent::default()
+    });
+    event["data"]["object"]["metadata"]["note"] = serde_json::Value::String("x".repeat(pad));
+    Bytes::from(serde_json::to_vec(&event).unwrap())
+}
+
+/// An intake whose router queue is `rx`, not being read, so that what the
+/// intake queues stays there: no router runs and no scan takes a row.
+fn intake(dir: &std::path::Path, queue_bytes: usize) -> (Engine, mpsc::Receiver<Routable>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap());
+    let engine = Engine {
+        store,
+        live: test_support::live(dir, AUDIT, false),
+        router: tx,
+        held: Held::default(),
+        queue_bytes: QueueBytes::new(queue_bytes),
+        counts: Arc::new(Counts::default()),
+        metrics: Metrics::new(),
+    };
+    (engine, rx)
+}
+
+async fn accept(engine: &Engine, body: Bytes) {
+    let arrival = engine.read(&body).expect("an event");
+    let journaled = engine.accept(arrival, body).await.expect("journaled");
+    assert_eq!(journaled, Journaled::Inserted);
+}
+
+#[tokio::test]
+async fn past_its_bytes_the_queue_leaves_events_to_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = queued_bytes(&event(0, 64 << 10));
+    let (engine, mut rx) = intake(dir.path(), 3 * share);
+    for n in 0..5 {
+        accept(&engine, event(n, 64 << 10)).await;
+    }
+    // Three fit in the queue's bytes: they are queued, held, and counted
+    // until the router is done with them.
+    let mut queued = Vec::new();
+    for n in 0..3 {
+        let job = rx.try_recv().expect("queued");
+        assert_eq!(job.pending.id, format!("evt_{n:03}"));
+        assert!(job.queued.is_some(), "with its share");
+        queued.push(job);
+    }
+    assert!(rx.try_recv().is_err(), "the other two are not queued");
+    assert_eq!(engine.queue_bytes.used(), 3 * share);
+    // The other two are journaled, not held: a scan takes them once their
+    // lease ends.
+    for n in 3..5 {
+        assert!(
+            engine.held.hold(&format!("evt_{n:03}")).is_some(),
+            "evt_{n:03} is left to a scan"
+        );
+    }
+    assert_eq!(
+        engine.store.due_events(i64::MAX, 10).await.unwrap().len(),
+        5,
+        "all five are in the journal, to be routed"
+    );
+    assert!(
+        engine.held.hold("evt_000").is_none(),
+        "a queued event stays held"
+    );
+    drop(queued);
+    assert_eq!(engine.queue_bytes.used(), 0, "every share is given back");
+}
+
+#[tokio::test]
+async fn a_pass_that_ends_gives_its_share_back_for_the_next_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = queued_bytes(&event(0, 0));
+    let (engine, mut rx) = intake(dir.path(), share);
+    accept(&engine, event(0, 0)).await;
+    accept(&engine, event(1, 0)).await;
+    let first = rx.try_recv().expect("the first is queued");
+    assert!(rx.try_recv().is_err(), "the second does not fit");
+    // Its pass ends (the router drops what it was given).
+    drop(first);
+    assert_eq!(engine.queue_bytes.used(), 0);
+    accept(&engine, event(2, 0)).await;
+    assert_eq!(rx.try_recv().expect("queued").pending.id, "evt_002");
+}
