@@ -32,6 +32,10 @@ use crate::store::{PendingDelivery, Settle, Store};
 /// past them a handed-over delivery holds its ids only, and its body is
 /// read from the store when its turn comes.
 const BACKLOG: usize = 4096;
+/// The bytes of the bodies those deliveries hold at most: past them, too, a
+/// handed-over delivery holds its ids only. 4,096 records of 4 KB fit, 16
+/// of 1 MiB.
+const BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 /// Deliveries a worker holds in memory at most (ids only past
 /// [`BACKLOG`]); past them a new record's delivery is not handed over: its
 /// row waits in the store, and a scan takes it once its lease ends. A sink
@@ -51,6 +55,8 @@ pub struct Workers {
 struct WorkerHandle {
     queue: mpsc::UnboundedSender<PendingDelivery>,
     queued: Arc<AtomicUsize>,
+    /// The bytes of the bodies the queued deliveries hold.
+    queued_bytes: Arc<AtomicUsize>,
     /// Stops this worker alone (its sink left the config).
     stop: CancellationToken,
 }
@@ -90,6 +96,15 @@ impl Workers {
             .map_or(0, |handle| handle.queued.load(Ordering::Relaxed))
     }
 
+    /// The bytes of the bodies those deliveries hold.
+    #[cfg(test)]
+    fn held_bytes(&self, sink: &str) -> usize {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .get(sink)
+            .map_or(0, |handle| handle.queued_bytes.load(Ordering::Relaxed))
+    }
+
     /// The sinks that have a worker, sorted.
     pub fn running(&self) -> Vec<String> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -119,13 +134,24 @@ impl Handoff for Workers {
             handle.queued.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        if held >= BACKLOG {
+        let len = delivery.record.body.len();
+        let with_body = held < BACKLOG
+            && handle
+                .queued_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bytes| {
+                    bytes.checked_add(len).filter(|&n| n <= BACKLOG_BYTES)
+                })
+                .is_ok();
+        if !with_body {
             // A long queue holds ids only; each body is read from the store
             // when its turn comes, so memory stays bounded in a burst.
             delivery.record.body = bytes::Bytes::new();
         }
         if handle.queue.send(delivery).is_err() {
             handle.queued.fetch_sub(1, Ordering::Relaxed);
+            if with_body {
+                handle.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -175,6 +201,7 @@ impl Workers {
     fn spawn(&self, sink: &str, resume: bool) -> WorkerHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let stop = self.shutdown.child_token();
         let worker = Worker {
             sink: sink.to_owned(),
@@ -182,12 +209,14 @@ impl Workers {
             live: self.live.clone(),
             metrics: self.metrics.clone(),
             queued: queued.clone(),
+            queued_bytes: queued_bytes.clone(),
             failing_since: None,
         };
         self.tracker.spawn(worker.run(rx, stop.clone(), resume));
         WorkerHandle {
             queue: tx,
             queued,
+            queued_bytes,
             stop,
         }
     }
@@ -199,6 +228,7 @@ struct Worker {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
+    queued_bytes: Arc<AtomicUsize>,
     /// Failed attempts since the last success, for one log line per outage.
     failing_since: Option<u32>,
 }
@@ -239,6 +269,8 @@ impl Worker {
                 };
                 if handed {
                     self.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.queued_bytes
+                        .fetch_sub(delivery.record.body.len(), Ordering::Relaxed);
                 }
                 // A row can reach the backlog twice (fast path and scan).
                 if in_flight.insert(delivery.record.id.clone()) {

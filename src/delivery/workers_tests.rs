@@ -195,3 +195,43 @@ async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
     shutdown.cancel();
     drop(listener);
 }
+
+#[tokio::test]
+async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_body_bytes() {
+    const MIB: usize = 1024 * 1024;
+    // A consumer that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "sinks:\n  stuck: {{ type: http, url: \"http://{addr}/hook\", concurrency: 1 }}\nroutes:\n  - name: all\n    when: {{}}\n    emit: event\n    to: stuck\n"
+    );
+    let Started {
+        workers, shutdown, ..
+    } = start(dir.path(), &config);
+    let body = Bytes::from(vec![b'x'; MIB]);
+    let n = BACKLOG_BYTES / MIB + 24;
+    for i in 0..n {
+        workers.dispatch(PendingDelivery {
+            record: Encoded {
+                id: format!("evt_{i}:all"),
+                body: body.clone(),
+            },
+            sink: "stuck".to_owned(),
+            route: "all".to_owned(),
+            attempts: 0,
+            created_at_ms: 0,
+            received_at_ms: 0,
+        });
+    }
+    // Far fewer than BACKLOG deliveries, but only the first BACKLOG_BYTES
+    // of them keep their bodies; the worker takes the first to attempt it.
+    eventually("the worker takes its first delivery", || {
+        workers.held("stuck") < n
+    })
+    .await;
+    assert_eq!(workers.held("stuck"), n - 1);
+    assert_eq!(workers.held_bytes("stuck"), BACKLOG_BYTES - MIB);
+    shutdown.cancel();
+    drop(listener);
+}
