@@ -37,6 +37,11 @@ use crate::store::{self, NewRecord, PendingDelivery, PendingEvent, RouteFailure,
 
 /// Rows one scan takes at most.
 pub const SCAN_PAGE: usize = 256;
+/// The bytes of the bodies one scan takes at most: the page ends with the
+/// event that reaches them. A page of 256 events of 4 KB is 1 MiB; of the
+/// largest bodies `server.max_body` allows by default (2 MiB), it ends at
+/// the fourth.
+pub const SCAN_BYTES: usize = 8 * 1024 * 1024;
 /// How often idle loops look for due rows (retries, replays, recovery),
 /// unless the store says otherwise ([`Store::scan_every`]).
 pub const SCAN_EVERY: Duration = store::SCAN_EVERY;
@@ -278,9 +283,10 @@ impl Router {
                     // scan. Queued events are held too: the queue routes
                     // them.
                     let busy = this.held.ids();
-                    match this.store.due_events(horizon, SCAN_PAGE).await {
+                    match this.store.due_events_within(horizon, SCAN_PAGE, SCAN_BYTES).await {
                         Ok(due) => {
-                            let full = due.len() == SCAN_PAGE;
+                            let full = due.len() == SCAN_PAGE
+                                || due.iter().map(|e| e.body.len()).sum::<usize>() >= SCAN_BYTES;
                             let jobs: Vec<Routable> = due
                                 .into_iter()
                                 .filter(|pending| !busy.contains(&pending.id))

@@ -127,9 +127,14 @@ impl Store for Panics {
     fn journal(&self, event: store::NewEvent) -> store::StoreFuture<'_, store::Journaled> {
         self.inner.journal(event)
     }
-    fn due_events(&self, now_ms: i64, limit: usize) -> store::StoreFuture<'_, Vec<PendingEvent>> {
+    fn due_events_within(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> store::StoreFuture<'_, Vec<PendingEvent>> {
         self.scans.lock().unwrap().push(std::time::Instant::now());
-        self.inner.due_events(now_ms, limit)
+        self.inner.due_events_within(now_ms, limit, max_bytes)
     }
     fn record_body(&self, record_id: &str) -> store::StoreFuture<'_, Bytes> {
         self.inner.record_body(record_id)

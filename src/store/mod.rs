@@ -118,7 +118,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Durably records a verified event, or says it is a duplicate.
     fn journal(&self, event: NewEvent) -> StoreFuture<'_, Journaled>;
     /// Events due for routing at `now_ms`, oldest first.
-    fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>>;
+    fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>> {
+        self.due_events_within(now_ms, limit, usize::MAX)
+    }
+    /// [`Store::due_events`], taking no more once the bodies taken come to
+    /// `max_bytes`: the page ends with the event that reaches it (so the
+    /// first is always taken, whatever its size).
+    fn due_events_within(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreFuture<'_, Vec<PendingEvent>>;
     /// A stored record's bytes.
     fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes>;
     /// Stores one routing pass in one transaction: the records built and

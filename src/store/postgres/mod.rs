@@ -283,8 +283,13 @@ impl Store for PostgresStore {
         journal::submit(&self.journal, event)
     }
 
-    fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>> {
-        self.run(move |s, c| Box::pin(reads::due_events(s, c, now_ms, limit)))
+    fn due_events_within(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreFuture<'_, Vec<PendingEvent>> {
+        self.run(move |s, c| Box::pin(reads::due_events(s, c, now_ms, limit, max_bytes)))
     }
 
     fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes> {

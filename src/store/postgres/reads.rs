@@ -25,20 +25,33 @@ pub(super) async fn due_events(
     c: &mut deadpool_postgres::Client,
     now_ms: i64,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<PendingEvent>, Error> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    // The page's rows are locked first, then only those whose bodies before
+    // them come to less than `max_bytes` are claimed (a window function
+    // cannot run where rows are locked); the others are let go at commit.
     let rows = query(
         &*c,
         &format!(
-            "UPDATE events e SET lease_until = {DB_NOW} + $3::BIGINT, lease_owner = $4
-             WHERE e.seq IN (
-                SELECT seq FROM events WHERE state = 0 AND next_attempt_at <= $1
+            "WITH page AS (
+                SELECT seq, next_attempt_at, received_at, octet_length(body) AS size
+                FROM events WHERE state = 0 AND next_attempt_at <= $1
                 AND (lease_until <= {DB_NOW} OR lease_owner = $4)
-                ORDER BY next_attempt_at, received_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                ORDER BY next_attempt_at, received_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+             kept AS (
+                SELECT seq FROM (
+                    SELECT seq, SUM(size) OVER (ORDER BY next_attempt_at, received_at, seq
+                        ROWS UNBOUNDED PRECEDING) - size AS before
+                    FROM page) p
+                WHERE before < $5)
+             UPDATE events e SET lease_until = {DB_NOW} + $3::BIGINT, lease_owner = $4
+             WHERE e.seq IN (SELECT seq FROM kept)
              RETURNING e.id, e.body, e.received_at, e.attempts, e.reroute, e.type,
                 e.next_attempt_at"
         ),
-        &[&now_ms, &limit, &shared.lease_ms, &shared.owner],
+        &[&now_ms, &limit, &shared.lease_ms, &shared.owner, &max_bytes],
     )
     .await?;
     let mut due: Vec<(i64, PendingEvent)> = rows

@@ -250,8 +250,13 @@ impl Store for SqliteStore {
         self.write(|reply| Write::Journal(event, reply))
     }
 
-    fn due_events(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<PendingEvent>> {
-        self.read(move |c| reads::due_events(c, now_ms, limit))
+    fn due_events_within(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreFuture<'_, Vec<PendingEvent>> {
+        self.read(move |c| reads::due_events(c, now_ms, limit, max_bytes))
     }
 
     fn record_body(&self, record_id: &str) -> StoreFuture<'_, Bytes> {

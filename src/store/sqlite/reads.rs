@@ -18,6 +18,7 @@ pub(super) fn due_events(
     c: &Connection,
     now_ms: i64,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<PendingEvent>, rusqlite::Error> {
     let mut statement = c.prepare_cached(&format!(
         "SELECT e.id, b.body, e.received_at, e.attempts, e.reroute, e.type
@@ -37,7 +38,16 @@ pub(super) fn due_events(
             settled: Vec::new(),
         })
     })?;
-    let mut due: Vec<PendingEvent> = rows.collect::<Result<_, _>>()?;
+    let mut due: Vec<PendingEvent> = Vec::new();
+    let mut bytes = 0usize;
+    for row in rows {
+        if bytes >= max_bytes {
+            break;
+        }
+        let event = row?;
+        bytes = bytes.saturating_add(event.body.len());
+        due.push(event);
+    }
     drop(statement);
     if due.is_empty() {
         return Ok(due);

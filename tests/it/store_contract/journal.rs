@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use stripe_router::clock::now_ms;
-use stripe_router::store::{Filter, Journaled, LEASE_MS, NewEvent, Store};
+use stripe_router::store::{Filter, Journaled, LEASE_MS, NewEvent, PendingEvent, Store};
 
 use super::{event, far, record, routed};
 
@@ -192,4 +193,26 @@ pub async fn a_failed_event_is_retried_then_dead_then_replayable(store: Arc<dyn 
     assert_eq!(store.replay(by_event).await.unwrap(), 1);
     assert_eq!(store.due_events(now_ms(), 10).await.unwrap().len(), 1);
     assert_eq!(store.depths().await.unwrap().events_dead, 0);
+}
+
+pub async fn a_page_of_due_events_ends_with_the_one_that_reaches_its_bytes(store: Arc<dyn Store>) {
+    let start = now_ms() - 60_000;
+    for n in 0..5 {
+        let fresh = NewEvent {
+            received_at_ms: start + n * 1_000,
+            body: Bytes::from(vec![b' '; 1_000]),
+            ..event(&format!("evt_{n}"))
+        };
+        store.journal(fresh).await.unwrap();
+    }
+    let ids = |due: Vec<PendingEvent>| due.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    // 2,500 bytes: the third event's body reaches them; it ends the page.
+    let due = store.due_events_within(now_ms(), 10, 2_500).await.unwrap();
+    assert_eq!(ids(due), ["evt_0", "evt_1", "evt_2"]);
+    // An event bigger than the bound on its own is still taken.
+    let due = store.due_events_within(far(), 10, 1).await.unwrap();
+    assert_eq!(ids(due), ["evt_0"]);
+    // The count bounds the page too.
+    let due = store.due_events_within(far(), 2, usize::MAX).await.unwrap();
+    assert_eq!(ids(due), ["evt_0", "evt_1"]);
 }

@@ -146,6 +146,7 @@ contract!(
     journal::an_event_id_is_journaled_once_even_under_concurrency,
     journal::a_journaled_event_comes_back_as_it_was_sent,
     journal::due_events_come_oldest_first_up_to_the_limit,
+    journal::a_page_of_due_events_ends_with_the_one_that_reaches_its_bytes,
     journal::an_event_no_route_wants_is_journaled_routed_and_can_be_rerouted,
     journal::fresh_rows_are_leased_to_the_fast_path,
     journal::a_failed_event_is_retried_then_dead_then_replayable,
