@@ -158,20 +158,21 @@ fn a_permanent_refusal_does_not_call_the_sink_failing() {
     assert_eq!(health(&mut failing, &attempt_with(None)), None);
 }
 
-#[tokio::test]
-async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
-    // A consumer that accepts connections and never answers.
+/// Workers on one sink, `stuck`, whose consumer accepts connections and
+/// never answers (`concurrency: 1`), in `dir`; the listener must outlive the
+/// test's use of them.
+async fn stuck_sink(dir: &std::path::Path) -> (Started, tokio::net::TcpListener) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "sinks:\n  stuck: {{ type: http, url: \"http://{addr}/hook\", concurrency: 1 }}\nroutes:\n  - name: all\n    when: {{}}\n    emit: event\n    to: stuck\n"
     );
-    let Started {
-        workers, shutdown, ..
-    } = start(dir.path(), &config);
-    let body = Bytes::from(vec![b'x'; 1024]);
-    for i in 0..HELD + 500 {
+    (start(dir, &config), listener)
+}
+
+/// Hands `n` deliveries of `body` to `stuck`'s worker.
+fn hand_over(workers: &Workers, n: usize, body: &Bytes) {
+    for i in 0..n {
         workers.dispatch(PendingDelivery {
             record: Encoded {
                 id: format!("evt_{i}:all"),
@@ -184,6 +185,18 @@ async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
             received_at_ms: 0,
         });
     }
+}
+
+#[tokio::test]
+async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (
+        Started {
+            workers, shutdown, ..
+        },
+        listener,
+    ) = stuck_sink(dir.path()).await;
+    hand_over(&workers, HELD + 500, &Bytes::from(vec![b'x'; 1024]));
     // One is being attempted; the rest wait, at most HELD of them, and the
     // ones past HELD were never taken: their rows wait in the store.
     eventually("the worker takes its first delivery", || {
@@ -199,31 +212,15 @@ async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
 #[tokio::test]
 async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_body_bytes() {
     const MIB: usize = 1024 * 1024;
-    // A consumer that accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "sinks:\n  stuck: {{ type: http, url: \"http://{addr}/hook\", concurrency: 1 }}\nroutes:\n  - name: all\n    when: {{}}\n    emit: event\n    to: stuck\n"
-    );
-    let Started {
-        workers, shutdown, ..
-    } = start(dir.path(), &config);
-    let body = Bytes::from(vec![b'x'; MIB]);
+    let (
+        Started {
+            workers, shutdown, ..
+        },
+        listener,
+    ) = stuck_sink(dir.path()).await;
     let n = BACKLOG_BYTES / MIB + 24;
-    for i in 0..n {
-        workers.dispatch(PendingDelivery {
-            record: Encoded {
-                id: format!("evt_{i}:all"),
-                body: body.clone(),
-            },
-            sink: "stuck".to_owned(),
-            route: "all".to_owned(),
-            attempts: 0,
-            created_at_ms: 0,
-            received_at_ms: 0,
-        });
-    }
+    hand_over(&workers, n, &Bytes::from(vec![b'x'; MIB]));
     // Far fewer than BACKLOG deliveries, but only the first BACKLOG_BYTES
     // of them keep their bodies; the worker takes the first to attempt it.
     eventually("the worker takes its first delivery", || {
