@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 use crate::metrics::{Delivery, Metrics};
 use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::live::Live;
-use crate::routing::router::{Handoff, woken};
+use crate::routing::router::{Handoff, QueueBytes, QueueShare, woken};
 use crate::routing::snapshot::Snapshot;
 use crate::store::{PendingDelivery, Settle, Store};
 
@@ -53,10 +53,12 @@ pub struct Workers {
 }
 
 struct WorkerHandle {
-    queue: mpsc::UnboundedSender<PendingDelivery>,
+    /// Each delivery with its share of [`BACKLOG_BYTES`] when it kept its
+    /// body.
+    queue: mpsc::UnboundedSender<(PendingDelivery, Option<QueueShare>)>,
     queued: Arc<AtomicUsize>,
     /// The bytes of the bodies the queued deliveries hold.
-    queued_bytes: Arc<AtomicUsize>,
+    bodies: QueueBytes,
     /// Stops this worker alone (its sink left the config).
     stop: CancellationToken,
 }
@@ -100,9 +102,7 @@ impl Workers {
     #[cfg(test)]
     fn held_bytes(&self, sink: &str) -> usize {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running
-            .get(sink)
-            .map_or(0, |handle| handle.queued_bytes.load(Ordering::Relaxed))
+        running.get(sink).map_or(0, |handle| handle.bodies.used())
     }
 
     /// The sinks that have a worker, sorted.
@@ -134,24 +134,18 @@ impl Handoff for Workers {
             handle.queued.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let len = delivery.record.body.len();
-        let with_body = held < BACKLOG
-            && handle
-                .queued_bytes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bytes| {
-                    bytes.checked_add(len).filter(|&n| n <= BACKLOG_BYTES)
-                })
-                .is_ok();
-        if !with_body {
+        let share = if held < BACKLOG {
+            handle.bodies.take(delivery.record.body.len())
+        } else {
+            None
+        };
+        if share.is_none() {
             // A long queue holds ids only; each body is read from the store
             // when its turn comes, so memory stays bounded in a burst.
             delivery.record.body = bytes::Bytes::new();
         }
-        if handle.queue.send(delivery).is_err() {
+        if handle.queue.send((delivery, share)).is_err() {
             handle.queued.fetch_sub(1, Ordering::Relaxed);
-            if with_body {
-                handle.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            }
         }
     }
 }
@@ -201,7 +195,6 @@ impl Workers {
     fn spawn(&self, sink: &str, resume: bool) -> WorkerHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let stop = self.shutdown.child_token();
         let worker = Worker {
             sink: sink.to_owned(),
@@ -209,14 +202,13 @@ impl Workers {
             live: self.live.clone(),
             metrics: self.metrics.clone(),
             queued: queued.clone(),
-            queued_bytes: queued_bytes.clone(),
             failing_since: None,
         };
         self.tracker.spawn(worker.run(rx, stop.clone(), resume));
         WorkerHandle {
             queue: tx,
             queued,
-            queued_bytes,
+            bodies: QueueBytes::new(BACKLOG_BYTES),
             stop,
         }
     }
@@ -228,7 +220,6 @@ struct Worker {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
-    queued_bytes: Arc<AtomicUsize>,
     /// Failed attempts since the last success, for one log line per outage.
     failing_since: Option<u32>,
 }
@@ -245,13 +236,14 @@ struct Attempt {
 impl Worker {
     async fn run(
         mut self,
-        mut rx: mpsc::UnboundedReceiver<PendingDelivery>,
+        mut rx: mpsc::UnboundedReceiver<(PendingDelivery, Option<QueueShare>)>,
         shutdown: CancellationToken,
         resume: bool,
     ) {
         // Each with whether it was handed over (counted in `queued` until
-        // it leaves the backlog) or found by a scan.
-        let mut backlog: VecDeque<(PendingDelivery, bool)> = VecDeque::new();
+        // it leaves the backlog, its body's bytes with it) or found by a
+        // scan.
+        let mut backlog: VecDeque<(PendingDelivery, bool, Option<QueueShare>)> = VecDeque::new();
         // Rows attempted and not yet settled; `sending` counts those still
         // talking to the sink, which is what `concurrency` limits.
         let mut in_flight: HashSet<String> = HashSet::new();
@@ -264,14 +256,14 @@ impl Worker {
         loop {
             let limit = self.concurrency();
             while sending.count() < limit {
-                let Some((delivery, handed)) = backlog.pop_front() else {
+                let Some((delivery, handed, share)) = backlog.pop_front() else {
                     break;
                 };
                 if handed {
                     self.queued.fetch_sub(1, Ordering::Relaxed);
-                    self.queued_bytes
-                        .fetch_sub(delivery.record.body.len(), Ordering::Relaxed);
                 }
+                // Out of the backlog: its body counts no more.
+                drop(share);
                 // A row can reach the backlog twice (fast path and scan).
                 if in_flight.insert(delivery.record.id.clone()) {
                     sending.start();
@@ -292,7 +284,7 @@ impl Worker {
                 () = shutdown.cancelled() => break,
                 () = sending.freed.notified() => {}
                 () = woken(&mut wakeups) => scan_at = tokio::time::Instant::now(),
-                Some(delivery) = rx.recv() => backlog.push_back((delivery, true)),
+                Some((delivery, share)) = rx.recv() => backlog.push_back((delivery, true, share)),
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok(done) = done {
                         in_flight.remove(&done.record_id);
@@ -314,7 +306,7 @@ impl Worker {
                             if due.len() == free {
                                 scan_at = tokio::time::Instant::now();
                             }
-                            backlog.extend(due.into_iter().map(|d| (d, false)));
+                            backlog.extend(due.into_iter().map(|d| (d, false, None)));
                         }
                         Err(e) => tracing::error!(sink = %self.sink, error = %e, "cannot read due deliveries"),
                     }

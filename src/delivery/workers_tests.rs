@@ -190,13 +190,9 @@ fn hand_over(workers: &Workers, n: usize, body: &Bytes) {
 #[tokio::test]
 async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
     let dir = tempfile::tempdir().unwrap();
-    let (
-        Started {
-            workers, shutdown, ..
-        },
-        listener,
-    ) = stuck_sink(dir.path()).await;
-    hand_over(&workers, HELD + 500, &Bytes::from(vec![b'x'; 1024]));
+    let (stuck, listener) = stuck_sink(dir.path()).await;
+    let workers = &stuck.workers;
+    hand_over(workers, HELD + 500, &Bytes::from(vec![b'x'; 1024]));
     // One is being attempted; the rest wait, at most HELD of them, and the
     // ones past HELD were never taken: their rows wait in the store.
     eventually("the worker takes its first delivery", || {
@@ -205,7 +201,7 @@ async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
     .await;
     let held = workers.held("stuck");
     assert!((HELD - 1..HELD).contains(&held), "{held}");
-    shutdown.cancel();
+    stuck.shutdown.cancel();
     drop(listener);
 }
 
@@ -213,14 +209,10 @@ async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_deliveries() {
 async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_body_bytes() {
     const MIB: usize = 1024 * 1024;
     let dir = tempfile::tempdir().unwrap();
-    let (
-        Started {
-            workers, shutdown, ..
-        },
-        listener,
-    ) = stuck_sink(dir.path()).await;
+    let (stuck, listener) = stuck_sink(dir.path()).await;
+    let workers = &stuck.workers;
     let n = BACKLOG_BYTES / MIB + 24;
-    hand_over(&workers, n, &Bytes::from(vec![b'x'; MIB]));
+    hand_over(workers, n, &Bytes::from(vec![b'x'; MIB]));
     // Far fewer than BACKLOG deliveries, but only the first BACKLOG_BYTES
     // of them keep their bodies; the worker takes the first to attempt it.
     eventually("the worker takes its first delivery", || {
@@ -229,6 +221,6 @@ async fn a_stuck_sink_s_worker_holds_a_bounded_number_of_body_bytes() {
     .await;
     assert_eq!(workers.held("stuck"), n - 1);
     assert_eq!(workers.held_bytes("stuck"), BACKLOG_BYTES - MIB);
-    shutdown.cancel();
+    stuck.shutdown.cancel();
     drop(listener);
 }

@@ -83,8 +83,10 @@ pub struct Routable {
     pub queued: Option<QueueShare>,
 }
 
-/// The bytes the events the intake queued for the router hold, until their
-/// passes end, against a limit: an event is queued only with a share of it.
+/// The bytes a queue's items hold, against a limit: an item is queued only
+/// with a share of it ([`QueueBytes::take`]). The intake's queue for the
+/// router counts events until their passes end; a sink worker's counts the
+/// bodies of the deliveries handed to it.
 #[derive(Debug, Clone)]
 pub struct QueueBytes {
     used: Arc<AtomicUsize>,
@@ -119,9 +121,9 @@ impl QueueBytes {
     }
 }
 
-/// A share of [`QueueBytes`], given back when dropped: when the event's
-/// pass ends, also when it panics, or when a full or closed queue refuses
-/// the event.
+/// A share of [`QueueBytes`], given back when dropped: when its item leaves
+/// the queue's care (an event's pass ends, also by a panic), or when a full
+/// or closed queue refuses the item.
 #[derive(Debug)]
 pub struct QueueShare {
     used: Arc<AtomicUsize>,
@@ -380,8 +382,12 @@ impl Router {
     }
 
     async fn route(&self, job: Routable) {
+        // The queue's share of the event's bytes is held to the pass's end.
         let Routable {
-            pending, accepted, ..
+            pending,
+            accepted,
+            held: _,
+            queued: _queued,
         } = job;
         let Accepted { event, snapshot } = match accepted {
             Some(accepted) => accepted,
