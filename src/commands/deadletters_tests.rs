@@ -20,6 +20,7 @@ async fn journal() -> (tempfile::TempDir, SqliteStore) {
                 received_at_ms: now_ms(),
                 body: Bytes::from_static(b"{}"),
                 routed: false,
+                leased: true,
             })
             .await
             .unwrap();

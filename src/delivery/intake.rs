@@ -21,7 +21,9 @@ use crate::event::{Event, EventError};
 use crate::metrics::Metrics;
 use crate::routing::build::Builder;
 use crate::routing::live::Live;
-use crate::routing::router::{Accepted, Counts, Held, QueueBytes, Routable, Router};
+use crate::routing::router::{
+    Accepted, Counts, Held, InFlight, QueueBytes, QueueShare, Routable, Router, ScanSoon,
+};
 use crate::store::{Journaled, NewEvent, PendingEvent, Store, StoreError};
 
 /// Events queued for the router beyond those it is routing; more wait in
@@ -59,6 +61,7 @@ pub struct Engine {
     router: mpsc::Sender<Routable>,
     held: Held,
     queue_bytes: QueueBytes,
+    scan_soon: ScanSoon,
     pub counts: Arc<Counts>,
     metrics: Arc<Metrics>,
 }
@@ -92,6 +95,7 @@ impl Engine {
             metrics.clone(),
         );
         let held = router.held();
+        let scan_soon = router.scan_soon();
         tracker.spawn(router.run(rx, shutdown));
         Engine {
             store,
@@ -99,6 +103,7 @@ impl Engine {
             router: tx,
             held,
             queue_bytes: QueueBytes::new(QUEUE_BYTES),
+            scan_soon,
             counts,
             metrics,
         }
@@ -131,6 +136,11 @@ impl Engine {
     /// `Duplicate` events are not routed again. An event whose type no
     /// route admits is journaled as routed (to nothing) in the same write:
     /// it needs no routing pass, and `replay --reroute` still has it.
+    ///
+    /// The event's place in the router's queue is taken before the write,
+    /// so that the row says who routes it: a queued event is leased to this
+    /// process for [`crate::store::LEASE_MS`], and one the queue has no room
+    /// for is journaled due at once, for the next scan (any replica's).
     pub async fn accept(&self, arrival: Arrival, body: Bytes) -> Result<Journaled, StoreError> {
         let received_at_ms = crate::clock::now_ms();
         let Arrival {
@@ -138,6 +148,10 @@ impl Engine {
             kind,
             routed_by,
         } = arrival;
+        let place = match routed_by {
+            Some(_) => self.place(&id, &body),
+            None => None,
+        };
         let journaled = self
             .store
             .journal(NewEvent {
@@ -146,32 +160,20 @@ impl Engine {
                 received_at_ms,
                 body: body.clone(),
                 routed: routed_by.is_none(),
+                leased: place.is_some(),
             })
             .await?;
         if journaled == Journaled::Duplicate {
             return Ok(journaled);
         }
-        match routed_by {
-            None => {
+        match (routed_by, place) {
+            (None, _) => {
                 self.counts.unmatched.fetch_add(1, Ordering::Relaxed);
                 self.metrics.event_routed(false);
                 tracing::info!(event_id = %id, event_type = %kind, "no route matched");
             }
-            Some(accepted) => {
-                // Held from here until its pass ends, so that a scan leaves
-                // it to the queue even when it waits there past its lease.
-                let Some(held) = self.held.hold(&id) else {
-                    // A scan took the row already (the first scan after a
-                    // start takes every row) and routes it.
-                    return Ok(journaled);
-                };
-                let Some(queued) = self.queue_bytes.take(queued_bytes(&body)) else {
-                    // The queue holds all the bytes it may: like a full
-                    // queue, the row waits in the store for a scan (the
-                    // hold goes now).
-                    return Ok(journaled);
-                };
-                let pending = PendingEvent {
+            (Some(accepted), Some(place)) => place.slot.send(Routable {
+                pending: PendingEvent {
                     id,
                     kind,
                     body,
@@ -179,24 +181,46 @@ impl Engine {
                     attempts: 0,
                     reroute: false,
                     settled: Vec::new(),
-                };
-                // A full queue is fine: the row is in the store and a scan
-                // takes it once its lease ends (the hold goes with the
-                // refused event).
-                let _ = self.router.try_send(Routable {
-                    pending,
-                    accepted: Some(accepted),
-                    held: Some(held),
-                    queued: Some(queued),
-                });
+                },
+                accepted: Some(accepted),
+                held: Some(place.held),
+                queued: Some(place.share),
+            }),
+            (Some(_), None) => {
+                // Journaled due at once: a scan takes it, and this one is
+                // asked for now rather than at its interval.
+                tracing::debug!(event_id = %id, "the router's queue is full: left to a scan");
+                self.scan_soon.ask();
             }
         }
         Ok(journaled)
     }
 
+    /// A place in the router's queue for event `id`, or `None` when the
+    /// queue has no room for it (its events or its bytes) or the event is
+    /// held already (a Stripe retry while the first delivery of it is
+    /// queued or being routed; the journal then finds it a duplicate).
+    /// Dropping the place gives all of it back.
+    fn place(&self, id: &str, body: &[u8]) -> Option<Place<'_>> {
+        // Held from here until its pass ends, so that a scan leaves it to
+        // the queue even when it waits there past its lease.
+        let held = self.held.hold(id)?;
+        let share = self.queue_bytes.take(queued_bytes(body))?;
+        let slot = self.router.try_reserve().ok()?;
+        Some(Place { held, share, slot })
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
+}
+
+/// An event's place in the router's queue, taken before it is journaled:
+/// its hold, its share of the queue's bytes and its slot.
+struct Place<'a> {
+    held: InFlight,
+    share: QueueShare,
+    slot: mpsc::Permit<'a, Routable>,
 }
 
 #[cfg(test)]

@@ -23,7 +23,16 @@ fn event(n: u32, pad: usize) -> Bytes {
 /// An intake whose router queue is `rx`, not being read, so that what the
 /// intake queues stays there: no router runs and no scan takes a row.
 fn intake(dir: &std::path::Path, queue_bytes: usize) -> (Engine, mpsc::Receiver<Routable>) {
-    let (tx, rx) = mpsc::channel(QUEUE);
+    intake_of(dir, QUEUE, queue_bytes)
+}
+
+/// As [`intake`], with a queue of `events` events.
+fn intake_of(
+    dir: &std::path::Path,
+    events: usize,
+    queue_bytes: usize,
+) -> (Engine, mpsc::Receiver<Routable>) {
+    let (tx, rx) = mpsc::channel(events);
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap());
     let engine = Engine {
@@ -32,6 +41,7 @@ fn intake(dir: &std::path::Path, queue_bytes: usize) -> (Engine, mpsc::Receiver<
         router: tx,
         held: Held::default(),
         queue_bytes: QueueBytes::new(queue_bytes),
+        scan_soon: ScanSoon::default(),
         counts: Arc::new(Counts::default()),
         metrics: Metrics::new(),
     };
@@ -42,6 +52,38 @@ async fn accept(engine: &Engine, body: Bytes) {
     let arrival = engine.read(&body).expect("an event");
     let journaled = engine.accept(arrival, body).await.expect("journaled");
     assert_eq!(journaled, Journaled::Inserted);
+}
+
+/// The ids a scan would take now.
+async fn due_now(engine: &Engine) -> Vec<String> {
+    let due = engine.store.due_events(crate::clock::now_ms(), 10);
+    due.await.unwrap().into_iter().map(|e| e.id).collect()
+}
+
+/// Whether the router has been asked to scan (and takes the ask).
+async fn asked(engine: &Engine) -> bool {
+    let ask = engine.scan_soon.asked();
+    tokio::time::timeout(std::time::Duration::ZERO, ask)
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn past_its_events_the_queue_leaves_events_due_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, mut rx) = intake_of(dir.path(), 1, QUEUE_BYTES);
+    accept(&engine, event(0, 0)).await;
+    assert!(
+        due_now(&engine).await.is_empty(),
+        "the queued one is leased"
+    );
+    assert!(!asked(&engine).await, "no scan is asked for");
+    accept(&engine, event(1, 0)).await;
+    assert_eq!(due_now(&engine).await, ["evt_001"]);
+    assert!(asked(&engine).await, "the router is asked to scan");
+    assert_eq!(rx.try_recv().expect("queued").pending.id, "evt_000");
+    assert!(rx.try_recv().is_err(), "the second is not queued");
+    assert!(engine.held.hold("evt_001").is_some(), "nor held");
 }
 
 #[tokio::test]
@@ -63,8 +105,10 @@ async fn past_its_bytes_the_queue_leaves_events_to_a_scan() {
     }
     assert!(rx.try_recv().is_err(), "the other two are not queued");
     assert_eq!(engine.queue_bytes.used(), 3 * share);
-    // The other two are journaled, not held: a scan takes them once their
-    // lease ends.
+    // The other two are journaled due at once, not held, and the router is
+    // asked to scan: a scan takes them now, not once a lease ends.
+    assert_eq!(due_now(&engine).await, ["evt_003", "evt_004"]);
+    assert!(asked(&engine).await, "the router is asked to scan");
     for n in 3..5 {
         assert!(
             engine.held.hold(&format!("evt_{n:03}")).is_some(),

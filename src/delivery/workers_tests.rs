@@ -70,6 +70,7 @@ async fn a_removed_sink_s_worker_stops_and_a_re_added_one_delivers_what_waited()
             received_at_ms: crate::clock::now_ms(),
             body: Bytes::from_static(b"{}"),
             routed: false,
+            leased: true,
         })
         .await
         .unwrap();

@@ -163,6 +163,23 @@ pub struct Router {
     concurrency: usize,
     retries: Quiet,
     held: Held,
+    scan_soon: ScanSoon,
+}
+
+/// Asks the router to scan now rather than at its interval: the intake
+/// journaled an event due at once because the queue had no room for it.
+/// Asks made while a scan is pending make one scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanSoon(Arc<tokio::sync::Notify>);
+
+impl ScanSoon {
+    pub fn ask(&self) {
+        self.0.notify_one();
+    }
+
+    pub(crate) async fn asked(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// How often a route whose records keep failing to build is warned about:
@@ -231,6 +248,7 @@ impl Router {
             concurrency: ROUTING_CONCURRENCY,
             retries: Quiet::new(RETRY_WARN_EVERY),
             held: Held::default(),
+            scan_soon: ScanSoon::default(),
         }
     }
 
@@ -238,6 +256,11 @@ impl Router {
     /// event in before queueing it.
     pub fn held(&self) -> Held {
         self.held.clone()
+    }
+
+    /// The handle the intake asks for a scan with.
+    pub fn scan_soon(&self) -> ScanSoon {
+        self.scan_soon.clone()
     }
 
     /// Routes at most `n` events at once instead of `ROUTING_CONCURRENCY`.
@@ -267,6 +290,12 @@ impl Router {
                 () = shutdown.cancelled() => break,
                 () = woken(&mut wakeups) => {
                     // Rows became due through another process: scan now.
+                    scan_at = tokio::time::Instant::now();
+                    continue;
+                }
+                () = this.scan_soon.asked() => {
+                    // The intake journaled events due at once, for want
+                    // of room in the queue.
                     scan_at = tokio::time::Instant::now();
                     continue;
                 }

@@ -264,6 +264,7 @@ async fn journal(store: &dyn Store, pending: &PendingEvent, received_at_ms: i64)
             received_at_ms,
             body: pending.body.clone(),
             routed: false,
+            leased: true,
         })
         .await
         .unwrap();

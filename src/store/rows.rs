@@ -16,6 +16,10 @@ pub struct NewEvent {
     pub body: Bytes,
     /// Already routed: no route wants it, so there is nothing to build.
     pub routed: bool,
+    /// Queued for this process's router, which leases it: due only once
+    /// the lease ([`super::LEASE_MS`]) ends. Otherwise (the queue had no
+    /// room) it is due at once, for a scan. Not read when `routed`.
+    pub leased: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -106,6 +106,8 @@ async fn insert(shared: &Shared, batch: &[Job]) -> Result<HashSet<String>, Store
     let received: Vec<i64> = events.iter().map(|e| e.received_at_ms).collect();
     // 0: due (EventState::Due), 1: routed (no route wants it).
     let states: Vec<i32> = events.iter().map(|e| i32::from(e.routed)).collect();
+    // Leased to this replica (queued for its router), or due at once.
+    let leased: Vec<bool> = events.iter().map(|e| e.leased && !e.routed).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
     let now = crate::clock::now_ms();
     let client = shared.client().await?;
@@ -117,12 +119,13 @@ async fn insert(shared: &Shared, batch: &[Job]) -> Result<HashSet<String>, Store
                 "INSERT INTO events
                  (id, type, received_at, state, next_attempt_at, updated_at, lease_until,
                   lease_owner, body)
-                 SELECT i, t, r, s, r + $6::BIGINT, $7::BIGINT,
-                   CASE WHEN s = 0 THEN (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $6
+                 SELECT i, t, r, s, CASE WHEN l THEN r + $6::BIGINT ELSE r END, $7::BIGINT,
+                   CASE WHEN l THEN (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $6
                         ELSE 0 END,
-                   CASE WHEN s = 0 THEN $8::TEXT END, b
-                 FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::INTEGER[], $5::BYTEA[])
-                   WITH ORDINALITY AS u(i, t, r, s, b, n)
+                   CASE WHEN l THEN $8::TEXT END, b
+                 FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::INTEGER[], $5::BYTEA[],
+                   $9::BOOLEAN[])
+                   WITH ORDINALITY AS u(i, t, r, s, b, l, n)
                  ORDER BY n
                  ON CONFLICT (id) DO NOTHING RETURNING id",
             )
@@ -139,6 +142,7 @@ async fn insert(shared: &Shared, batch: &[Job]) -> Result<HashSet<String>, Store
                     &shared.lease_ms,
                     &now,
                     &shared.owner,
+                    &leased,
                 ],
             )
             .await?;

@@ -25,6 +25,7 @@ pub(super) fn event(id: &str) -> NewEvent {
         received_at_ms: now_ms(),
         body: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
         routed: false,
+        leased: true,
     }
 }
 

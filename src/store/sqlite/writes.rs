@@ -29,7 +29,11 @@ pub(super) fn journal(
             event.kind,
             event.received_at_ms,
             state,
-            event.received_at_ms + LEASE_MS,
+            if event.leased {
+                event.received_at_ms + LEASE_MS
+            } else {
+                event.received_at_ms
+            },
             now
         ])?;
     if inserted == 0 {

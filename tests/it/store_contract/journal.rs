@@ -84,6 +84,7 @@ pub async fn an_event_no_route_wants_is_journaled_routed_and_can_be_rerouted(
 ) {
     let unwanted = NewEvent {
         routed: true,
+        leased: true,
         ..event("evt_unwanted")
     };
     assert_eq!(store.journal(unwanted).await.unwrap(), Journaled::Inserted);
@@ -99,6 +100,21 @@ pub async fn an_event_no_route_wants_is_journaled_routed_and_can_be_rerouted(
     assert_eq!(due.len(), 1, "due at once: {due:?}");
     assert_eq!((due[0].id.as_str(), due[0].reroute), ("evt_unwanted", true));
     assert_eq!(&due[0].body[..], br#"{"id":"evt_unwanted"}"#);
+}
+
+/// An event the intake could not queue (the router's queue was full) is
+/// journaled unleased: due at once for a scan, while a queued one beside
+/// it stays leased.
+pub async fn an_event_left_to_a_scan_is_due_at_once(store: Arc<dyn Store>) {
+    store.journal(event("evt_queued")).await.unwrap();
+    let left = NewEvent {
+        leased: false,
+        ..event("evt_left")
+    };
+    assert_eq!(store.journal(left).await.unwrap(), Journaled::Inserted);
+    let due = store.due_events(now_ms(), 10).await.unwrap();
+    let ids: Vec<_> = due.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["evt_left"], "only the unleased event is due now");
 }
 
 pub async fn fresh_rows_are_leased_to_the_fast_path(store: Arc<dyn Store>) {

@@ -36,6 +36,7 @@ pub fn event(id: &str) -> NewEvent {
         received_at_ms: now_ms(),
         body: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
         routed: false,
+        leased: true,
     }
 }
 
@@ -149,6 +150,7 @@ contract!(
     journal::a_page_of_due_events_ends_with_the_one_that_reaches_its_bytes,
     journal::an_event_no_route_wants_is_journaled_routed_and_can_be_rerouted,
     journal::fresh_rows_are_leased_to_the_fast_path,
+    journal::an_event_left_to_a_scan_is_due_at_once,
     journal::a_failed_event_is_retried_then_dead_then_replayable,
     routing::save_routing_stores_each_record_once_with_one_delivery_per_sink,
     routing::a_record_is_built_once_and_reroute_adds_only_new_routes,
