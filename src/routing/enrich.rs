@@ -11,6 +11,10 @@
 //! pages (`stripe.max_pages`), items (`stripe.max_line_items`) and bytes
 //! (`stripe.max_response`, all pages together, read as a stream) are
 //! bounded, and passing a bound is a permanent [`EnrichErrorKind::OverLimit`].
+//! What all routing passes together hold of answers being read is bounded
+//! too ([`ANSWER_BYTES`]): an answer past it is a transient failure, tried
+//! again with the backoff, so an API that answers every session with its
+//! largest allowed answer cannot make the router hold one per pass.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +29,7 @@ use crate::metrics::{ApiOutcome, Metrics};
 use crate::retry::{self, RetryConfig};
 use crate::routing::line_items::{self, Page};
 use crate::routing::record::LineItem;
+use crate::routing::router::{QueueBytes, QueueShare};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +38,12 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 const PAGE_SIZE: &str = "100";
 /// Bytes of an error answer read for its message; Stripe's are under 1 KB.
 const ERROR_BODY_BYTES: u64 = 64 * 1024;
+/// The bytes of answers being read that every request of a client holds
+/// at once (each answer from its first byte until its page is read into
+/// line items), or one session's `stripe.max_response` when that is more.
+/// Real pages are under 200 KB: 64 passes of them hold 12.5 MiB. Without
+/// it, 64 passes could hold `stripe.max_response` (8 MiB) each.
+pub const ANSWER_BYTES: u64 = 64 * 1024 * 1024;
 /// The least time between two warnings about failing requests; those in
 /// between are debug lines, counted in the next warning. One event offline
 /// would otherwise write a warning per try, dozens a minute.
@@ -183,6 +194,9 @@ pub struct StripeApi {
     warnings: Arc<Quiet>,
     /// Counts and times each request, when a router runs the client.
     metrics: Option<Arc<Metrics>>,
+    /// The answers being read, by every clone of this client
+    /// ([`ANSWER_BYTES`]).
+    answers: QueueBytes,
 }
 
 /// `stripe.max_pages`, `stripe.max_line_items`, `stripe.max_response`: what
@@ -234,6 +248,7 @@ impl StripeApi {
             },
             warnings: Arc::new(Quiet::new(WARN_EVERY)),
             metrics: None,
+            answers: QueueBytes::new(answer_bytes(ANSWER_BYTES, config.max_response)),
         })
     }
 
@@ -441,9 +456,26 @@ impl StripeApi {
         } else {
             max_bytes.min(ERROR_BODY_BYTES)
         };
-        let body = read_at_most(response, max_bytes)
+        let body = match read_at_most(response, max_bytes, &self.answers)
             .await
-            .map_err(|e| self.transport(e))?;
+            .map_err(|e| self.transport(e))?
+        {
+            Answer::Read(body, share) => Some((body, share)),
+            Answer::OverLimit => None,
+            Answer::Busy(read) => {
+                let held = crate::units::byte_size::show(self.answers.used() as u64);
+                return Err(Failure {
+                    kind: EnrichErrorKind::Unavailable,
+                    retry: true,
+                    retry_after: None,
+                    message: format!(
+                        "the answers being read by all routing passes hold {held}, and this \
+                         one's {read} bytes read so far would pass their bound: tried again \
+                         once some are read"
+                    ),
+                });
+            }
+        };
         tracing::debug!(
             session = session_id,
             status = status.as_u16(),
@@ -451,7 +483,7 @@ impl StripeApi {
         );
 
         if status.is_success() {
-            let Some(body) = body else {
+            let Some((body, _share)) = body else {
                 let limit = crate::units::byte_size::show(self.limits.bytes);
                 let error = over_limit(
                     session_id,
@@ -474,7 +506,7 @@ impl StripeApi {
                     message: format!("line items of `{session_id}`: the answer is not JSON: {e}"),
                 });
         }
-        let body = body.unwrap_or_default();
+        let body = body.map(|(body, _share)| body).unwrap_or_default();
         let stripe_says = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| v.get("error")?.get("message")?.as_str().map(str::to_owned))
@@ -582,27 +614,55 @@ struct Failure {
     message: String,
 }
 
-/// The body, or `None` as soon as it is known to be longer than `limit`
-/// bytes: from `Content-Length` before reading anything, else while
+/// What all of a client's answers may hold at once: [`ANSWER_BYTES`], or
+/// one session's `max_response` when that is more, so that a session
+/// alone can always be read.
+fn answer_bytes(all: u64, max_response: u64) -> usize {
+    usize::try_from(all.max(max_response)).unwrap_or(usize::MAX)
+}
+
+/// An answer as [`read_at_most`] read it.
+enum Answer {
+    /// The whole body, with its share of the client's answer bytes.
+    Read(Vec<u8>, QueueShare),
+    /// Longer than the limit.
+    OverLimit,
+    /// The client's answers being read would pass their bound with this
+    /// one's next bytes (so many read so far); nothing of it is kept.
+    Busy(usize),
+}
+
+/// The body, or `OverLimit` as soon as it is known to be longer than
+/// `limit` bytes: from `Content-Length` before reading anything, else while
 /// reading, so no more than `limit` bytes (plus one chunk) are ever held.
+/// Each byte is held with a share of `answers` (the announced length at
+/// once), or not read: `Busy`.
 async fn read_at_most(
     mut response: reqwest::Response,
     limit: u64,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit)
-    {
-        return Ok(None);
+    answers: &QueueBytes,
+) -> Result<Answer, reqwest::Error> {
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > limit) {
+        return Ok(Answer::OverLimit);
     }
-    let mut body = Vec::new();
+    let announced = announced.map_or(0, |length| length as usize);
+    let Some(mut share) = answers.take(announced) else {
+        return Ok(Answer::Busy(0));
+    };
+    let mut body = Vec::with_capacity(announced);
     while let Some(chunk) = response.chunk().await? {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Ok(None);
+        let length = body.len() + chunk.len();
+        if length as u64 > limit {
+            return Ok(Answer::OverLimit);
+        }
+        let more = length.saturating_sub(share.bytes());
+        if more > 0 && !answers.add_to(&mut share, more) {
+            return Ok(Answer::Busy(body.len()));
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Some(body))
+    Ok(Answer::Read(body, share))
 }
 
 /// Past a bound: permanent, so the route's record becomes a dead letter

@@ -346,3 +346,68 @@ fn warnings_about_failing_requests_are_one_per_period_with_a_count() {
     assert_eq!(quiet.admit("", start + WARN_EVERY), Some(2));
     assert_eq!(quiet.admit("", start + WARN_EVERY), None);
 }
+
+#[tokio::test]
+async fn the_answers_every_pass_reads_at_once_are_bounded() {
+    let standin = standin(3).await;
+    let api = api(standin.url(), KEY, &StripeConfig::default());
+    let limit = usize::try_from(ANSWER_BYTES).unwrap();
+    assert_eq!(api.answers.used(), 0);
+    // Other passes hold all but 1 KiB; the page of 3 items is larger.
+    let others = api.answers.take(limit - 1024).expect("room");
+    let before = standin.requests();
+    let err = api
+        .line_items(SESSION, false)
+        .await
+        .expect_err("no room for the page");
+    assert_eq!(
+        (err.kind, err.retryable),
+        (EnrichErrorKind::Unavailable, true),
+        "{err}"
+    );
+    assert!(err.message.contains("all routing passes"), "{err}");
+    assert_eq!(
+        standin.requests() - before,
+        u64::from(DEFAULT_MAX_ATTEMPTS),
+        "each try waits its turn"
+    );
+    assert_eq!(
+        api.answers.used(),
+        limit - 1024,
+        "a refused answer holds nothing"
+    );
+    drop(others);
+    let items = api.line_items(SESSION, false).await.expect("read");
+    assert_eq!(items.len(), 3);
+    assert_eq!(api.answers.used(), 0, "a page read gives its bytes back");
+
+    // An answer with no length is counted as it is read: it stops at the
+    // bound, partway.
+    standin.misbehave(
+        SESSION,
+        Misbehaviour::Huge {
+            bytes: 256 * 1024,
+            announced: false,
+        },
+    );
+    let others = api.answers.take(limit - 64 * 1024).expect("room");
+    let err = api
+        .line_items(SESSION, false)
+        .await
+        .expect_err("no room for the page");
+    assert!(
+        err.retryable && err.message.contains("all routing passes"),
+        "{err}"
+    );
+    assert_eq!(api.answers.used(), limit - 64 * 1024);
+    drop(others);
+    let items = api.line_items(SESSION, false).await;
+    assert_eq!(items.map(|items| items.len()).ok(), Some(1), "read");
+    assert_eq!(api.answers.used(), 0);
+}
+
+#[test]
+fn one_session_s_largest_answer_always_fits_the_answers_bound() {
+    assert_eq!(answer_bytes(ANSWER_BYTES, 8 << 20), 64 << 20);
+    assert_eq!(answer_bytes(ANSWER_BYTES, 100 << 20), 100 << 20);
+}

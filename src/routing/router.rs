@@ -86,7 +86,8 @@ pub struct Routable {
 /// The bytes a queue's items hold, against a limit: an item is queued only
 /// with a share of it ([`QueueBytes::take`]). The intake's queue for the
 /// router counts events until their passes end; a sink worker's counts the
-/// bodies of the deliveries handed to it.
+/// bodies of the deliveries handed to it; the Stripe API client's counts
+/// the answers being read.
 #[derive(Debug, Clone)]
 pub struct QueueBytes {
     used: Arc<AtomicUsize>,
@@ -115,6 +116,18 @@ impl QueueBytes {
         })
     }
 
+    /// Adds `bytes` to `share`, or `false` when that would take the total
+    /// past the limit (`share` is then as it was).
+    pub fn add_to(&self, share: &mut QueueShare, bytes: usize) -> bool {
+        match self.take(bytes) {
+            Some(mut more) => {
+                share.bytes += std::mem::take(&mut more.bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The bytes shared out now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
@@ -128,6 +141,13 @@ impl QueueBytes {
 pub struct QueueShare {
     used: Arc<AtomicUsize>,
     bytes: usize,
+}
+
+impl QueueShare {
+    /// The bytes this share holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 impl Drop for QueueShare {
