@@ -121,6 +121,7 @@ struct Panics {
     inner: SqliteStore,
     panics: std::sync::atomic::AtomicU32,
     scans: Mutex<Vec<std::time::Instant>>,
+    scan_every: Duration,
 }
 
 impl Store for Panics {
@@ -213,6 +214,9 @@ impl Store for Panics {
     fn prune(&self, before_ms: i64, limit: usize) -> store::StoreFuture<'_, u64> {
         self.inner.prune(before_ms, limit)
     }
+    fn scan_every(&self) -> Duration {
+        self.scan_every
+    }
 }
 
 const AUDIT: &str = "sinks:\n  out: { type: jsonl, path: out.jsonl }\nroutes:\n  - name: audit\n    when: {}\n    emit: event\n    to: [out]\n";
@@ -248,10 +252,16 @@ fn audit_router(
 /// The SQLite journal in `dir`, through [`Panics`] (the first `panics`
 /// saves panic).
 fn panics_store(dir: &std::path::Path, panics: u32) -> Arc<Panics> {
+    panics_store_scanning_every(dir, panics, SCAN_EVERY)
+}
+
+/// As [`panics_store`], with the router's idle scans `every` apart.
+fn panics_store_scanning_every(dir: &std::path::Path, panics: u32, every: Duration) -> Arc<Panics> {
     Arc::new(Panics {
         inner: SqliteStore::open(&dir.join("journal.db"), false, 64 << 20).unwrap(),
         panics: std::sync::atomic::AtomicU32::new(panics),
         scans: Mutex::default(),
+        scan_every: every,
     })
 }
 
@@ -469,6 +479,49 @@ async fn a_page_of_held_events_is_not_read_again_at_once() {
         gap >= SCAN_EVERY - Duration::from_millis(100),
         "the second scan came {gap:?} after the first"
     );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_event_left_to_a_scan_is_routed_once_the_intake_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    // No idle scan comes in the test's time: only the first, and those
+    // asked for.
+    let store = panics_store_scanning_every(dir.path(), 0, Duration::from_secs(3600));
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let (router, _) = audit_router(
+        dir.path(),
+        store.clone(),
+        Arc::default(),
+        &shutdown,
+        &tracker,
+    );
+    let scan_soon = router.scan_soon();
+    let (_tx, rx) = mpsc::channel(8);
+    tracker.spawn(router.run(rx, shutdown.clone()));
+    let scans = || store.scans.lock().unwrap().len();
+    test_support::eventually("the first scan", || scans() == 1).await;
+    // The intake found no room in the queue: the event is journaled due at
+    // once, and a scan asked for.
+    let (_, pending) = session_event(41);
+    store
+        .journal(store::NewEvent {
+            id: pending.id.clone(),
+            kind: pending.kind.clone(),
+            received_at_ms: crate::clock::now_ms(),
+            body: pending.body.clone(),
+            routed: false,
+            leased: false,
+        })
+        .await
+        .unwrap();
+    scan_soon.ask();
+    let out = dir.path().join("out.jsonl");
+    test_support::eventually("the asked scan routes evt_41", || {
+        test_support::contains(&out, "evt_41:audit")
+    })
+    .await;
+    assert_eq!(scans(), 2, "one scan for the ask");
     shutdown.cancel();
 }
 
