@@ -249,6 +249,17 @@ fn audit_router(
     (router, live)
 }
 
+/// A router (not yet running) on the audit routes in `dir` over `store`,
+/// with the token that shuts it down and the tracker its workers run on.
+fn router_over(
+    dir: &std::path::Path,
+    store: Arc<Panics>,
+) -> (Router, CancellationToken, TaskTracker) {
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let (router, _) = audit_router(dir, store, Arc::default(), &shutdown, &tracker);
+    (router, shutdown, tracker)
+}
+
 /// The SQLite journal in `dir`, through [`Panics`] (the first `panics`
 /// saves panic).
 fn panics_store(dir: &std::path::Path, panics: u32) -> Arc<Panics> {
@@ -451,14 +462,7 @@ async fn a_scan_leaves_an_event_waiting_in_the_queue_to_the_queue() {
 async fn a_page_of_held_events_is_not_read_again_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = panics_store(dir.path(), 0);
-    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let (router, _) = audit_router(
-        dir.path(),
-        store.clone(),
-        Arc::default(),
-        &shutdown,
-        &tracker,
-    );
+    let (router, shutdown, tracker) = router_over(dir.path(), store.clone());
     // A full page of due events (their lease long over), every one waiting
     // in the queue, as when the router is far behind.
     let held = router.held();
@@ -488,14 +492,7 @@ async fn an_event_left_to_a_scan_is_routed_once_the_intake_asks() {
     // No idle scan comes in the test's time: only the first, and those
     // asked for.
     let store = panics_store_scanning_every(dir.path(), 0, Duration::from_secs(3600));
-    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let (router, _) = audit_router(
-        dir.path(),
-        store.clone(),
-        Arc::default(),
-        &shutdown,
-        &tracker,
-    );
+    let (router, shutdown, tracker) = router_over(dir.path(), store.clone());
     let scan_soon = router.scan_soon();
     let (_tx, rx) = mpsc::channel(8);
     tracker.spawn(router.run(rx, shutdown.clone()));
