@@ -12,6 +12,7 @@
 //! - [`store`]: the journal and the queues: the [`store::Store`] trait, its rows, SQLite.
 //! - [`routing`]: journaled event to stored records: rules, live snapshot, router, enrichment.
 //! - [`sinks`]: where records go: the [`sinks::Sink`] trait, one file per sink type.
+//! - [`budget`]: byte budgets for what queues and the Stripe client hold in memory; a leaf.
 //! - [`retry`]: the one retry policy (backoff with jitter) for sinks, routing and the API.
 //! - [`config`]: `routes.yaml`: types, spanned YAML, checks with places, `${VAR}`, the env.
 //! - [`units`]: durations and byte sizes as `routes.yaml` writes them; a leaf.
@@ -26,6 +27,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod budget;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -16,14 +16,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::{ByteBudget, ByteShare};
 use crate::delivery::workers::Workers;
 use crate::event::{Event, EventError};
 use crate::metrics::Metrics;
 use crate::routing::build::Builder;
 use crate::routing::live::Live;
-use crate::routing::router::{
-    Accepted, Counts, Held, InFlight, QueueBytes, QueueShare, Routable, Router, ScanSoon,
-};
+use crate::routing::router::{Accepted, Counts, Held, InFlight, Routable, Router, ScanSoon};
 use crate::store::{Journaled, NewEvent, PendingEvent, Store, StoreError};
 
 /// Events queued for the router beyond those it is routing; more wait in
@@ -60,7 +59,7 @@ pub struct Engine {
     live: Arc<Live>,
     router: mpsc::Sender<Routable>,
     held: Held,
-    queue_bytes: QueueBytes,
+    queue_bytes: ByteBudget,
     scan_soon: ScanSoon,
     pub counts: Arc<Counts>,
     metrics: Arc<Metrics>,
@@ -102,7 +101,7 @@ impl Engine {
             live,
             router: tx,
             held,
-            queue_bytes: QueueBytes::new(QUEUE_BYTES),
+            queue_bytes: ByteBudget::new(QUEUE_BYTES),
             scan_soon,
             counts,
             metrics,
@@ -219,7 +218,7 @@ impl Engine {
 /// its hold, its share of the queue's bytes and its slot.
 struct Place<'a> {
     held: InFlight,
-    share: QueueShare,
+    share: ByteShare,
     slot: mpsc::Permit<'a, Routable>,
 }
 

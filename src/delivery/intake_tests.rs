@@ -40,7 +40,7 @@ fn intake_of(
         live: test_support::live(dir, AUDIT, false),
         router: tx,
         held: Held::default(),
-        queue_bytes: QueueBytes::new(queue_bytes),
+        queue_bytes: ByteBudget::new(queue_bytes),
         scan_soon: ScanSoon::default(),
         counts: Arc::new(Counts::default()),
         metrics: Metrics::new(),

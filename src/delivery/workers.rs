@@ -21,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::budget::{ByteBudget, ByteShare};
 use crate::metrics::{Delivery, Metrics};
 use crate::retry::{self, ROUTING_RETRY};
 use crate::routing::live::Live;
-use crate::routing::router::{Handoff, QueueBytes, QueueShare, woken};
+use crate::routing::router::{Handoff, woken};
 use crate::routing::snapshot::Snapshot;
 use crate::store::{PendingDelivery, Settle, Store};
 
@@ -55,10 +56,10 @@ pub struct Workers {
 struct WorkerHandle {
     /// Each delivery with its share of [`BACKLOG_BYTES`] when it kept its
     /// body.
-    queue: mpsc::UnboundedSender<(PendingDelivery, Option<QueueShare>)>,
+    queue: mpsc::UnboundedSender<(PendingDelivery, Option<ByteShare>)>,
     queued: Arc<AtomicUsize>,
     /// The bytes of the bodies the queued deliveries hold.
-    bodies: QueueBytes,
+    bodies: ByteBudget,
     /// Stops this worker alone (its sink left the config).
     stop: CancellationToken,
 }
@@ -208,7 +209,7 @@ impl Workers {
         WorkerHandle {
             queue: tx,
             queued,
-            bodies: QueueBytes::new(BACKLOG_BYTES),
+            bodies: ByteBudget::new(BACKLOG_BYTES),
             stop,
         }
     }
@@ -236,14 +237,14 @@ struct Attempt {
 impl Worker {
     async fn run(
         mut self,
-        mut rx: mpsc::UnboundedReceiver<(PendingDelivery, Option<QueueShare>)>,
+        mut rx: mpsc::UnboundedReceiver<(PendingDelivery, Option<ByteShare>)>,
         shutdown: CancellationToken,
         resume: bool,
     ) {
         // Each with whether it was handed over (counted in `queued` until
         // it leaves the backlog, its body's bytes with it) or found by a
         // scan.
-        let mut backlog: VecDeque<(PendingDelivery, bool, Option<QueueShare>)> = VecDeque::new();
+        let mut backlog: VecDeque<(PendingDelivery, bool, Option<ByteShare>)> = VecDeque::new();
         // Rows attempted and not yet settled; `sending` counts those still
         // talking to the sink, which is what `concurrency` limits.
         let mut in_flight: HashSet<String> = HashSet::new();

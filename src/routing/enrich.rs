@@ -23,13 +23,13 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
+use crate::budget::{ByteBudget, ByteShare};
 use crate::config::StripeConfig;
 use crate::http_serve::throttle::Quiet;
 use crate::metrics::{ApiOutcome, Metrics};
 use crate::retry::{self, RetryConfig};
 use crate::routing::line_items::{self, Page};
 use crate::routing::record::LineItem;
-use crate::routing::router::{QueueBytes, QueueShare};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -196,7 +196,7 @@ pub struct StripeApi {
     metrics: Option<Arc<Metrics>>,
     /// The answers being read, by every clone of this client
     /// ([`ANSWER_BYTES`]).
-    answers: QueueBytes,
+    answers: ByteBudget,
 }
 
 /// `stripe.max_pages`, `stripe.max_line_items`, `stripe.max_response`: what
@@ -248,7 +248,7 @@ impl StripeApi {
             },
             warnings: Arc::new(Quiet::new(WARN_EVERY)),
             metrics: None,
-            answers: QueueBytes::new(answer_bytes(ANSWER_BYTES, config.max_response)),
+            answers: ByteBudget::new(answer_bytes(ANSWER_BYTES, config.max_response)),
         })
     }
 
@@ -624,7 +624,7 @@ fn answer_bytes(all: u64, max_response: u64) -> usize {
 /// An answer as [`read_at_most`] read it.
 enum Answer {
     /// The whole body, with its share of the client's answer bytes.
-    Read(Vec<u8>, QueueShare),
+    Read(Vec<u8>, ByteShare),
     /// Longer than the limit.
     OverLimit,
     /// The client's answers being read would pass their bound with this
@@ -640,7 +640,7 @@ enum Answer {
 async fn read_at_most(
     mut response: reqwest::Response,
     limit: u64,
-    answers: &QueueBytes,
+    answers: &ByteBudget,
 ) -> Result<Answer, reqwest::Error> {
     let announced = response.content_length();
     if announced.is_some_and(|length| length > limit) {

@@ -17,7 +17,7 @@
 //! its lease is routed once, by the queue, not a second time by the scan.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::budget::ByteShare;
 use crate::event::Event;
 use crate::http_serve::throttle::Quiet;
 use crate::metrics::{Metrics, RecordOutcome};
@@ -79,81 +80,8 @@ pub struct Routable {
     /// queueing it ([`Held::hold`]). The router takes one itself otherwise.
     pub held: Option<InFlight>,
     /// Set on the fast path: the event's share of the queue's bytes
-    /// ([`QueueBytes::take`]), given back when its pass ends.
-    pub queued: Option<QueueShare>,
-}
-
-/// The bytes a queue's items hold, against a limit: an item is queued only
-/// with a share of it ([`QueueBytes::take`]). The intake's queue for the
-/// router counts events until their passes end; a sink worker's counts the
-/// bodies of the deliveries handed to it; the Stripe API client's counts
-/// the answers being read.
-#[derive(Debug, Clone)]
-pub struct QueueBytes {
-    used: Arc<AtomicUsize>,
-    limit: usize,
-}
-
-impl QueueBytes {
-    pub fn new(limit: usize) -> QueueBytes {
-        QueueBytes {
-            used: Arc::default(),
-            limit,
-        }
-    }
-
-    /// A share of `bytes`, or `None` when it would take the total past the
-    /// limit.
-    pub fn take(&self, bytes: usize) -> Option<QueueShare> {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|&total| total <= self.limit)
-            })
-            .ok()?;
-        Some(QueueShare {
-            used: self.used.clone(),
-            bytes,
-        })
-    }
-
-    /// Adds `bytes` to `share`, or `false` when that would take the total
-    /// past the limit (`share` is then as it was).
-    pub fn add_to(&self, share: &mut QueueShare, bytes: usize) -> bool {
-        match self.take(bytes) {
-            Some(mut more) => {
-                share.bytes += std::mem::take(&mut more.bytes);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The bytes shared out now.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
-    }
-}
-
-/// A share of [`QueueBytes`], given back when dropped: when its item leaves
-/// the queue's care (an event's pass ends, also by a panic), or when a full
-/// or closed queue refuses the item.
-#[derive(Debug)]
-pub struct QueueShare {
-    used: Arc<AtomicUsize>,
-    bytes: usize,
-}
-
-impl QueueShare {
-    /// The bytes this share holds.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
-impl Drop for QueueShare {
-    fn drop(&mut self) {
-        self.used.fetch_sub(self.bytes, Ordering::AcqRel);
-    }
+    /// ([`ByteBudget::take`]), given back when its pass ends.
+    pub queued: Option<ByteShare>,
 }
 
 /// A fresh event as the intake accepted it: parsed once, and the snapshot
@@ -232,8 +160,8 @@ impl Held {
 }
 
 /// Holds an event id in the router's [`Held`] set and takes it out when
-/// dropped, also when the routing pass panics or the queued event is
-/// dropped with a full or closed queue.
+/// dropped, also when the routing pass panics, or when the intake finds no
+/// room for the event in the queue or cannot journal it.
 #[derive(Debug)]
 pub struct InFlight {
     set: Arc<Mutex<HashSet<String>>>,

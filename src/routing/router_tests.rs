@@ -539,7 +539,7 @@ fn an_event_the_full_queue_refuses_is_no_longer_held() {
     assert!(held.hold("evt_31").is_none(), "queued: still held");
     assert!(
         held.hold("evt_32").is_some(),
-        "refused: a scan may take it once its lease ends"
+        "refused: no longer held, so a scan may take it"
     );
 }
 

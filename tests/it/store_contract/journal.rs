@@ -84,7 +84,6 @@ pub async fn an_event_no_route_wants_is_journaled_routed_and_can_be_rerouted(
 ) {
     let unwanted = NewEvent {
         routed: true,
-        leased: true,
         ..event("evt_unwanted")
     };
     assert_eq!(store.journal(unwanted).await.unwrap(), Journaled::Inserted);
