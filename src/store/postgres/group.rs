@@ -1,7 +1,8 @@
 //! Group commit for calls that many tasks make at once (`journal`,
 //! `settle`): each call queues a job and waits for its answer; a collector
-//! takes what is waiting (at most `max` jobs) and hands it to one
-//! transaction. A lone job goes out at once, never waiting for company;
+//! takes what is waiting (at most `max` jobs, and at most [`BATCH_BYTES`]
+//! of bodies) and hands it to one transaction. A lone job goes out at once,
+//! never waiting for company;
 //! batches form by themselves under concurrency, while `in_flight`
 //! batches are committing (each on its own pooled connection) and arrivals
 //! gather for the next one.
@@ -81,6 +82,18 @@ pub(super) async fn write_or_each<'s, J, T>(
     }
 }
 
+/// The most bytes of bodies (events' or records') one batch takes; a job
+/// bigger than this goes alone. A pooled connection keeps the buffer of
+/// the largest statement it ever sent (the driver grows it and does not
+/// give it back), so this, not `server.body_buffer`, bounds what each of
+/// `store.pool_size` connections holds: about 1 MiB plus one body.
+pub(super) const BATCH_BYTES: usize = 1 << 20;
+
+/// What a job adds to its batch's statement, about: its bodies' bytes.
+pub(super) trait Weigh {
+    fn bytes(&self) -> usize;
+}
+
 /// Starts a collector that runs `commit` on each batch; it stops with
 /// `stop` (jobs then see their sender dropped).
 pub(super) fn start<J, F, Fut>(
@@ -90,30 +103,44 @@ pub(super) fn start<J, F, Fut>(
     commit: F,
 ) -> mpsc::UnboundedSender<J>
 where
-    J: Send + 'static,
+    J: Weigh + Send + 'static,
     F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<J>();
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(in_flight));
+        // A job taken that would have carried its batch past
+        // `BATCH_BYTES`: the first of the next batch.
+        let mut next: Option<J> = None;
         loop {
             // A permit first: while every batch is committing, arrivals
             // gather into the next one.
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let first = tokio::select! {
-                () = stop.cancelled() => return,
-                job = rx.recv() => match job {
-                    Some(job) => job,
-                    None => return,
+            let first = match next.take() {
+                Some(job) => job,
+                None => tokio::select! {
+                    () = stop.cancelled() => return,
+                    job = rx.recv() => match job {
+                        Some(job) => job,
+                        None => return,
+                    },
                 },
             };
+            let mut bytes = first.bytes();
             let mut batch = vec![first];
-            while batch.len() < max {
+            while batch.len() < max && bytes < BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(job) => batch.push(job),
+                    Ok(job) if bytes + job.bytes() > BATCH_BYTES => {
+                        next = Some(job);
+                        break;
+                    }
+                    Ok(job) => {
+                        bytes += job.bytes();
+                        batch.push(job);
+                    }
                     Err(_) => break,
                 }
             }
@@ -126,3 +153,7 @@ where
     });
     tx
 }
+
+#[cfg(test)]
+#[path = "group_tests.rs"]
+mod tests;

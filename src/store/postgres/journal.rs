@@ -31,6 +31,12 @@ pub(super) struct Job {
     reply: oneshot::Sender<Result<Journaled, StoreError>>,
 }
 
+impl super::group::Weigh for Job {
+    fn bytes(&self) -> usize {
+        self.event.body.len()
+    }
+}
+
 /// Queues `event`; the future answers once its batch committed (or failed:
 /// then nothing of the batch is acknowledged).
 pub(super) fn submit(

@@ -36,6 +36,16 @@ pub(super) struct Job {
     reply: oneshot::Sender<Result<Vec<String>, StoreError>>,
 }
 
+impl super::group::Weigh for Job {
+    fn bytes(&self) -> usize {
+        self.routing
+            .records
+            .iter()
+            .map(|r| r.record.body.len())
+            .sum()
+    }
+}
+
 /// Queues a pass; the future answers once it committed.
 pub(super) fn submit(
     jobs: &mpsc::UnboundedSender<Job>,

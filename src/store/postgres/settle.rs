@@ -37,6 +37,16 @@ pub(super) struct Job {
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
+impl super::group::Weigh for Job {
+    /// A settle has no body; a failed attempt carries the sink's error.
+    fn bytes(&self) -> usize {
+        match &self.outcome {
+            Settle::Delivered => 0,
+            Settle::Retry { error, .. } | Settle::Dead { error } => error.len(),
+        }
+    }
+}
+
 /// Queues a settle; the future answers once its batch committed (or
 /// failed: then none of the batch was kept).
 pub(super) fn submit(
