@@ -86,7 +86,7 @@ pub(super) async fn write_or_each<'s, J, T>(
 /// bigger than this goes alone. A pooled connection keeps the buffer of
 /// the largest statement it ever sent (the driver grows it and does not
 /// give it back), so this, not `server.body_buffer`, bounds what each of
-/// `store.pool_size` connections holds: about 1 MiB plus one body.
+/// `store.pool_size` connections holds: about this plus one body.
 pub(super) const BATCH_BYTES: usize = 1 << 20;
 
 /// What a job adds to its batch's statement, about: its bodies' bytes.

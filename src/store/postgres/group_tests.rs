@@ -58,19 +58,19 @@ async fn batches(max: usize, sizes: &[usize]) -> Vec<Vec<usize>> {
 
 #[tokio::test]
 async fn a_batch_stops_before_its_bodies_pass_the_bound() {
-    const K: usize = 1024;
+    let tenth = BATCH_BYTES / 10;
     let sizes = [
-        600 * K,
-        300 * K,
-        200 * K,
+        6 * tenth,
+        3 * tenth,
+        2 * tenth,
         3 * BATCH_BYTES,
         10,
         10,
         BATCH_BYTES,
     ];
     let seen = batches(512, &sizes).await;
-    // 600 + 300 KiB fit; 200 more would pass 1 MiB, so that job starts the
-    // next batch; a job past the bound on its own goes alone; the last
+    // Six and three tenths of the bound fit; two more would pass it, so that
+    // job starts the next batch; a job past the bound goes alone; the last
     // fills a batch by itself.
     assert_eq!(
         seen,
