@@ -52,8 +52,7 @@ async fn batches(max: usize, sizes: &[usize]) -> Vec<Vec<usize>> {
         left -= n;
     }
     stop.cancel();
-    let seen = seen.lock().unwrap().clone();
-    seen
+    seen.lock().unwrap().clone()
 }
 
 #[tokio::test]
