@@ -1,11 +1,11 @@
 //! Group commit for calls that many tasks make at once (`journal`,
-//! `settle`): each call queues a job and waits for its answer; a collector
-//! takes what is waiting (at most `max` jobs, and at most [`BATCH_BYTES`]
-//! of bodies) and hands it to one transaction. A lone job goes out at once,
-//! never waiting for company;
-//! batches form by themselves under concurrency, while `in_flight`
-//! batches are committing (each on its own pooled connection) and arrivals
-//! gather for the next one.
+//! `save_routing`, `settle`): each call queues a job and waits for its
+//! answer; a collector takes what is waiting (at most `max` jobs, and at
+//! most [`BATCH_BYTES`] of bodies) and hands it to one transaction. A lone
+//! job goes out at once, never waiting for company; batches form by
+//! themselves under concurrency, while `in_flight` batches are committing
+//! (each on its own pooled connection) and arrivals gather for the next
+//! one.
 
 use std::future::Future;
 use std::pin::Pin;
