@@ -18,6 +18,7 @@
 //! - [`units`]: durations and byte sizes as `routes.yaml` writes them; a leaf.
 //! - [`redact`]: the one URL redactor for messages, logs and answers; a leaf.
 //! - [`clock`]: the wall clock (unix ms, unix seconds, RFC 3339); a leaf.
+//! - [`arenas`]: how many malloc arenas `main` lets glibc keep; a leaf.
 //! - [`app`]: builds everything from a config and runs it until shutdown.
 //! - [`admin`]: the admin listener: detailed `/healthz`, `/readyz`, the token, the JSON API, `/metrics`.
 //! - [`metrics`]: the router's Prometheus families, one instance per router; their exposition.
@@ -27,6 +28,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod arenas;
 pub mod budget;
 pub mod clock;
 pub mod commands;

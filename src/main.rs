@@ -21,6 +21,28 @@ use stripe_router::offline::send::{self, PaymentStatus};
 use stripe_router::offline::standin;
 use stripe_router::store::Filter;
 
+/// One malloc arena per core (`stripe_router::arenas`), set before any
+/// thread exists. glibc only; elsewhere the allocator is left as it is.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn cap_malloc_arenas() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let tunables = std::env::var("GLIBC_TUNABLES").ok();
+    let set = std::env::var_os("MALLOC_ARENA_MAX").is_some();
+    if let Some(cap) = stripe_router::arenas::cap(set, tunables.as_deref(), cores) {
+        // SAFETY: `mallopt` sets one parameter of glibc's allocator under
+        // the allocator's own lock and touches no memory of ours; with
+        // `M_ARENA_MAX` it only limits arenas created later. Its result
+        // (0 when refused) leaves the default in place, which is harmless.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, cap);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn cap_malloc_arenas() {}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stripe-router",
@@ -307,6 +329,7 @@ impl From<FilterArgs> for Filter {
 }
 
 fn main() -> ExitCode {
+    cap_malloc_arenas();
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         return match completions::write(
