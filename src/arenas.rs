@@ -6,8 +6,10 @@
 //! router's resident memory depended on how many of its threads (the
 //! runtime's workers, its blocking threads, the journal's writer and
 //! checkpointer) happened to allocate during a burst: peak RSS in the
-//! benchmark's scenario (b) ranged from 22 to 32 MiB over identical runs
-//! with the same live heap. One arena per core keeps it at 21–24 MiB.
+//! benchmark's scenario (b) ranged from 22 to 49 MiB over identical runs
+//! with the same live heap of about 5.5 MiB. With one arena per core it
+//! stays at 21–24 MiB in most runs (README, "Memory: one malloc arena per
+//! core").
 
 /// The arena cap to set, or `None` when the operator chose one already:
 /// `MALLOC_ARENA_MAX` or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`,
