@@ -68,6 +68,14 @@ pub struct Routing {
     pub failed: Vec<RouteFailure>,
 }
 
+impl Routing {
+    /// The bytes of this pass's record bodies: what it writes, about, and
+    /// what both stores' group commits weigh it by.
+    pub fn record_bytes(&self) -> usize {
+        self.records.iter().map(|r| r.record.body.len()).sum()
+    }
+}
+
 /// One route of an event whose record could not be built (its enrichment
 /// failed): retried later, or given up as a route-level dead letter.
 #[derive(Debug, Clone)]

@@ -38,11 +38,7 @@ pub(super) struct Job {
 
 impl super::group::Weigh for Job {
     fn bytes(&self) -> usize {
-        self.routing
-            .records
-            .iter()
-            .map(|r| r.record.body.len())
-            .sum()
+        self.routing.record_bytes()
     }
 }
 

@@ -101,9 +101,7 @@ impl Write {
     fn bytes(&self) -> u64 {
         let body = match self {
             Write::Journal(event, _) => event.body.len(),
-            Write::Routing(_, routing, _) => {
-                routing.records.iter().map(|r| r.record.body.len()).sum()
-            }
+            Write::Routing(_, routing, _) => routing.record_bytes(),
             _ => 0,
         };
         // Small rows and index entries besides.
