@@ -3,8 +3,9 @@
 //! HTTP, no routing and no sink around them. Each order is what scenario (b)
 //! of `stripe-router-bench` writes for it: the event as received before its
 //! 200, the order record with its one delivery row, and the settle once the
-//! sink has it. `--in-flight` orders run at once, as the benchmark's 32
-//! connections do, so commits group about as many writes.
+//! sink has it; `--writes unmatched` is scenario (a)'s one write of an
+//! event no route wants. `--in-flight` orders run at once, as the
+//! benchmark's 32 connections do, so commits group about as many writes.
 //!
 //! It prints the CPU time of the journal's own threads (from
 //! `/proc/self/task/*/schedstat`, in nanoseconds) per order: what the
@@ -13,7 +14,7 @@
 //!
 //! ```sh
 //! cargo bench --bench journal -- [--orders 20000] [--in-flight 32] [--fsync off] [--random-ids]
-//!     [--writes event|record|all]
+//!     [--writes unmatched|event|record|all]
 //! ```
 
 // A benchmark's figures are its output.
@@ -39,9 +40,12 @@ struct Options {
     writes: Writes,
 }
 
-/// Which of an order's three writes run: the split of its cost.
+/// Which of an order's three writes run: the split of its cost; or an
+/// unmatched event's one write, as scenario (a) makes it.
 #[derive(Clone, Copy, PartialEq)]
 enum Writes {
+    /// An event no route wants: journaled as routed, nothing else.
+    Unmatched,
     /// The event, as before its 200.
     Event,
     /// The event, then its record and delivery row.
@@ -72,10 +76,11 @@ fn options() -> Options {
             "--random-ids" => o.random_ids = true,
             "--writes" => {
                 o.writes = match args.next().as_deref() {
+                    Some("unmatched") => Writes::Unmatched,
                     Some("event") => Writes::Event,
                     Some("record") => Writes::Record,
                     Some("all") => Writes::All,
-                    _ => panic!("--writes takes event, record or all"),
+                    _ => panic!("--writes takes unmatched, event, record or all"),
                 }
             }
             // `cargo bench` passes `--bench`; other harness flags are no concern here.
@@ -161,12 +166,12 @@ async fn one_order(store: &dyn Store, writes: Writes, id: String, body: Bytes, r
             kind: "checkout.session.completed".to_owned(),
             received_at_ms,
             body,
-            routed: false,
+            routed: writes == Writes::Unmatched,
             leased: true,
         })
         .await
         .expect("journaled");
-    if writes == Writes::Event {
+    if matches!(writes, Writes::Unmatched | Writes::Event) {
         return;
     }
     let record_id = format!("{id}:paid-orders");
@@ -256,9 +261,10 @@ fn main() {
         ns as f64 / 1e3 / o.orders as f64
     };
     println!(
-        "journal: {} orders, {} ({} ids, {} in flight, fsync {}), event {} B, record {} B",
+        "journal: {} orders: {} ({} ids, {} in flight, fsync {}), event {} B, record {} B",
         o.orders,
         match o.writes {
+            Writes::Unmatched => "unmatched events",
             Writes::Event => "the event only",
             Writes::Record => "the event, record and delivery row",
             Writes::All => "the event, record and delivery row, settle",
