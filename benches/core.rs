@@ -18,25 +18,18 @@ use stripe_router::config::env::Env;
 use stripe_router::event::Event;
 use stripe_router::ingest::verify::{self, Secrets};
 use stripe_router::metrics::{Answer, Delivery, Metrics};
-use stripe_router::offline::standin::{SessionEvent, checkout_session_event, line_item_fixture};
 use stripe_router::routing::rules::When;
 use stripe_router::routing::snapshot;
 use stripe_router::routing::{line_items, record};
 
+mod support;
+
+use support::{NOW, encoded_order, event_body, line_items_page, three_items};
+
 const SECRET: &str = "whsec_benchmarkbenchmarkbenchmark00";
-const NOW: i64 = 1_721_954_100;
 
 fn main() {
     divan::main();
-}
-
-/// A paid `checkout.session.completed`, pretty-printed as Stripe sends it.
-fn event_body() -> Vec<u8> {
-    let event = checkout_session_event(&SessionEvent {
-        created: NOW,
-        ..SessionEvent::default()
-    });
-    serde_json::to_vec_pretty(&event).expect("serializes")
 }
 
 #[divan::bench]
@@ -201,47 +194,9 @@ fn record_into_template_values(bencher: Bencher) {
     bencher.bench(|| stripe_router::sinks::template::record_values(black_box(&order.body)));
 }
 
-/// A page of `n` line items as the Stripe API answers it.
-fn line_items_page(n: i64) -> Vec<u8> {
-    let items: Vec<Value> = (0..n)
-        .map(|i| {
-            line_item_fixture(
-                &format!("li_{i:04}"),
-                &format!("prod_{i:04}"),
-                &format!("Product {i}"),
-                &format!("price_{i:04}"),
-                1000 + i,
-                2,
-                "usd",
-            )
-        })
-        .collect();
-    let page = serde_json::json!({
-        "object": "list",
-        "data": items,
-        "has_more": false,
-        "url": "/v1/checkout/sessions/cs_test_a1/line_items",
-    });
-    serde_json::to_vec_pretty(&page).expect("a page serializes")
-}
-
-/// Three line items, as the Stripe API gives them, read into records.
-fn three_items() -> Vec<record::LineItem> {
-    let page = line_items::read_page(&line_items_page(3), usize::MAX).expect("a page");
-    page.data.expect("a list").items
-}
-
 /// Reading a page of line items as the router does, per page.
 #[divan::bench(args = [3, 100])]
 fn read_line_items_page(bencher: Bencher, n: i64) {
     let body = line_items_page(n);
     bencher.bench(|| line_items::read_page(black_box(&body), usize::MAX));
-}
-
-/// An order record with [`three_items`], encoded as sinks receive it.
-fn encoded_order() -> stripe_router::sinks::Encoded {
-    let event = Event::parse(&event_body()).expect("an event");
-    record::order(&event, "paid-orders", three_items(), "2026-11-29T01:30:00Z")
-        .expect("an order")
-        .encode()
 }

@@ -26,11 +26,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use stripe_router::clock::now_ms;
-use stripe_router::event::Event;
-use stripe_router::offline::standin::{SessionEvent, checkout_session_event, line_item_fixture};
-use stripe_router::routing::{line_items, record};
 use stripe_router::sinks::Encoded;
 use stripe_router::store::{NewEvent, NewRecord, Routing, Settle, SqliteStore, Store};
+
+mod support;
 
 struct Options {
     orders: usize,
@@ -111,33 +110,10 @@ fn event_id(n: usize, random: bool) -> String {
 /// The event of scenario (b), pretty-printed as Stripe sends it, and its
 /// order record with three line items, encoded as sinks receive it.
 fn bodies() -> (Bytes, Bytes) {
-    let event = checkout_session_event(&SessionEvent::default());
-    let body = serde_json::to_vec_pretty(&event).expect("serializes");
-    let items: Vec<serde_json::Value> = (0..3)
-        .map(|i| {
-            line_item_fixture(
-                &format!("li_{i:04}"),
-                &format!("prod_{i:04}"),
-                &format!("Product {i}"),
-                &format!("price_{i:04}"),
-                1000 + i,
-                2,
-                "usd",
-            )
-        })
-        .collect();
-    let page = serde_json::json!({ "object": "list", "data": items, "has_more": false });
-    let page = serde_json::to_vec(&page).expect("serializes");
-    let items = line_items::read_page(&page, usize::MAX)
-        .expect("a page")
-        .data
-        .expect("a list")
-        .items;
-    let parsed = Event::parse(&body).expect("an event");
-    let order = record::order(&parsed, "paid-orders", items, "2026-11-29T01:30:00Z")
-        .expect("an order")
-        .encode();
-    (Bytes::from(body), order.body)
+    (
+        Bytes::from(support::event_body()),
+        support::encoded_order().body,
+    )
 }
 
 /// CPU nanoseconds of this process's threads, by name.
