@@ -227,6 +227,9 @@ fn main() {
     });
     let elapsed = started.elapsed();
     let after = thread_cpu();
+    if !after.contains_key(WRITER) {
+        eprintln!("no thread CPU without Linux's /proc/self/task: the figures below are zero");
+    }
     // Thread names as the kernel keeps them: 15 bytes at most.
     let spent = |names: &[&str]| -> f64 {
         let ns: u64 = after
