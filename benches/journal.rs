@@ -69,7 +69,7 @@ fn options() -> Options {
                 .unwrap_or_else(|| panic!("{name} takes a number"))
         };
         match arg.as_str() {
-            "--orders" => o.orders = number("--orders"),
+            "--orders" => o.orders = number("--orders").max(1),
             "--in-flight" => o.in_flight = number("--in-flight").max(1),
             "--fsync" => o.fsync = args.next().as_deref() != Some("off"),
             "--random-ids" => o.random_ids = true,
@@ -177,7 +177,8 @@ async fn one_order(store: &dyn Store, writes: Writes, id: String, body: Bytes, r
         .expect("settled");
 }
 
-/// The journal's threads, as `SqliteStore::open` names them.
+/// The journal's threads, as `SqliteStore::open` names them and the kernel
+/// keeps the names: 15 bytes at most.
 const WRITER: &str = "journal-writer";
 const CHECKPOINT: &str = "journal-checkpo";
 
@@ -230,7 +231,6 @@ fn main() {
     if !after.contains_key(WRITER) {
         eprintln!("no thread CPU without Linux's /proc/self/task: the figures below are zero");
     }
-    // Thread names as the kernel keeps them: 15 bytes at most.
     let spent = |names: &[&str]| -> f64 {
         let ns: u64 = after
             .iter()
