@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use stripe_router::clock::now_ms;
+use stripe_router::config::StoreConfig;
 use stripe_router::sinks::Encoded;
 use stripe_router::store::{NewEvent, NewRecord, Routing, Settle, SqliteStore, Store};
 
@@ -186,8 +187,10 @@ fn main() {
     let o = options();
     let (body, record_body) = bodies();
     let dir = tempfile::tempdir().expect("a temporary folder");
+    // The log's bound as `serve` has it by default.
+    let wal_limit = StoreConfig::default().wal_limit;
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("journal.db"), o.fsync, 64 << 20)
+        SqliteStore::open(&dir.path().join("journal.db"), o.fsync, wal_limit)
             .expect("the journal opens"),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
