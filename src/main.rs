@@ -27,7 +27,8 @@ use stripe_router::store::Filter;
 #[allow(unsafe_code)]
 fn cap_malloc_arenas() {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let tunables = std::env::var("GLIBC_TUNABLES").ok();
+    // Lossy: a value that is not UTF-8 still names its tunables in ASCII.
+    let tunables = std::env::var_os("GLIBC_TUNABLES").map(|v| v.to_string_lossy().into_owned());
     let set = std::env::var_os("MALLOC_ARENA_MAX").is_some();
     if let Some(cap) = stripe_router::arenas::cap(set, tunables.as_deref(), cores) {
         // SAFETY: `mallopt` sets one parameter of glibc's allocator under
